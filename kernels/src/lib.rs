@@ -1,0 +1,12 @@
+//! Numeric kernels for berth. This crate knows nothing of BERT: it converts, quantises and
+//! (as the kernels land) multiplies and normalises slices of numbers.
+//!
+//! Every routine here has a scalar definition that is the reference ("twin") for any SIMD
+//! version added later; `docs/KERNELS.md` states each contract. The instruction-set path is
+//! chosen at run time by [`isa`], never at compile time only.
+
+pub mod convert;
+pub mod isa;
+pub mod quant;
+
+pub use isa::{CpuFeatures, Isa, IsaError};

@@ -1,0 +1,32 @@
+//! berth: a CPU inference engine for BERT-family text encoders.
+//!
+//! This crate holds the `.berth` file format ([`format`], specified in `docs/FORMAT.md`), the
+//! model and tokenizer configuration it carries ([`config`]), the exact tensor set a config
+//! implies ([`schema`]), and the reference forward pass ([`reference`]) that mirrors Hugging
+//! Face transformers and that every fast path is held against.
+//!
+//! ```no_run
+//! use berth::format::BerthFile;
+//! use berth::reference::{Inputs, ReferenceModel};
+//!
+//! let file = BerthFile::open("all-MiniLM-L6-v2.berth")?;
+//! let model = ReferenceModel::new(&file)?;
+//! let ids = [101, 7592, 2088, 102];
+//! let out = model.forward(&Inputs {
+//!     batch: 1,
+//!     seq: ids.len(),
+//!     input_ids: &ids,
+//!     attention_mask: None,
+//!     token_type_ids: None,
+//! })?;
+//! println!("{:?}", out.sentence_embedding.map(|e| e.data));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod reference;
+pub mod schema;
+
+pub use error::{Error, FormatError, InputError, Result};

@@ -1,0 +1,138 @@
+//! A micro model (a few kB) built in code, for format tests: every role and every dtype occurs.
+#![allow(dead_code)]
+
+use berth::config::{
+    Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig, TokenizerKind,
+    Vocab,
+};
+use berth::format::{DType, TensorData};
+use berth::schema::{expected_tensors, Role};
+use half::f16;
+
+/// A deterministic stream of values in [-1, 1) (a 64-bit LCG; no dependency needed).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+pub fn micro_config(head: Head) -> ModelConfig {
+    let labels = match head {
+        Head::SequenceClassification | Head::TokenClassification => {
+            vec!["NEG".to_owned(), "NEU".to_owned(), "POS".to_owned()]
+        }
+        _ => vec![],
+    };
+    ModelConfig {
+        family: Family::Bert,
+        head,
+        hidden_act: Activation::Gelu,
+        has_pooler: head != Head::TokenClassification,
+        pooling: Pooling::Mean,
+        normalize: true,
+        problem_type: if head == Head::SequenceClassification {
+            ProblemType::SingleLabel
+        } else {
+            ProblemType::Unspecified
+        },
+        tied_decoder: head == Head::MaskedLm,
+        vocab_size: 16,
+        hidden_size: 8,
+        num_layers: 1,
+        num_heads: 2,
+        intermediate_size: 16,
+        max_position_embeddings: 8,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        labels,
+    }
+}
+
+pub fn micro_tokenizer(cfg: &ModelConfig) -> TokenizerConfig {
+    let mut tokens = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    while tokens.len() < cfg.vocab_size {
+        tokens.push(format!("w{}", tokens.len()));
+    }
+    TokenizerConfig {
+        kind: TokenizerKind::WordPiece,
+        lowercase: true,
+        strip_accents: None,
+        handle_chinese_chars: true,
+        clean_text: true,
+        max_length: cfg.max_position_embeddings,
+        max_input_chars_per_word: 100,
+        continuing_subword_prefix: "##".into(),
+        unk_id: 1,
+        cls_id: 2,
+        sep_id: 3,
+        pad_id: 0,
+        mask_id: 4,
+        vocab: Vocab::from_tokens(&tokens).unwrap(),
+        special_ids: vec![0, 1, 2, 3, 4],
+    }
+}
+
+/// One tensor of `shape` with deterministic values stored as `dtype`.
+pub fn tensor(name: &str, shape: &[usize], dtype: DType, rng: &mut Lcg) -> TensorData {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
+    match dtype {
+        DType::F32 => TensorData::f32(name, shape, &values),
+        DType::F16 => {
+            let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            TensorData::f16(name, shape, &h)
+        }
+        DType::I8 => {
+            let cols = shape[1];
+            let mut q = vec![0i8; n];
+            let scales: Vec<f32> = values
+                .chunks_exact(cols)
+                .zip(q.chunks_exact_mut(cols))
+                .map(|(r, qr)| berth_kernels::quant::quantize_row_i8(r, qr))
+                .collect();
+            TensorData::int8_per_channel(name, shape, &q, &scales)
+        }
+    }
+}
+
+/// The tensors of `cfg`; linear weights alternate i8, f16, f32 so every kind appears.
+pub fn micro_tensors(cfg: &ModelConfig, seed: u64) -> Vec<TensorData> {
+    let mut rng = Lcg(seed);
+    let mut linear = 0;
+    expected_tensors(cfg)
+        .iter()
+        .map(|e| {
+            let dtype = match e.role {
+                Role::Vector => DType::F32,
+                Role::Embedding => DType::F16,
+                Role::Linear => {
+                    linear += 1;
+                    [DType::I8, DType::F16, DType::F32][linear % 3]
+                }
+            };
+            tensor(&e.name, &e.shape, dtype, &mut rng)
+        })
+        .collect()
+}
+
+/// A valid micro file (sequence classification, with tokenizer).
+pub fn micro_parts() -> (ModelConfig, TokenizerConfig, Vec<TensorData>) {
+    let cfg = micro_config(Head::SequenceClassification);
+    let tok = micro_tokenizer(&cfg);
+    let tensors = micro_tensors(&cfg, 7);
+    (cfg, tok, tensors)
+}
+
+pub fn micro_file() -> Vec<u8> {
+    let (cfg, tok, tensors) = micro_parts();
+    berth::format::encode(&cfg, Some(&tok), &tensors).unwrap()
+}

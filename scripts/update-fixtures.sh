@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Refreshes fixtures/reference, the Hugging Face goldens the tests compare against.
+#
+#   scripts/update-fixtures.sh copy <reference-dir>   # copy an existing reference folder
+#   scripts/update-fixtures.sh regenerate             # rerun make_reference.py (needs torch,
+#                                                     # transformers, sentence-transformers)
+# The goldens were made by fixtures/reference/make_reference.py; its README says how.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest="$root/fixtures/reference"
+
+case "${1:-}" in
+copy)
+    src="${2:?usage: update-fixtures.sh copy <reference-dir>}"
+    mkdir -p "$dest"
+    cp "$src"/README.md "$src"/manifest.json "$src"/make_reference.py "$src"/check_tiny_numpy.py "$dest"/
+    rm -rf "$dest/minilm" "$dest/tiny"
+    cp -r "$src/minilm" "$src/tiny" "$dest"/
+    ;;
+regenerate)
+    minilm=$("$root/scripts/fetch-minilm.sh")
+    python3 "$dest/make_reference.py" --minilm-dir "$minilm" --out "$dest"
+    ;;
+*)
+    sed -n '2,8p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,443 @@
+//! `berth convert`: a Hugging Face BERT checkpoint directory to one `.berth` file.
+//!
+//! Reads config.json, model.safetensors, tokenizer.json or vocab.txt (+ tokenizer_config.json,
+//! special_tokens_map.json), and sentence-transformers' modules.json, 1_Pooling/config.json and
+//! sentence_bert_config.json when present. Tensor names may carry the `bert.` prefix of task
+//! models or not; old `LayerNorm.gamma`/`beta` names are accepted. Weights must be finite.
+//!
+//! Storage policy per output dtype (docs/FORMAT.md lists what each tensor may be):
+//! - `f32`: everything f32.
+//! - `f16`: linear weights and embedding tables f16; biases and LayerNorm f32.
+//! - `int8`: linear weights int8, symmetric per output channel; embeddings, biases and
+//!   LayerNorm f32.
+
+mod config;
+mod error;
+mod json;
+mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth::config::{Head, ModelConfig, TokenizerConfig};
+use berth::format::{DType, TensorData};
+use berth::schema::{self, Role};
+use half::f16;
+use safetensors::{Dtype, SafeTensors};
+
+use error::io;
+pub use error::ConvertError;
+pub use tokenizer::TokenizerSource;
+
+/// The element type of the linear weights in the output file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutDtype {
+    F32,
+    F16,
+    Int8,
+}
+
+impl OutDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutDtype::F32 => "f32",
+            OutDtype::F16 => "f16",
+            OutDtype::Int8 => "int8",
+        }
+    }
+
+    /// The dtype a tensor of this role is stored in.
+    pub fn storage(self, role: Role) -> DType {
+        match (self, role) {
+            (_, Role::Vector) | (OutDtype::F32, _) => DType::F32,
+            (OutDtype::F16, _) => DType::F16,
+            (OutDtype::Int8, Role::Linear) => DType::I8,
+            (OutDtype::Int8, Role::Embedding) => DType::F32,
+        }
+    }
+}
+
+/// Conversion options.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub dtype: OutDtype,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// How one tensor was stored, and what storing it cost in accuracy.
+#[derive(Clone, Debug)]
+pub struct TensorReport {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub bytes: usize,
+    /// max |w - stored(w)|.
+    pub max_abs_err: f64,
+    /// ||w - stored(w)|| / ||w||.
+    pub rel_rms_err: f64,
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub architecture: &'static str,
+    pub dtype: OutDtype,
+    pub params: u64,
+    pub file_bytes: u64,
+    pub tensors: Vec<TensorReport>,
+    pub tokenizer: Option<TokenizerSource>,
+    pub notes: Vec<String>,
+}
+
+/// A converted model, ready to be written.
+#[derive(Debug)]
+pub struct Converted {
+    pub config: ModelConfig,
+    pub tokenizer: Option<TokenizerConfig>,
+    pub tensors: Vec<TensorData>,
+    pub report: Report,
+}
+
+/// What to do with a checkpoint tensor.
+enum Disposition {
+    /// A tensor of the model, under its berth name.
+    Keep(String),
+    /// Known, and not needed (a buffer, or another head's weights).
+    Ignore,
+}
+
+/// Maps a checkpoint name to berth's: drops `bert.`, renames `LayerNorm.gamma`/`beta`.
+fn canonical_name(hf: &str) -> String {
+    let s = hf.strip_prefix("bert.").unwrap_or(hf);
+    if let Some(p) = s.strip_suffix("LayerNorm.gamma") {
+        format!("{p}LayerNorm.weight")
+    } else if let Some(p) = s.strip_suffix("LayerNorm.beta") {
+        format!("{p}LayerNorm.bias")
+    } else {
+        s.to_owned()
+    }
+}
+
+fn dispose(name: &str) -> Disposition {
+    match name {
+        // Buffers, not weights.
+        "embeddings.position_ids" | "embeddings.token_type_ids" => Disposition::Ignore,
+        _ => Disposition::Keep(name.to_owned()),
+    }
+}
+
+/// Whether a tensor belongs to a task head (the one this config has or another).
+fn is_head_tensor(name: &str) -> bool {
+    ["cls.", "classifier.", "qa_outputs."]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Reads one checkpoint tensor as f32.
+fn tensor_f32(
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> Result<Vec<f32>, ConvertError> {
+    let b = view.data();
+    let v: Vec<f32> = match view.dtype() {
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                f64::from_le_bytes(a) as f32
+            })
+            .collect(),
+        other => {
+            return Err(ConvertError::UnsupportedDtype {
+                name: name.to_owned(),
+                dtype: format!("{other:?}"),
+            })
+        }
+    };
+    if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+        return Err(ConvertError::NonFinite {
+            name: name.to_owned(),
+            index,
+            value: v[index],
+        });
+    }
+    Ok(v)
+}
+
+/// Stores `values` (finite) as `dtype`, measuring the error that costs.
+fn store(
+    name: &str,
+    shape: &[usize],
+    values: &[f32],
+    dtype: DType,
+) -> Result<(TensorData, TensorReport), ConvertError> {
+    let (data, approx): (TensorData, Vec<f32>) = match dtype {
+        DType::F32 => (TensorData::f32(name, shape, values), values.to_vec()),
+        DType::F16 => {
+            let mut h = vec![f16::ZERO; values.len()];
+            berth_kernels::convert::f32_to_f16(values, &mut h);
+            if let Some(index) = h.iter().position(|v| !v.is_finite()) {
+                return Err(ConvertError::F16Overflow {
+                    name: name.to_owned(),
+                    index,
+                    value: values[index],
+                });
+            }
+            let mut back = vec![0.0; values.len()];
+            berth_kernels::convert::f16_to_f32(&h, &mut back);
+            (TensorData::f16(name, shape, &h), back)
+        }
+        DType::I8 => {
+            let cols = shape[1..].iter().product::<usize>();
+            let mut q = vec![0i8; values.len()];
+            let mut back = vec![0.0; values.len()];
+            let mut scales = Vec::with_capacity(shape[0]);
+            for ((row, qr), br) in values
+                .chunks_exact(cols)
+                .zip(q.chunks_exact_mut(cols))
+                .zip(back.chunks_exact_mut(cols))
+            {
+                let s = berth_kernels::quant::quantize_row_i8(row, qr);
+                berth_kernels::quant::dequantize_row_i8(qr, s, br);
+                scales.push(s);
+            }
+            (TensorData::int8_per_channel(name, shape, &q, &scales), back)
+        }
+    };
+    let (mut max_abs, mut err2, mut norm2) = (0.0f64, 0.0f64, 0.0f64);
+    for (w, a) in values.iter().zip(&approx) {
+        let d = f64::from(*w) - f64::from(*a);
+        max_abs = max_abs.max(d.abs());
+        err2 += d * d;
+        norm2 += f64::from(*w) * f64::from(*w);
+    }
+    let report = TensorReport {
+        name: name.to_owned(),
+        shape: shape.to_vec(),
+        dtype,
+        bytes: data.bytes.len() + data.scales.as_ref().map_or(0, |s| s.len() * 4),
+        max_abs_err: max_abs,
+        rel_rms_err: if norm2 > 0.0 {
+            (err2 / norm2).sqrt()
+        } else {
+            0.0
+        },
+    };
+    Ok((data, report))
+}
+
+/// The checkpoint's tensors, looked up by berth name.
+struct Checkpoint<'a> {
+    st: &'a SafeTensors<'a>,
+    path: &'a Path,
+}
+
+impl<'a> Checkpoint<'a> {
+    fn view<'n>(
+        &self,
+        names: &'n BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<(&'n String, safetensors::tensor::TensorView<'a>), ConvertError> {
+        let hf = names.get(name).ok_or_else(|| ConvertError::MissingTensor {
+            name: name.to_owned(),
+        })?;
+        let view = self.st.tensor(hf).map_err(|e| ConvertError::Safetensors {
+            path: self.path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok((hf, view))
+    }
+
+    fn load(&self, names: &BTreeMap<String, String>, name: &str) -> Result<Vec<f32>, ConvertError> {
+        let (hf, view) = self.view(names, name)?;
+        tensor_f32(hf, &view)
+    }
+}
+
+/// Converts a checkpoint directory.
+pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError> {
+    let parsed = config::read_config(dir)?;
+    let mut cfg = parsed.config;
+    let mut notes = parsed.notes;
+
+    let st_path = dir.join("model.safetensors");
+    if !st_path.exists() {
+        let what = if dir.join("model.safetensors.index.json").exists() {
+            "model.safetensors (sharded checkpoints are not supported yet)"
+        } else {
+            "model.safetensors"
+        };
+        return Err(ConvertError::MissingFile {
+            path: st_path,
+            what,
+        });
+    }
+    let bytes = std::fs::read(&st_path).map_err(io(&st_path))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ConvertError::Safetensors {
+        path: st_path.clone(),
+        message: e.to_string(),
+    })?;
+
+    // berth name -> checkpoint name.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for hf in st.names() {
+        let canon = canonical_name(hf);
+        if let Disposition::Keep(n) = dispose(&canon) {
+            if let Some(other) = names.insert(n.clone(), hf.to_owned()) {
+                return Err(ConvertError::DuplicateTensor {
+                    name: hf.to_owned(),
+                    other,
+                });
+            }
+        }
+    }
+    let checkpoint = Checkpoint {
+        st: &st,
+        path: &st_path,
+    };
+    let load = |names: &BTreeMap<String, String>, name: &str| checkpoint.load(names, name);
+
+    cfg.has_pooler = names.contains_key("pooler.dense.weight");
+    if cfg.head == Head::SequenceClassification && !cfg.has_pooler {
+        return Err(ConvertError::MissingTensor {
+            name: "bert.pooler.dense.weight".into(),
+        });
+    }
+    if cfg.head == Head::MaskedLm {
+        cfg.tied_decoder = parsed.tie_word_embeddings;
+        if cfg.tied_decoder && names.contains_key("cls.predictions.decoder.weight") {
+            // Older checkpoints store the tied decoder too: it must be the embeddings.
+            if load(&names, "cls.predictions.decoder.weight")?
+                != load(&names, "embeddings.word_embeddings.weight")?
+            {
+                return Err(ConvertError::UntiedDecoder {
+                    name: "cls.predictions.decoder.weight".into(),
+                });
+            }
+            names.remove("cls.predictions.decoder.weight");
+        }
+        if names.contains_key("cls.predictions.decoder.bias") {
+            if load(&names, "cls.predictions.decoder.bias")?
+                != load(&names, "cls.predictions.bias")?
+            {
+                return Err(ConvertError::UntiedDecoder {
+                    name: "cls.predictions.decoder.bias".into(),
+                });
+            }
+            names.remove("cls.predictions.decoder.bias");
+        }
+    }
+    cfg.validate()?;
+    let expected = schema::expected_tensors(&cfg);
+    let mut ignored = Vec::new();
+    for name in names.keys() {
+        if !expected.iter().any(|e| &e.name == name) {
+            if is_head_tensor(name) {
+                ignored.push(name.clone());
+            } else {
+                return Err(ConvertError::UnknownTensor {
+                    name: names[name].clone(),
+                    architecture: cfg.head.architecture().to_owned(),
+                });
+            }
+        }
+    }
+    if !ignored.is_empty() {
+        notes.push(format!(
+            "ignored {} tensor(s) not used by {}: {}",
+            ignored.len(),
+            cfg.head.architecture(),
+            ignored.join(", ")
+        ));
+    }
+
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(expected.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_message("converting");
+    let mut tensors = Vec::with_capacity(expected.len());
+    let mut reports = Vec::with_capacity(expected.len());
+    let mut params = 0u64;
+    for e in &expected {
+        let (hf, view) = checkpoint.view(&names, &e.name)?;
+        if view.shape() != e.shape.as_slice() {
+            return Err(ConvertError::ShapeMismatch {
+                name: hf.clone(),
+                expected: e.shape.clone(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let values = tensor_f32(hf, &view)?;
+        let (data, report) = store(&e.name, &e.shape, &values, opts.dtype.storage(e.role))?;
+        params += values.len() as u64;
+        tensors.push(data);
+        reports.push(report);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let tokenizer =
+        tokenizer::read_tokenizer(dir, cfg.max_position_embeddings, parsed.st_max_seq_length)?;
+    let (tokenizer, source) = match tokenizer {
+        Some((t, s)) => {
+            if s.ignored_added_tokens > 0 {
+                notes.push(format!(
+                    "{} non-special added token(s) of tokenizer.json are not carried (WordPiece vocabulary and special tokens only)",
+                    s.ignored_added_tokens
+                ));
+            }
+            (Some(t), Some(s))
+        }
+        None => {
+            notes.push("no tokenizer.json or vocab.txt: the file carries no tokenizer, only id-level use (berth run) works".into());
+            (None, None)
+        }
+    };
+    if let Some(t) = &tokenizer {
+        t.validate(&cfg)?;
+    }
+    Ok(Converted {
+        report: Report {
+            architecture: cfg.head.architecture(),
+            dtype: opts.dtype,
+            params,
+            file_bytes: 0,
+            tensors: reports,
+            tokenizer: source,
+            notes,
+        },
+        config: cfg,
+        tokenizer,
+        tensors,
+    })
+}
+
+/// Converts a checkpoint directory and writes the `.berth` file.
+pub fn convert_to_file(dir: &Path, out: &Path, opts: &Options) -> Result<Report, ConvertError> {
+    let c = convert_dir(dir, opts)?;
+    let bytes = berth::format::write_file(out, &c.config, c.tokenizer.as_ref(), &c.tensors)?;
+    Ok(Report {
+        file_bytes: bytes,
+        ..c.report
+    })
+}

@@ -1,0 +1,6 @@
+//! The library behind the `berth` command: conversion from Hugging Face checkpoints, inspection
+//! and the `run` command's safetensors I/O.
+
+pub mod convert;
+pub mod inspect;
+pub mod run;

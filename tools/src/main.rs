@@ -1,0 +1,263 @@
+//! The `berth` command.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use berth::format::BerthFile;
+use berth_tools::convert::{self, OutDtype, Report};
+use berth_tools::inspect;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A CPU inference engine for BERT-family text encoders"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DtypeArg {
+    F32,
+    F16,
+    Int8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a Hugging Face BERT checkpoint directory into one .berth file.
+    ///
+    /// Reads config.json, model.safetensors, tokenizer.json or vocab.txt, and the
+    /// sentence-transformers files (modules.json, 1_Pooling/config.json,
+    /// sentence_bert_config.json) when present.
+    ///
+    /// Example: berth convert ./all-MiniLM-L6-v2 -o minilm.berth --dtype int8
+    Convert {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The .berth file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Element type of the linear weights: f32 keeps everything; f16 halves weights and
+        /// embeddings; int8 quantises linear weights per output channel.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        /// Print only errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print a .berth file's config, tokenizer and tensor table.
+    ///
+    /// Example: berth inspect minilm.berth --verify
+    Inspect {
+        /// The .berth file.
+        model: PathBuf,
+        /// Also read every weight byte: data checksum, zero padding, finite weights.
+        #[arg(long)]
+        verify: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the reference forward pass on inputs from a safetensors file.
+    ///
+    /// Reads int64 (or int32) [batch, seq] tensors `input_ids`, `attention_mask` and optionally
+    /// `token_type_ids` (each under `--prefix`), and writes f32 outputs under transformers'
+    /// names, with the same prefix: last_hidden_state, pooler_output, logits, start_logits,
+    /// end_logits, sentence_embedding.
+    ///
+    /// Example: berth run tiny.berth --inputs inputs.safetensors --output out.safetensors --prefix b0. --prefix b1.
+    Run {
+        /// The .berth file.
+        model: PathBuf,
+        /// The safetensors file with the inputs.
+        #[arg(long)]
+        inputs: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Key prefix of one batch of inputs; repeat for several batches.
+        #[arg(long = "prefix", default_value = "")]
+        prefixes: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: writing to stdout: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            // One line: every error's message already names its cause.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command and returns what it prints on stdout.
+fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
+    let mut out = String::new();
+    match command {
+        Command::Convert {
+            dir,
+            output,
+            dtype,
+            quiet,
+        } => {
+            let dtype = match dtype {
+                DtypeArg::F32 => OutDtype::F32,
+                DtypeArg::F16 => OutDtype::F16,
+                DtypeArg::Int8 => OutDtype::Int8,
+            };
+            let opts = convert::Options {
+                dtype,
+                progress: !quiet && std::io::stderr().is_terminal(),
+            };
+            let start = Instant::now();
+            let report = convert::convert_to_file(&dir, &output, &opts)?;
+            if !quiet {
+                print_report(
+                    &mut out,
+                    &dir,
+                    &output,
+                    &report,
+                    start.elapsed().as_secs_f64(),
+                )?;
+            }
+            Ok(out)
+        }
+        Command::Inspect {
+            model,
+            verify,
+            json,
+        } => {
+            let start = Instant::now();
+            let file = BerthFile::open(&model)?;
+            let load_ms = start.elapsed().as_secs_f64() * 1e3;
+            let verified = if verify {
+                let start = Instant::now();
+                file.verify()?;
+                Some(start.elapsed().as_secs_f64() * 1e3)
+            } else {
+                None
+            };
+            if json {
+                let v = inspect::json(&file, verified.map(|_| true));
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                out.push_str(&inspect::text(&file));
+                writeln!(out, "loaded      in {load_ms:.2} ms")?;
+                if let Some(ms) = verified {
+                    writeln!(
+                        out,
+                        "verified    ok: data checksum, padding and finite weights, {} in {ms:.1} ms",
+                        inspect::human_bytes(file.header().data_len)
+                    )?;
+                }
+            }
+            Ok(out)
+        }
+        Command::Run {
+            model,
+            inputs,
+            output,
+            prefixes,
+        } => {
+            let written = berth_tools::run::run(&model, &inputs, &output, &prefixes)?;
+            for (name, shape) in written {
+                writeln!(out, "{name} {shape:?}")?;
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn print_report(
+    w: &mut String,
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    r: &Report,
+    secs: f64,
+) -> std::fmt::Result {
+    writeln!(
+        w,
+        "converted {} -> {} ({}, {}) in {secs:.2} s",
+        dir.display(),
+        out.display(),
+        r.architecture,
+        r.dtype.name()
+    )?;
+    writeln!(
+        w,
+        "  {} parameters, {} tensors, file {}",
+        r.params,
+        r.tensors.len(),
+        inspect::human_bytes(r.file_bytes)
+    )?;
+    match &r.tokenizer {
+        Some(t) => writeln!(
+            w,
+            "  tokenizer from {}, max length from {}",
+            t.file, t.max_length_from
+        ),
+        None => writeln!(w, "  no tokenizer"),
+    }?;
+    for n in &r.notes {
+        writeln!(w, "  note: {n}")?;
+    }
+    let lossy: Vec<_> = r.tensors.iter().filter(|t| t.max_abs_err > 0.0).collect();
+    if lossy.is_empty() {
+        writeln!(w, "  every tensor stored exactly")?;
+        return Ok(());
+    }
+    let width = lossy.iter().map(|t| t.name.len()).max().unwrap_or(4);
+    writeln!(
+        w,
+        "  {} tensors stored exactly; quantisation error of the others:",
+        r.tensors.len() - lossy.len()
+    )?;
+    writeln!(
+        w,
+        "    {:<width$}  {:<5} {:<13} {:>10} {:>11} {:>11}",
+        "name", "dtype", "shape", "bytes", "max |err|", "rel rms"
+    )?;
+    for t in &lossy {
+        writeln!(
+            w,
+            "    {:<width$}  {:<5} {:<13} {:>10} {:>11.3e} {:>11.3e}",
+            t.name,
+            t.dtype.name(),
+            format!("{:?}", t.shape),
+            t.bytes,
+            t.max_abs_err,
+            t.rel_rms_err
+        )?;
+    }
+    let worst = lossy
+        .iter()
+        .max_by(|a, b| a.rel_rms_err.total_cmp(&b.rel_rms_err));
+    if let Some(t) = worst {
+        writeln!(
+            w,
+            "  worst relative error: {} ({:.3e})",
+            t.name, t.rel_rms_err
+        )?;
+    }
+    Ok(())
+}

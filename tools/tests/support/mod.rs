@@ -1,0 +1,134 @@
+//! Shared helpers for the tools' integration tests: fixture paths and safetensors reading.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+pub const TINY_TASKS: [&str; 5] = [
+    "bert_model",
+    "masked_lm",
+    "sequence_classification",
+    "token_classification",
+    "question_answering",
+];
+
+/// `fixtures/reference` (a copy of the Hugging Face goldens; scripts/update-fixtures.sh).
+pub fn reference() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference")
+}
+
+/// The all-MiniLM-L6-v2 checkpoint fetched by scripts/fetch-minilm.sh: `$BERTH_MINILM_DIR`, or
+/// the script's cache location. Fails with instructions when it is not there.
+pub fn minilm_dir() -> PathBuf {
+    let dir = match std::env::var_os("BERTH_MINILM_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let cache = std::env::var_os("BERTH_CACHE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("berth"))
+                })
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
+                .expect("set BERTH_MINILM_DIR or HOME");
+            cache.join("all-MiniLM-L6-v2")
+        }
+    };
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "all-MiniLM-L6-v2 not found at {}: run scripts/fetch-minilm.sh (the test command .ci/run does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A tensor read from safetensors, widened to f64 for comparisons (ints stay exact).
+#[derive(Clone, Debug)]
+pub struct Arr {
+    pub shape: Vec<usize>,
+    pub f32: Vec<f32>,
+    pub i64: Vec<i64>,
+}
+
+pub fn read(path: &Path) -> HashMap<String, Arr> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    from_bytes(&bytes)
+}
+
+pub fn from_bytes(bytes: &[u8]) -> HashMap<String, Arr> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    st.iter()
+        .map(|(name, v)| {
+            let b = v.data();
+            let mut a = Arr {
+                shape: v.shape().to_vec(),
+                f32: vec![],
+                i64: vec![],
+            };
+            match v.dtype() {
+                Dtype::F32 => {
+                    a.f32 = b
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
+                }
+                Dtype::I64 => {
+                    a.i64 = b
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
+                }
+                Dtype::F64 => {
+                    a.f32 = b
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                        .collect()
+                }
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            }
+            (name.to_owned(), a)
+        })
+        .collect()
+}
+
+/// max |a - b|, NaN-safe (a NaN anywhere gives infinity).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = (f64::from(*x) - f64::from(*y)).abs();
+            if d.is_nan() {
+                f64::INFINITY
+            } else {
+                d
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Copies a checkpoint directory (files only, one level of subdirectories) into `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite: what .ci/run calls and what README.md tells developers to run.
+#
+#   scripts/test.sh
+#
+# Fetches all-MiniLM-L6-v2 (cached), checks formatting and lints, runs every test with the
+# best instruction-set path and again with each lower one forced through BERTH_ISA, runs the
+# engine and kernels under qemu for aarch64 (NEON) when the cross tools are installed, and
+# smoke-runs the fuzzer when nightly and cargo-fuzz are. With BERTH_REQUIRE_ALL=1 (CI), a missing
+# cross toolchain is a failure instead of a notice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+skip() {
+    if [ "${BERTH_REQUIRE_ALL:-0}" = 1 ]; then
+        echo "error: $*" >&2
+        exit 1
+    fi
+    echo "skipped: $*"
+}
+
+step "fetch all-MiniLM-L6-v2"
+BERTH_MINILM_DIR="${BERTH_MINILM_DIR:-$(scripts/fetch-minilm.sh)}"
+export BERTH_MINILM_DIR
+echo "$BERTH_MINILM_DIR"
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --profile ci -- -D warnings
+
+step "tests"
+cargo test --workspace --profile ci
+
+# The kernels and the engine once more for every lower path this CPU can run.
+for isa in $(cargo run -q --profile ci -p berth-kernels --example isa | tail -n +2); do
+    step "tests with BERTH_ISA=$isa"
+    BERTH_ISA=$isa cargo test --profile ci -p berth-kernels -p berth
+done
+
+step "aarch64 (NEON) under qemu"
+if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null &&
+    rustup target list --installed | grep -q aarch64-unknown-linux-gnu; then
+    cargo test --profile ci --target aarch64-unknown-linux-gnu -p berth-kernels -p berth
+else
+    skip "aarch64 cross tools missing (rustup target add aarch64-unknown-linux-gnu; apt install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"
+fi
+
+step "fuzz smoke (reader, 30 s)"
+if rustup toolchain list | grep -q '^nightly' && command -v cargo-fuzz >/dev/null; then
+    cargo run -q --profile ci -p berth --example fuzz_seeds -- fuzz/corpus/reader
+    (cd fuzz && cargo +nightly fuzz run reader corpus/reader -- -max_len=65536 -max_total_time=30)
+else
+    # Optional even in CI: the fuzzer needs a nightly toolchain, which not every machine has.
+    echo "skipped: nightly toolchain or cargo-fuzz missing (cargo install cargo-fuzz)"
+fi
+
+step "all tests passed"

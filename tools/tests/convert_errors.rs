@@ -275,79 +275,46 @@ fn name_variants_and_source_dtypes_are_accepted() {
     assert_eq!(c.tensors.len(), plain.tensors.len());
 }
 
+/// Adds `cls.predictions.decoder.weight` as a copy of the word embeddings, with one bit
+/// flipped if `differ`.
+fn add_decoder(t: &mut Tensors, differ: bool) {
+    let (_, dtype, shape, mut bytes) = t
+        .iter()
+        .find(|x| x.0 == "bert.embeddings.word_embeddings.weight")
+        .unwrap()
+        .clone();
+    if differ {
+        bytes[0] ^= 1;
+    }
+    t.push(("cls.predictions.decoder.weight".into(), dtype, shape, bytes));
+}
+
 /// A masked-LM checkpoint that stores the tied decoder must store the embeddings there; an
 /// untied one keeps its own decoder.
 #[test]
 fn tied_and_untied_decoders() {
-    let d = variant(
-        "masked_lm",
-        |t| {
-            let emb = t
-                .iter()
-                .find(|x| x.0 == "bert.embeddings.word_embeddings.weight")
-                .unwrap()
-                .clone();
-            t.push((
-                "cls.predictions.decoder.weight".into(),
-                emb.1,
-                emb.2.clone(),
-                emb.3.clone(),
-            ));
-        },
-        |_| {},
-    );
+    let d = variant("masked_lm", |t| add_decoder(t, false), |_| {});
     let c = convert_dir(d.path(), &OPTS).unwrap();
     assert!(c.config.tied_decoder);
-    assert!(!c
-        .tensors
-        .iter()
-        .any(|t| t.name == "cls.predictions.decoder.weight"));
+    let has_decoder = |c: &berth_tools::convert::Converted| {
+        c.tensors
+            .iter()
+            .any(|t| t.name == "cls.predictions.decoder.weight")
+    };
+    assert!(!has_decoder(&c));
 
-    let d = variant(
-        "masked_lm",
-        |t| {
-            let emb = t
-                .iter()
-                .find(|x| x.0 == "bert.embeddings.word_embeddings.weight")
-                .unwrap()
-                .clone();
-            let mut other = emb.3.clone();
-            other[0] ^= 1;
-            t.push((
-                "cls.predictions.decoder.weight".into(),
-                emb.1,
-                emb.2.clone(),
-                other,
-            ));
-        },
-        |_| {},
-    );
+    let d = variant("masked_lm", |t| add_decoder(t, true), |_| {});
     assert!(matches!(err(d.path()), ConvertError::UntiedDecoder { .. }));
 
     let d = variant(
         "masked_lm",
-        |t| {
-            let emb = t
-                .iter()
-                .find(|x| x.0 == "bert.embeddings.word_embeddings.weight")
-                .unwrap()
-                .clone();
-            t.push((
-                "cls.predictions.decoder.weight".into(),
-                emb.1,
-                emb.2.clone(),
-                emb.3.clone(),
-            ));
-        },
+        |t| add_decoder(t, true),
         |c| c["tie_word_embeddings"] = serde_json::json!(false),
     );
     let c = convert_dir(d.path(), &OPTS).unwrap();
     assert_eq!(c.config.head, Head::MaskedLm);
     assert!(!c.config.tied_decoder);
-    assert!(c
-        .tensors
-        .iter()
-        .any(|t| t.name == "cls.predictions.decoder.weight"));
+    assert!(has_decoder(&c));
 }
 
 /// A vocab.txt tokenizer, and another head's tensors, which are ignored with a note.

@@ -19,28 +19,10 @@ pub fn reference() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference")
 }
 
-/// The all-MiniLM-L6-v2 checkpoint fetched by scripts/fetch-minilm.sh: `$BERTH_MINILM_DIR`, or
-/// the script's cache location. Fails with instructions when it is not there.
+/// The all-MiniLM-L6-v2 checkpoint fetched by scripts/fetch-minilm.sh. Fails with
+/// instructions when it is not there.
 pub fn minilm_dir() -> PathBuf {
-    let dir = match std::env::var_os("BERTH_MINILM_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let cache = std::env::var_os("BERTH_CACHE_DIR")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("berth"))
-                })
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
-                .expect("set BERTH_MINILM_DIR or HOME");
-            cache.join("all-MiniLM-L6-v2")
-        }
-    };
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "all-MiniLM-L6-v2 not found at {}: run scripts/fetch-minilm.sh (the test command .ci/run does)",
-        dir.display()
-    );
-    dir
+    berth_tools::cache::fetched_minilm_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A tensor read from safetensors, widened to f64 for comparisons (ints stay exact).

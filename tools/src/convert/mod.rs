@@ -99,14 +99,6 @@ pub struct Converted {
     pub report: Report,
 }
 
-/// What to do with a checkpoint tensor.
-enum Disposition {
-    /// A tensor of the model, under its berth name.
-    Keep(String),
-    /// Known, and not needed (a buffer, or another head's weights).
-    Ignore,
-}
-
 /// Maps a checkpoint name to berth's: drops `bert.`, renames `LayerNorm.gamma`/`beta`.
 fn canonical_name(hf: &str) -> String {
     let s = hf.strip_prefix("bert.").unwrap_or(hf);
@@ -119,12 +111,12 @@ fn canonical_name(hf: &str) -> String {
     }
 }
 
-fn dispose(name: &str) -> Disposition {
-    match name {
-        // Buffers, not weights.
-        "embeddings.position_ids" | "embeddings.token_type_ids" => Disposition::Ignore,
-        _ => Disposition::Keep(name.to_owned()),
-    }
+/// Buffers that checkpoints carry beside the weights.
+fn is_buffer(name: &str) -> bool {
+    matches!(
+        name,
+        "embeddings.position_ids" | "embeddings.token_type_ids"
+    )
 }
 
 /// Whether a tensor belongs to a task head (the one this config has or another).
@@ -296,20 +288,20 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for hf in st.names() {
         let canon = canonical_name(hf);
-        if let Disposition::Keep(n) = dispose(&canon) {
-            if let Some(other) = names.insert(n.clone(), hf.to_owned()) {
-                return Err(ConvertError::DuplicateTensor {
-                    name: hf.to_owned(),
-                    other,
-                });
-            }
+        if is_buffer(&canon) {
+            continue;
+        }
+        if let Some(other) = names.insert(canon, hf.to_owned()) {
+            return Err(ConvertError::DuplicateTensor {
+                name: hf.to_owned(),
+                other,
+            });
         }
     }
     let checkpoint = Checkpoint {
         st: &st,
         path: &st_path,
     };
-    let load = |names: &BTreeMap<String, String>, name: &str| checkpoint.load(names, name);
 
     cfg.has_pooler = names.contains_key("pooler.dense.weight");
     if cfg.head == Head::SequenceClassification && !cfg.has_pooler {
@@ -321,8 +313,8 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
         cfg.tied_decoder = parsed.tie_word_embeddings;
         if cfg.tied_decoder && names.contains_key("cls.predictions.decoder.weight") {
             // Older checkpoints store the tied decoder too: it must be the embeddings.
-            if load(&names, "cls.predictions.decoder.weight")?
-                != load(&names, "embeddings.word_embeddings.weight")?
+            if checkpoint.load(&names, "cls.predictions.decoder.weight")?
+                != checkpoint.load(&names, "embeddings.word_embeddings.weight")?
             {
                 return Err(ConvertError::UntiedDecoder {
                     name: "cls.predictions.decoder.weight".into(),
@@ -331,8 +323,8 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
             names.remove("cls.predictions.decoder.weight");
         }
         if names.contains_key("cls.predictions.decoder.bias") {
-            if load(&names, "cls.predictions.decoder.bias")?
-                != load(&names, "cls.predictions.bias")?
+            if checkpoint.load(&names, "cls.predictions.decoder.bias")?
+                != checkpoint.load(&names, "cls.predictions.bias")?
             {
                 return Err(ConvertError::UntiedDecoder {
                     name: "cls.predictions.decoder.bias".into(),

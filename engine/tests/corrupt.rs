@@ -422,3 +422,19 @@ fn open_reports_io_and_short_files() {
     assert!(f.is_mapped());
     f.verify().unwrap();
 }
+
+/// The writer refuses what the reader would refuse, before encoding anything.
+#[test]
+fn writer_validates_before_encoding() {
+    let (mut cfg, tok, mut tensors) = micro_parts();
+    tensors[0].name = "x".repeat(300);
+    assert!(matches!(
+        berth::format::encode(&cfg, Some(&tok), &tensors),
+        Err(FormatError::CapExceeded { .. })
+    ));
+    cfg.labels[0] = "L".repeat(5000);
+    assert!(matches!(
+        berth::format::encode(&cfg, Some(&tok), &micro_parts().2),
+        Err(FormatError::BadConfig { .. })
+    ));
+}

@@ -260,8 +260,11 @@ impl<'a> RawHeader<'a> {
         })
     }
 
-    /// Encodes the header. The inverse of [`RawHeader::decode`] for any header whose strings
-    /// fit in a `u32` length.
+    /// Encodes the header. The inverse of [`RawHeader::decode`].
+    ///
+    /// # Panics
+    /// If a string is 4 GiB or longer (its length cannot be written). [`super::encode`]
+    /// validates every string against its cap before it gets here.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let put_str = |out: &mut Vec<u8>, s: &[u8]| {

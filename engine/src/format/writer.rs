@@ -194,12 +194,27 @@ pub fn to_raw_parts<'a>(
     (header, data)
 }
 
-/// Encodes a whole file image, and checks it by parsing it back.
+/// Encodes a whole file image, and checks it by parsing it back. The config, the tokenizer and
+/// the tensor names are validated first, so that every string is under its cap when encoded.
 pub fn encode(
     config: &ModelConfig,
     tokenizer: Option<&TokenizerConfig>,
     tensors: &[TensorData],
 ) -> Result<Vec<u8>, FormatError> {
+    config.validate()?;
+    if let Some(t) = tokenizer {
+        t.validate(config)?;
+    }
+    if let Some(t) = tensors
+        .iter()
+        .find(|t| t.name.len() as u64 > super::caps::NAME_LEN)
+    {
+        return Err(FormatError::CapExceeded {
+            what: "tensor name",
+            value: t.name.len() as u64,
+            cap: super::caps::NAME_LEN,
+        });
+    }
     let (header, data) = to_raw_parts(config, tokenizer, tensors);
     let file = raw::assemble(&header.encode(), &data);
     super::reader::parse(&file)?;

@@ -325,18 +325,23 @@ pub struct TokenizerConfig {
 impl TokenizerConfig {
     /// Checks the tokenizer against itself and the model config.
     pub fn validate(&self, model: &ModelConfig) -> Result<(), FormatError> {
+        self.validate_for(model.vocab_size, model.max_position_embeddings)
+    }
+
+    /// Checks the tokenizer against itself and a model with this vocabulary size and number
+    /// of positions.
+    pub fn validate_for(&self, vocab_size: usize, max_positions: usize) -> Result<(), FormatError> {
         let bad = |reason: String| Err(FormatError::BadTokenizer { reason });
         let n = self.vocab.len();
-        if n == 0 || n > model.vocab_size {
+        if n == 0 || n > vocab_size {
             return bad(format!(
-                "vocabulary of {n} tokens; the model's vocab_size is {}",
-                model.vocab_size
+                "vocabulary of {n} tokens; the model's vocab_size is {vocab_size}"
             ));
         }
-        if self.max_length == 0 || self.max_length > model.max_position_embeddings {
+        if self.max_length == 0 || self.max_length > max_positions {
             return bad(format!(
-                "max_length {} is outside 1..={} (max_position_embeddings)",
-                self.max_length, model.max_position_embeddings
+                "max_length {} is outside 1..={max_positions} (max_position_embeddings)",
+                self.max_length
             ));
         }
         if self.max_input_chars_per_word == 0

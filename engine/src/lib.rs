@@ -28,5 +28,6 @@ pub mod error;
 pub mod format;
 pub mod reference;
 pub mod schema;
+pub mod tokenizer;
 
 pub use error::{Error, FormatError, InputError, Result};

@@ -5,3 +5,4 @@ pub mod cache;
 pub mod convert;
 pub mod inspect;
 pub mod run;
+pub mod tokenize;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use berth::format::BerthFile;
+use berth::tokenizer::{EncodeOptions, Tokenizer, Truncation};
 use berth_tools::convert::{self, OutDtype, Report};
 use berth_tools::inspect;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +28,16 @@ enum DtypeArg {
     F32,
     F16,
     Int8,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TruncationArg {
+    #[value(name = "longest_first", alias = "longest-first")]
+    LongestFirst,
+    #[value(name = "only_first", alias = "only-first")]
+    OnlyFirst,
+    #[value(name = "only_second", alias = "only-second")]
+    OnlySecond,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +75,30 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Tokenize text from stdin, one text per line, as the model's tokenizer does.
+    ///
+    /// Prints one JSON object per line: `ids`, `type_ids`, `offsets` (UTF-8 byte ranges into
+    /// the input text, [0, 0] for [CLS] and [SEP]) and `tokens`. With --pair, a line holds two
+    /// texts separated by a tab; with --jsonl, each line is a JSON string (with --pair, an
+    /// array of two strings), so that any text, newlines included, can be given.
+    ///
+    /// Example: echo 'Hello world' | berth tokenize minilm.berth
+    Tokenize {
+        /// The .berth file.
+        model: PathBuf,
+        /// Two texts per line.
+        #[arg(long)]
+        pair: bool,
+        /// Each line is JSON: a string, or with --pair an array of two strings.
+        #[arg(long)]
+        jsonl: bool,
+        /// Maximum length in tokens, special tokens included [default: the model's].
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// Which sequence to cut when a text or pair is too long.
+        #[arg(long, value_enum, default_value = "longest-first")]
+        truncation: TruncationArg,
     },
     /// Run the reference forward pass on inputs from a safetensors file.
     ///
@@ -169,6 +204,43 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                         "verified    ok: data checksum, padding and finite weights, {} in {ms:.1} ms",
                         inspect::human_bytes(file.header().data_len)
                     )?;
+                }
+            }
+            Ok(out)
+        }
+        Command::Tokenize {
+            model,
+            pair,
+            jsonl,
+            max_length,
+            truncation,
+        } => {
+            let file = BerthFile::open(&model)?;
+            let tok = Tokenizer::from_file(&file)
+                .ok_or_else(|| format!("{}: the file carries no tokenizer", model.display()))?;
+            let opts = EncodeOptions {
+                max_length,
+                truncation: match truncation {
+                    TruncationArg::LongestFirst => Truncation::LongestFirst,
+                    TruncationArg::OnlyFirst => Truncation::OnlyFirst,
+                    TruncationArg::OnlySecond => Truncation::OnlySecond,
+                },
+                add_special_tokens: true,
+            };
+            let stdout = std::io::stdout().lock();
+            let format = berth_tools::tokenize::InputFormat { pair, jsonl };
+            let stdin = std::io::stdin().lock();
+            match berth_tools::tokenize::run(
+                &tok,
+                &opts,
+                format,
+                stdin,
+                std::io::BufWriter::new(stdout),
+            ) {
+                Err(berth_tools::tokenize::TokenizeCliError::Io(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => {
+                    r?;
                 }
             }
             Ok(out)

@@ -192,3 +192,112 @@ fn corrupted_files_never_crash_inspect() {
         );
     }
 }
+
+/// `berth tokenize --jsonl` (and `--pair`) through the binary against Hugging Face's output on
+/// the parity corpus: every single-sequence line at the default max length, and the pairs cut
+/// with one setting.
+#[test]
+fn tokenize_matches_hugging_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("minilm.berth");
+    let src = support::minilm_dir();
+    let out = berth(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(reference().join("../tokenizer").join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (corpus, expected) = (read("corpus.jsonl"), read("expected.jsonl"));
+    let run = |args: &[&str], input: String| -> Vec<serde_json::Value> {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success());
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let model = model.to_str().unwrap();
+    type Select = fn(&serde_json::Value) -> bool;
+    let groups: [(&[&str], Select); 2] = [
+        (&["tokenize", model, "--jsonl"], |c| {
+            c.get("b").is_none() && c.get("max_length").is_none()
+        }),
+        (
+            &["tokenize", model, "--jsonl", "--pair", "--max-length", "32"],
+            |c| c.get("b").is_some() && c["max_length"] == 32 && c["truncation"] == "longest_first",
+        ),
+    ];
+    for (args, select) in groups {
+        let cases: Vec<usize> = (0..corpus.len()).filter(|&i| select(&corpus[i])).collect();
+        let input: String = cases
+            .iter()
+            .map(|&i| {
+                let c = &corpus[i];
+                match c.get("b") {
+                    Some(b) => serde_json::json!([c["a"], b]).to_string() + "\n",
+                    None => c["a"].to_string() + "\n",
+                }
+            })
+            .collect();
+        let got = run(args, input);
+        assert_eq!(got.len(), cases.len());
+        for (g, &i) in got.iter().zip(&cases) {
+            let want = &expected[i];
+            assert_eq!(g["ids"], want["ids"], "line {}", i + 1);
+            let flat: Vec<serde_json::Value> = g["offsets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p.as_array().unwrap().clone())
+                .collect();
+            assert_eq!(
+                serde_json::Value::Array(flat),
+                want["offsets"],
+                "line {}",
+                i + 1
+            );
+            let tokens = g["tokens"].as_array().unwrap();
+            assert_eq!(tokens.len(), g["ids"].as_array().unwrap().len());
+        }
+        println!("{:?}: {} lines identical", &args[2..], cases.len());
+    }
+
+    // Plain-text input, a pair by tab, and a bad line.
+    let got = run(
+        &["tokenize", model, "--pair"],
+        "Hello world\tSecond text!\n".into(),
+    );
+    assert_eq!(
+        got[0]["tokens"],
+        serde_json::json!(["[CLS]", "hello", "world", "[SEP]", "second", "text", "!", "[SEP]"])
+    );
+    assert_eq!(
+        got[0]["type_ids"],
+        serde_json::json!([0, 0, 0, 0, 1, 1, 1, 1])
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["tokenize", model, "--pair"])
+        .stdin(std::fs::File::open(reference().join("minilm/sentences.json")).unwrap())
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "a line without a tab under --pair");
+}

@@ -125,9 +125,7 @@ pub fn read_config(dir: &Path) -> Result<ParsedConfig, ConvertError> {
             reason: "must be a boolean".into(),
         })?;
     let (pooling, normalize) = sentence_transformers_pooling(dir, &mut notes)?;
-    let st_max_seq_length = read_optional(&dir.join("sentence_bert_config.json"))?
-        .and_then(|v| v.get("max_seq_length").and_then(Value::as_u64))
-        .and_then(|n| usize::try_from(n).ok());
+    let st_max_seq_length = berth::tokenizer::hf::sentence_transformers_max_length(dir)?;
     let config = ModelConfig {
         family: Family::Bert,
         head,

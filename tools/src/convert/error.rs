@@ -62,8 +62,8 @@ pub enum ConvertError {
     },
     #[error("config.json ties the decoder to the word embeddings, but `{name}` differs from them")]
     UntiedDecoder { name: String },
-    #[error("{}: {reason}", path.display())]
-    Tokenizer { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Tokenizer(#[from] berth::tokenizer::hf::HfError),
     #[error("{}: {reason}", path.display())]
     SentenceTransformers { path: PathBuf, reason: String },
     #[error(transparent)]

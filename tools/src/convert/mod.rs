@@ -14,7 +14,6 @@
 mod config;
 mod error;
 mod json;
-mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,9 +24,9 @@ use berth::schema::{self, Role};
 use half::f16;
 use safetensors::{Dtype, SafeTensors};
 
+pub use berth::tokenizer::hf::TokenizerSource;
 use error::io;
 pub use error::ConvertError;
-pub use tokenizer::TokenizerSource;
 
 /// The element type of the linear weights in the output file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,8 +387,11 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
     }
     bar.finish_and_clear();
 
-    let tokenizer =
-        tokenizer::read_tokenizer(dir, cfg.max_position_embeddings, parsed.st_max_seq_length)?;
+    let tokenizer = berth::tokenizer::hf::read_tokenizer(
+        dir,
+        cfg.max_position_embeddings,
+        parsed.st_max_seq_length,
+    )?;
     let (tokenizer, source) = match tokenizer {
         Some((t, s)) => {
             if s.ignored_added_tokens > 0 {

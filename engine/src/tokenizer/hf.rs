@@ -1,14 +1,100 @@
-//! tokenizer.json, or vocab.txt with tokenizer_config.json, to a [`TokenizerConfig`].
+//! Hugging Face tokenizer files to a [`TokenizerConfig`] (feature `hf`): a BERT
+//! `tokenizer.json`, or `vocab.txt` with `tokenizer_config.json`, plus
+//! `special_tokens_map.json` and sentence-transformers' `sentence_bert_config.json`. The
+//! converter stores the result in the `.berth` file; [`from_dir`] builds a tokenizer straight
+//! from a checkpoint directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use berth::config::{TokenizerConfig, TokenizerKind, Vocab};
 use serde_json::Value;
 
-use super::error::{io, ConvertError};
-use super::json::{absent, bool_field, read_optional, str_field};
+use super::Tokenizer;
+use crate::config::{TokenizerConfig, TokenizerKind, Vocab};
 
-/// Where the tokenizer came from, and the max length's provenance, for the summary.
+/// What can be wrong with a checkpoint's tokenizer files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HfError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{}: no tokenizer.json or vocab.txt", dir.display())]
+    NotFound { dir: PathBuf },
+    #[error(transparent)]
+    Format(#[from] crate::FormatError),
+}
+
+/// Reads and parses a JSON file; `Ok(None)` if it does not exist.
+pub fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| HfError::Json {
+                path: path.to_owned(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(HfError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// A field that is absent or JSON `null`.
+fn absent(v: Option<&Value>) -> bool {
+    matches!(v, None | Some(Value::Null))
+}
+
+/// A boolean field, with a default when absent; `None` if it is not a boolean.
+fn bool_field(v: &Value, field: &str, default: bool) -> Option<bool> {
+    match v.get(field) {
+        None | Some(Value::Null) => Some(default),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => None,
+    }
+}
+
+fn str_field<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get(field).and_then(Value::as_str)
+}
+
+/// The tokenizer of a checkpoint directory, with the max length sentence-transformers uses
+/// when `sentence_bert_config.json` is there (else `tokenizer_config.json`'s
+/// `model_max_length`, else `config.json`'s `max_position_embeddings`, default 512).
+pub fn from_dir(dir: &Path) -> Result<(Tokenizer, TokenizerConfig), HfError> {
+    let max_positions = read_json(&dir.join("config.json"))?
+        .and_then(|c| c.get("max_position_embeddings").and_then(Value::as_u64))
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(512);
+    let st_max = sentence_transformers_max_length(dir)?;
+    let (config, _) =
+        read_tokenizer(dir, max_positions, st_max)?.ok_or_else(|| HfError::NotFound {
+            dir: dir.to_owned(),
+        })?;
+    config.validate_for(config.vocab.len(), max_positions)?;
+    Ok((Tokenizer::new(&config), config))
+}
+
+/// sentence-transformers' `max_seq_length`, if `sentence_bert_config.json` gives one.
+pub fn sentence_transformers_max_length(dir: &Path) -> Result<Option<usize>, HfError> {
+    Ok(read_json(&dir.join("sentence_bert_config.json"))?
+        .and_then(|v| v.get("max_seq_length").and_then(Value::as_u64))
+        .and_then(|n| usize::try_from(n).ok()))
+}
+
+/// Where the tokenizer came from, and the max length's provenance, for the converter's summary.
 #[derive(Clone, Debug)]
 pub struct TokenizerSource {
     pub file: &'static str,
@@ -17,8 +103,8 @@ pub struct TokenizerSource {
     pub ignored_added_tokens: usize,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> ConvertError {
-    ConvertError::Tokenizer {
+fn bad(path: &Path, reason: impl Into<String>) -> HfError {
+    HfError::Invalid {
         path: path.to_owned(),
         reason: reason.into(),
     }
@@ -57,17 +143,20 @@ pub fn read_tokenizer(
     dir: &Path,
     max_positions: usize,
     st_max_seq_length: Option<usize>,
-) -> Result<Option<(TokenizerConfig, TokenizerSource)>, ConvertError> {
+) -> Result<Option<(TokenizerConfig, TokenizerSource)>, HfError> {
     let tc_path = dir.join("tokenizer_config.json");
-    let tok_config = read_optional(&tc_path)?.unwrap_or(Value::Null);
-    let special_map = read_optional(&dir.join("special_tokens_map.json"))?.unwrap_or(Value::Null);
+    let tok_config = read_json(&tc_path)?.unwrap_or(Value::Null);
+    let special_map = read_json(&dir.join("special_tokens_map.json"))?.unwrap_or(Value::Null);
     let json_path = dir.join("tokenizer.json");
     let vocab_path = dir.join("vocab.txt");
-    let (vocab, settings, file) = if let Some(tj) = read_optional(&json_path)? {
+    let (vocab, settings, file) = if let Some(tj) = read_json(&json_path)? {
         let (vocab, settings) = from_tokenizer_json(&json_path, &tj, &[&special_map, &tok_config])?;
         (vocab, settings, "tokenizer.json")
     } else if vocab_path.exists() {
-        let text = std::fs::read(&vocab_path).map_err(io(&vocab_path))?;
+        let text = std::fs::read(&vocab_path).map_err(|source| HfError::Io {
+            path: vocab_path.clone(),
+            source,
+        })?;
         let text = String::from_utf8(text).map_err(|_| bad(&vocab_path, "is not UTF-8"))?;
         // transformers' load_vocab: one token per line, the trailing "\n" stripped.
         let mut tokens: Vec<&str> = text.split('\n').collect();
@@ -88,7 +177,7 @@ pub fn read_tokenizer(
     } else {
         &vocab_path
     };
-    let lookup = |text: &str| -> Result<u32, ConvertError> {
+    let lookup = |text: &str| -> Result<u32, HfError> {
         vocab
             .iter()
             .position(|t| t == text)
@@ -179,7 +268,7 @@ fn from_tokenizer_json(
     path: &Path,
     tj: &Value,
     maps: &[&Value],
-) -> Result<(Vocab, Settings), ConvertError> {
+) -> Result<(Vocab, Settings), HfError> {
     let model = tj.get("model").ok_or_else(|| bad(path, "has no `model`"))?;
     match str_field(model, "type") {
         Some("WordPiece") => {}
@@ -322,11 +411,7 @@ fn from_tokenizer_json(
 }
 
 /// The slow `BertTokenizer`'s settings from tokenizer_config.json (all optional).
-fn from_tokenizer_config(
-    path: &Path,
-    tc: &Value,
-    maps: &[&Value],
-) -> Result<Settings, ConvertError> {
+fn from_tokenizer_config(path: &Path, tc: &Value, maps: &[&Value]) -> Result<Settings, HfError> {
     let flag = |k: &str, d: bool| {
         bool_field(tc, k, d).ok_or_else(|| bad(path, format!("{k} is not a boolean")))
     };

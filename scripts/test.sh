@@ -48,10 +48,12 @@ else
     skip "aarch64 cross tools missing (rustup target add aarch64-unknown-linux-gnu; apt install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"
 fi
 
-step "fuzz smoke (reader, 30 s)"
+step "fuzz smoke (reader and tokenizer, 30 s each)"
 if rustup toolchain list | grep -q '^nightly' && command -v cargo-fuzz >/dev/null; then
     cargo run -q --profile ci -p berth --example fuzz_seeds -- fuzz/corpus/reader
+    python3 scripts/tokenizer/fuzz_seeds.py fuzz/corpus/tokenizer
     (cd fuzz && cargo +nightly fuzz run reader corpus/reader -- -max_len=65536 -max_total_time=30)
+    (cd fuzz && cargo +nightly fuzz run tokenizer corpus/tokenizer -- -max_total_time=30)
 else
     # Optional even in CI: the fuzzer needs a nightly toolchain, which not every machine has.
     echo "skipped: nightly toolchain or cargo-fuzz missing (cargo install cargo-fuzz)"

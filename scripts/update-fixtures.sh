@@ -4,6 +4,9 @@
 #   scripts/update-fixtures.sh copy <reference-dir>   # copy an existing reference folder
 #   scripts/update-fixtures.sh regenerate             # rerun make_reference.py (needs torch,
 #                                                     # transformers, sentence-transformers)
+#   scripts/update-fixtures.sh tokenizer [python]     # rebuild fixtures/tokenizer: the corpus,
+#                                                     # then Hugging Face's output on it (the
+#                                                     # python given must have tokenizers==0.23.3)
 # The goldens were made by fixtures/reference/make_reference.py; its README says how.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +24,15 @@ regenerate)
     minilm=$("$root/scripts/fetch-minilm.sh")
     python3 "$dest/make_reference.py" --minilm-dir "$minilm" --out "$dest"
     ;;
+tokenizer)
+    py="${2:-python3}"
+    minilm=$("$root/scripts/fetch-minilm.sh")
+    python3 "$root/scripts/tokenizer/make_corpus.py"
+    "$py" "$root/scripts/tokenizer/make_expected.py" "$minilm/tokenizer.json"
+    cp "$minilm/vocab.txt" "$root/fixtures/tokenizer/vocab.txt"
+    ;;
 *)
-    sed -n '2,8p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac

@@ -173,6 +173,15 @@ pub struct BatchEncoding {
     pub lengths: Vec<usize>,
     pub truncated: Vec<bool>,
     one: Encoding,
+    stage: Staged,
+}
+
+/// Rows of a batch back to back, before padding.
+#[derive(Clone, Debug, Default)]
+struct Staged {
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
 }
 
 /// BERT's tokenizer. `Send + Sync`: share one and give each thread its own [`Encoding`].
@@ -278,6 +287,25 @@ impl Tokenizer {
     /// The id of `[PAD]`.
     pub fn pad_id(&self) -> u32 {
         self.pad_id
+    }
+
+    /// The normalised form of `text` (BertNormalizer only, as Hugging Face's
+    /// `normalizer.normalize_str`). Allocates; for inspection and tests, not the hot path.
+    pub fn normalize_str(&self, text: &str) -> String {
+        let (mut out, mut tmp, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        self.normalizer
+            .normalize(text, 0, &mut out, &mut tmp, &mut pending);
+        out.iter().map(|n| n.c).collect()
+    }
+
+    /// The continuing-subword prefix (`##`).
+    pub fn continuing_subword_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The id of `[UNK]`.
+    pub fn unk_id(&self) -> u32 {
+        self.unk_id
     }
 
     /// Encodes one text.
@@ -529,12 +557,19 @@ impl Tokenizer {
         out.batch = texts.len();
         out.lengths.clear();
         out.truncated.clear();
-        // Rows are encoded twice (to learn the width, then to fill it) rather than staged:
-        // staging would need a buffer per row, and encoding is cheap next to the model.
+        // Rows are staged back to back in the (reused) arrays of `one`'s siblings, then laid
+        // out padded once the width is known: each text is encoded once.
+        let stage = &mut out.stage;
+        stage.ids.clear();
+        stage.type_ids.clear();
+        stage.offsets.clear();
         for t in texts {
             self.encode_into(t, opts, &mut out.one)?;
             out.lengths.push(out.one.len());
             out.truncated.push(out.one.truncated);
+            stage.ids.extend_from_slice(&out.one.ids);
+            stage.type_ids.extend_from_slice(&out.one.type_ids);
+            stage.offsets.extend_from_slice(&out.one.offsets);
         }
         out.seq = out.lengths.iter().copied().max().unwrap_or(0);
         let cells = out.batch * out.seq;
@@ -546,13 +581,15 @@ impl Tokenizer {
         out.token_type_ids.resize(cells, 0);
         out.offsets.clear();
         out.offsets.resize(cells, (0, 0));
-        for (row, t) in texts.iter().enumerate() {
-            self.encode_into(t, opts, &mut out.one)?;
-            let r = row * out.seq..row * out.seq + out.one.len();
-            out.input_ids[r.clone()].copy_from_slice(&out.one.ids);
-            out.token_type_ids[r.clone()].copy_from_slice(&out.one.type_ids);
-            out.offsets[r.clone()].copy_from_slice(&out.one.offsets);
-            out.attention_mask[r].fill(1);
+        let mut from = 0;
+        for (row, &len) in out.lengths.iter().enumerate() {
+            let to = row * out.seq..row * out.seq + len;
+            let src = from..from + len;
+            out.input_ids[to.clone()].copy_from_slice(&stage.ids[src.clone()]);
+            out.token_type_ids[to.clone()].copy_from_slice(&stage.type_ids[src.clone()]);
+            out.offsets[to.clone()].copy_from_slice(&stage.offsets[src]);
+            out.attention_mask[to].fill(1);
+            from += len;
         }
         Ok(())
     }

@@ -211,7 +211,8 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     /// Builds the tokenizer a `.berth` file (or a checkpoint, through the converter) describes.
-    /// The config must have passed [`TokenizerConfig::validate`].
+    /// A config that has passed [`TokenizerConfig::validate`] behaves as documented; any other
+    /// still builds without panicking (out-of-range special ids are then simply emitted).
     pub fn new(config: &TokenizerConfig) -> Tokenizer {
         let n = config.vocab.len();
         let mut initial = FxHashMap::default();
@@ -230,12 +231,14 @@ impl Tokenizer {
         let mut literals = Vec::new();
         let mut literal_first_byte = [false; 256];
         for &id in &config.special_ids {
-            if let (Some(s), Some(token)) =
-                (special.get_mut(id as usize), config.vocab.get(id as usize))
-            {
+            let token = config.vocab.get(id as usize);
+            if let (Some(s), Some(token)) = (special.get_mut(id as usize), token) {
                 *s = true;
-                literal_first_byte[token.as_bytes()[0] as usize] = true;
-                literals.push((Box::<str>::from(token), id));
+                // An empty token (possible only in an unvalidated config) cannot be matched.
+                if let Some(&first) = token.as_bytes().first() {
+                    literal_first_byte[usize::from(first)] = true;
+                    literals.push((Box::<str>::from(token), id));
+                }
             }
         }
         literals.sort_by_key(|l| std::cmp::Reverse(l.0.len()));
@@ -723,6 +726,33 @@ mod tests {
                 .unwrap();
             assert_eq!(got, (w1, w2), "{n1} {n2}");
         }
+    }
+
+    /// A config that never went through validation (an empty special token, ids out of range)
+    /// still builds and encodes without panicking.
+    #[test]
+    fn unvalidated_config_does_not_panic() {
+        let config = TokenizerConfig {
+            kind: crate::config::TokenizerKind::WordPiece,
+            lowercase: true,
+            strip_accents: None,
+            handle_chinese_chars: true,
+            clean_text: true,
+            max_length: 8,
+            max_input_chars_per_word: 100,
+            continuing_subword_prefix: String::new(),
+            unk_id: 9,
+            cls_id: 9,
+            sep_id: 9,
+            pad_id: 9,
+            mask_id: 9,
+            vocab: crate::config::Vocab::from_tokens(["", "a"]).unwrap(),
+            special_ids: vec![0, 1, 7],
+        };
+        let tok = Tokenizer::new(&config);
+        let enc = tok.encode("a b a", &EncodeOptions::default()).unwrap();
+        assert_eq!(enc.ids, [9, 1, 9, 1, 9]);
+        assert_eq!(tok.decode(&enc.ids, true), "");
     }
 
     #[test]

@@ -212,7 +212,10 @@ fn missing_files_and_bad_json() {
     let d = tempfile::tempdir().unwrap();
     assert!(matches!(err(d.path()), ConvertError::MissingFile { .. }));
     std::fs::write(d.path().join("config.json"), "{not json").unwrap();
-    assert!(matches!(err(d.path()), ConvertError::Json { .. }));
+    assert!(matches!(
+        err(d.path()),
+        ConvertError::HfFile(berth::tokenizer::hf::HfError::Json { .. })
+    ));
     let d = variant("bert_model", |_| {}, |_| {});
     std::fs::remove_file(d.path().join("model.safetensors")).unwrap();
     assert!(matches!(err(d.path()), ConvertError::MissingFile { .. }));

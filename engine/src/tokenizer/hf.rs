@@ -35,7 +35,8 @@ pub enum HfError {
     Format(#[from] crate::FormatError),
 }
 
-/// Reads and parses a JSON file; `Ok(None)` if it does not exist.
+/// Reads and parses a JSON file; `Ok(None)` if it does not exist. (The converter reads
+/// config.json and the sentence-transformers files with it too.)
 pub fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -53,12 +54,12 @@ pub fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
 }
 
 /// A field that is absent or JSON `null`.
-fn absent(v: Option<&Value>) -> bool {
+pub fn absent(v: Option<&Value>) -> bool {
     matches!(v, None | Some(Value::Null))
 }
 
 /// A boolean field, with a default when absent; `None` if it is not a boolean.
-fn bool_field(v: &Value, field: &str, default: bool) -> Option<bool> {
+pub fn bool_field(v: &Value, field: &str, default: bool) -> Option<bool> {
     match v.get(field) {
         None | Some(Value::Null) => Some(default),
         Some(Value::Bool(b)) => Some(*b),
@@ -66,7 +67,8 @@ fn bool_field(v: &Value, field: &str, default: bool) -> Option<bool> {
     }
 }
 
-fn str_field<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+/// A string field, if present.
+pub fn str_field<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     v.get(field).and_then(Value::as_str)
 }
 

@@ -10,12 +10,6 @@ pub enum ConvertError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: invalid JSON: {source}", path.display())]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("{}: {what} not found", path.display())]
     MissingFile { path: PathBuf, what: &'static str },
     #[error("config.json: `{field}` {reason}")]
@@ -62,8 +56,9 @@ pub enum ConvertError {
     },
     #[error("config.json ties the decoder to the word embeddings, but `{name}` differs from them")]
     UntiedDecoder { name: String },
+    /// Reading a JSON or tokenizer file of the checkpoint.
     #[error(transparent)]
-    Tokenizer(#[from] berth::tokenizer::hf::HfError),
+    HfFile(#[from] berth::tokenizer::hf::HfError),
     #[error("{}: {reason}", path.display())]
     SentenceTransformers { path: PathBuf, reason: String },
     #[error(transparent)]

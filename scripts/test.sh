@@ -43,6 +43,7 @@ done
 step "aarch64 (NEON) under qemu"
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null &&
     rustup target list --installed | grep -q aarch64-unknown-linux-gnu; then
+    cargo clippy --profile ci --target aarch64-unknown-linux-gnu -p berth-kernels -p berth --all-targets -- -D warnings
     cargo test --profile ci --target aarch64-unknown-linux-gnu -p berth-kernels -p berth
 else
     skip "aarch64 cross tools missing (rustup target add aarch64-unknown-linux-gnu; apt install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"

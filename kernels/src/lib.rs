@@ -6,7 +6,12 @@
 //! chosen at run time by [`isa`], never at compile time only.
 
 pub mod convert;
+pub mod dispatch;
+pub mod elementwise;
 pub mod isa;
 pub mod quant;
+mod simd;
+pub mod tolerance;
 
+pub use dispatch::{kernels, supported_isas, Kernels};
 pub use isa::{CpuFeatures, Isa, IsaError};

@@ -34,6 +34,59 @@ pub fn dequantize_row_i8(src: &[i8], scale: f32, dst: &mut [f32]) {
     }
 }
 
+/// The same quantisation, generic SIMD body. Bit-identical to [`quantize_row_i8`]: the maximum
+/// is exact, the division is IEEE, and rounding half away from zero is computed exactly as
+/// `trunc(q) + (|q - trunc(q)| >= 0.5 ? sign(q) : 0)`.
+#[inline(always)]
+pub(crate) unsafe fn quantize_row<S: crate::simd::Simd>(src: &[f32], dst: &mut [i8]) -> f32 {
+    use crate::simd::{self, MAX_LANES};
+    assert_eq!(src.len(), dst.len(), "quantize_row_i8: length mismatch");
+    let l = S::LANES;
+    // SAFETY: chunks of exactly LANES elements or the padded partial helpers and
+    // a MAX_LANES stack buffer; the caller runs on S's ISA.
+    unsafe {
+        let mut m = S::splat(0.0);
+        let mut xs = src.chunks_exact(l);
+        for c in &mut xs {
+            m = S::max(m, S::abs(S::load(c.as_ptr())));
+        }
+        if !xs.remainder().is_empty() {
+            m = S::max(m, S::abs(simd::load_partial::<S>(xs.remainder(), 0.0)));
+        }
+        let max = S::reduce_max(m);
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let sv = S::splat(scale);
+        let quant = |v: S::F| -> S::F {
+            let q = S::div(v, sv);
+            let t = S::trunc(q);
+            let half_or_more = S::select_ge(
+                S::abs(S::sub(q, t)),
+                S::splat(0.5),
+                S::splat(1.0),
+                S::splat(0.0),
+            );
+            let r = S::add(t, S::copysign(half_or_more, q));
+            S::min(S::max(r, S::splat(-127.0)), S::splat(127.0))
+        };
+        let mut xs = src.chunks_exact(l);
+        let mut ds = dst.chunks_exact_mut(l);
+        for (c, d) in (&mut xs).zip(&mut ds) {
+            S::store_i8(d.as_mut_ptr(), quant(S::load(c.as_ptr())));
+        }
+        let dt = ds.into_remainder();
+        if !dt.is_empty() {
+            let mut buf = [0i8; MAX_LANES];
+            S::store_i8(
+                buf.as_mut_ptr(),
+                quant(simd::load_partial::<S>(xs.remainder(), 0.0)),
+            );
+            let n = dt.len();
+            dt.copy_from_slice(&buf[..n]);
+        }
+        scale
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

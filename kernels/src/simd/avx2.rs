@@ -1,0 +1,135 @@
+//! The vocabulary on AVX2 with FMA (8 f32 lanes). Every function is `#[inline(always)]` so that
+//! it compiles into the caller's `#[target_feature(enable = "avx2,fma,...")]` body.
+
+use std::arch::x86_64::*;
+
+use super::Simd;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2;
+
+impl Simd for Avx2 {
+    const LANES: usize = 8;
+    type F = __m256;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        // SAFETY: the caller runs on a CPU with AVX2 and FMA (module docs).
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        // SAFETY: `p` is valid for 8 reads (trait contract); unaligned load.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        // SAFETY: `p` is valid for 8 writes (trait contract); unaligned store.
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_min_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: FMA.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn abs(a: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), a) }
+    }
+    #[inline(always)]
+    unsafe fn copysign(mag: __m256, sign: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe {
+            let s = _mm256_set1_ps(-0.0);
+            _mm256_or_ps(_mm256_andnot_ps(s, mag), _mm256_and_ps(s, sign))
+        }
+    }
+    #[inline(always)]
+    unsafe fn round(a: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    unsafe fn trunc(a: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: __m256) -> __m256 {
+        // SAFETY: AVX2. `n + 127` is in 1..=254, a valid biased exponent.
+        unsafe {
+            let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    unsafe fn select_ge(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_GE_OQ>(a, b)) }
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(a: __m256) -> f32 {
+        // SAFETY: AVX/SSE3. Pairwise: (lo + hi) halves, then within 128 bits.
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            _mm_cvtss_f32(s)
+        }
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(a: __m256) -> f32 {
+        // SAFETY: AVX/SSE3.
+        unsafe {
+            let s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+            let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+            _mm_cvtss_f32(s)
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: __m256) {
+        // SAFETY: AVX2; `p` is valid for 8 writes. Lanes are integral and in -127..=127, so the
+        // conversions and the saturating packs are exact. packs works within 128-bit halves:
+        // dwords 0..3 land in bytes 0..3 and dwords 4..7 in bytes 16..19; the permute gathers
+        // them into the low 8 bytes.
+        unsafe {
+            let i = _mm256_cvttps_epi32(v);
+            let w = _mm256_packs_epi32(i, i);
+            let b = _mm256_packs_epi16(w, w);
+            let g = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+            _mm_storel_epi64(p.cast(), _mm256_castsi256_si128(g))
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The vocabulary on AVX-512 F (16 f32 lanes). Every function is `#[inline(always)]` so that it
+//! compiles into the caller's `#[target_feature(enable = "avx512f,...")]` body.
+
+use std::arch::x86_64::*;
+
+use super::Simd;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512;
+
+impl Simd for Avx512 {
+    const LANES: usize = 16;
+    type F = __m512;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        // SAFETY: the caller runs on a CPU with AVX-512 F (module docs).
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: `p` is valid for 16 reads (trait contract); unaligned load.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: `p` is valid for 16 writes (trait contract); unaligned store.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F (module docs).
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_min_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn abs(a: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_abs_ps(a) }
+    }
+    #[inline(always)]
+    unsafe fn copysign(mag: __m512, sign: __m512) -> __m512 {
+        // SAFETY: AVX-512 F (integer and/or on the bit patterns).
+        unsafe {
+            let sign_bit = _mm512_set1_epi32(i32::MIN);
+            let m = _mm512_andnot_si512(sign_bit, _mm512_castps_si512(mag));
+            let s = _mm512_and_si512(sign_bit, _mm512_castps_si512(sign));
+            _mm512_castsi512_ps(_mm512_or_si512(m, s))
+        }
+    }
+    #[inline(always)]
+    unsafe fn round(a: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    unsafe fn trunc(a: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: __m512) -> __m512 {
+        // SAFETY: AVX-512 F. `n + 127` is in 1..=254, a valid biased exponent.
+        unsafe {
+            let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    unsafe fn select_ge(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe {
+            let m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, b);
+            _mm512_mask_blend_ps(m, y, x)
+        }
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(a: __m512) -> f32 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_reduce_add_ps(a) }
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(a: __m512) -> f32 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_reduce_max_ps(a) }
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: __m512) {
+        // SAFETY: AVX-512 F (vpmovdb); `p` is valid for 16 writes. Lanes are integral and in
+        // range, so the truncating conversions are exact.
+        unsafe {
+            let b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
+            _mm_storeu_si128(p.cast(), b)
+        }
+    }
+}

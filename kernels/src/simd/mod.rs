@@ -1,0 +1,136 @@
+//! A small vocabulary of f32 vector operations, implemented once per instruction set
+//! (`avx512.rs`, `avx2.rs`, `neon.rs`). Kernels whose algorithm is the same on every ISA are
+//! written once over this trait and instantiated inside a `#[target_feature]` function per ISA
+//! (STYLE.md, convention 3); only operations whose instructions really differ get their own
+//! code.
+//!
+//! Every method is `unsafe` for one reason: it executes instructions of its ISA, so it may only
+//! run on a CPU that has them. The dispatch table installs an ISA's kernels only after run-time
+//! detection confirmed the features (`crate::dispatch`). Pointer arguments must be valid for
+//! `LANES` elements.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+
+/// The most lanes any implementation has (AVX-512: 16 f32). Tails are processed through a
+/// stack buffer of this size.
+pub(crate) const MAX_LANES: usize = 16;
+
+pub(crate) trait Simd {
+    const LANES: usize;
+    type F: Copy;
+
+    unsafe fn splat(x: f32) -> Self::F;
+    unsafe fn load(p: *const f32) -> Self::F;
+    unsafe fn store(p: *mut f32, v: Self::F);
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn max(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn min(a: Self::F, b: Self::F) -> Self::F;
+    /// `a * b + c` with one rounding.
+    unsafe fn fma(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    unsafe fn abs(a: Self::F) -> Self::F;
+    /// The magnitude of `mag` with the sign of `sign`.
+    unsafe fn copysign(mag: Self::F, sign: Self::F) -> Self::F;
+    /// Round to nearest, ties to even.
+    unsafe fn round(a: Self::F) -> Self::F;
+    /// Round toward zero.
+    unsafe fn trunc(a: Self::F) -> Self::F;
+    /// `2^n` for integral `n` in `-126..=127`, built from the exponent bits.
+    unsafe fn pow2i(n: Self::F) -> Self::F;
+    /// Per lane: `a >= b ? x : y`.
+    unsafe fn select_ge(a: Self::F, b: Self::F, x: Self::F, y: Self::F) -> Self::F;
+    unsafe fn reduce_add(a: Self::F) -> f32;
+    unsafe fn reduce_max(a: Self::F) -> f32;
+    /// Stores lanes holding integral values in `-127..=127` as `i8`.
+    unsafe fn store_i8(p: *mut i8, v: Self::F);
+}
+
+/// Loads `src` (at most `S::LANES` elements) into a vector, the missing lanes set to `pad`.
+#[inline(always)]
+pub(crate) unsafe fn load_partial<S: Simd>(src: &[f32], pad: f32) -> S::F {
+    let mut buf = [pad; MAX_LANES];
+    buf[..src.len()].copy_from_slice(src);
+    // SAFETY: `buf` holds MAX_LANES >= S::LANES elements; the caller runs on S's ISA.
+    unsafe { S::load(buf.as_ptr()) }
+}
+
+/// Stores the first `dst.len()` (at most `S::LANES`) lanes of `v` into `dst`.
+#[inline(always)]
+pub(crate) unsafe fn store_partial<S: Simd>(dst: &mut [f32], v: S::F) {
+    let mut buf = [0.0f32; MAX_LANES];
+    // SAFETY: as above.
+    unsafe { S::store(buf.as_mut_ptr(), v) };
+    let n = dst.len();
+    dst.copy_from_slice(&buf[..n]);
+}
+
+/// Applies `f` to every element of `x` in place, whole vectors then the tail (padded with 0).
+#[inline(always)]
+pub(crate) unsafe fn map_in_place<S: Simd>(x: &mut [f32], f: impl Fn(S::F) -> S::F) {
+    let mut chunks = x.chunks_exact_mut(S::LANES);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly LANES elements; the caller runs on S's ISA.
+        unsafe { S::store(c.as_mut_ptr(), f(S::load(c.as_ptr()))) };
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        // SAFETY: the tail has fewer than LANES elements.
+        unsafe { store_partial::<S>(tail, f(load_partial::<S>(tail, 0.0))) };
+    }
+}
+
+/// `e^x` for `x <= 88` (the softmax and erf arguments are never positive): Cephes' `expf`
+/// (range reduction by `n = round(x log2 e)` with ln 2 split in two, a degree-5 minimax
+/// polynomial on `[-ln2/2, ln2/2]`, scaling by `2^n` through the exponent bits). Results below
+/// the smallest normal (`x < -87.33`) are flushed to 0. Relative error at most 2.4e-7 (about
+/// 2 ulp), checked against f64 in the tests.
+#[inline(always)]
+pub(crate) unsafe fn exp<S: Simd>(x: S::F) -> S::F {
+    // SAFETY: pure lane arithmetic on S's ISA, which the caller guarantees.
+    unsafe {
+        let lo = S::splat(-87.336_55);
+        let xc = S::min(S::max(x, lo), S::splat(88.0));
+        let n = S::round(S::mul(xc, S::splat(std::f32::consts::LOG2_E)));
+        let r = S::fma(n, S::splat(-0.693_359_4), xc);
+        let r = S::fma(n, S::splat(2.121_944_4e-4), r);
+        let mut p = S::splat(1.987_569_1e-4);
+        p = S::fma(p, r, S::splat(1.398_2e-3));
+        p = S::fma(p, r, S::splat(8.333_452e-3));
+        p = S::fma(p, r, S::splat(4.166_579_6e-2));
+        p = S::fma(p, r, S::splat(1.666_666_5e-1));
+        p = S::fma(p, r, S::splat(0.5)); // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
+        let r2 = S::mul(r, r);
+        let e = S::add(S::fma(p, r2, r), S::splat(1.0));
+        let y = S::mul(e, S::pow2i(n));
+        S::select_ge(x, lo, y, S::splat(0.0))
+    }
+}
+
+/// `erf(x)`: Abramowitz and Stegun 7.1.26 (`1 - (a1 t + ... + a5 t^5) e^{-x^2}`,
+/// `t = 1 / (1 + p|x|)`), whose own error is at most 1.5e-7 absolute; with f32 arithmetic the
+/// measured maximum is stated in the GELU tests.
+#[inline(always)]
+pub(crate) unsafe fn erf<S: Simd>(x: S::F) -> S::F {
+    // SAFETY: as for `exp`.
+    unsafe {
+        let one = S::splat(1.0);
+        let ax = S::abs(x);
+        let t = S::div(one, S::fma(ax, S::splat(0.327_591_1), one));
+        let mut p = S::splat(1.061_405_4);
+        p = S::fma(p, t, S::splat(-1.453_152));
+        p = S::fma(p, t, S::splat(1.421_413_8));
+        p = S::fma(p, t, S::splat(-0.284_496_74));
+        p = S::fma(p, t, S::splat(0.254_829_6));
+        p = S::mul(p, t);
+        let e = exp::<S>(S::mul(S::sub(S::splat(0.0), ax), ax));
+        let y = S::sub(one, S::mul(p, e));
+        S::copysign(y, x)
+    }
+}

@@ -1,0 +1,124 @@
+//! The vocabulary on aarch64 Advanced SIMD (4 f32 lanes). Every function is `#[inline(always)]`
+//! so that it compiles into the caller's `#[target_feature(enable = "neon")]` body.
+
+use std::arch::aarch64::*;
+
+use super::Simd;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Neon;
+
+impl Simd for Neon {
+    const LANES: usize = 4;
+    type F = float32x4_t;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> float32x4_t {
+        // SAFETY: the caller runs on a CPU with NEON (module docs).
+        unsafe { vdupq_n_f32(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> float32x4_t {
+        // SAFETY: `p` is valid for 4 reads (trait contract).
+        unsafe { vld1q_f32(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: float32x4_t) {
+        // SAFETY: `p` is valid for 4 writes (trait contract).
+        unsafe { vst1q_f32(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vaddq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vsubq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vmulq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vdivq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vmaxq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vminq_f32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON. vfmaq_f32(c, a, b) computes c + a * b.
+        unsafe { vfmaq_f32(c, a, b) }
+    }
+    #[inline(always)]
+    unsafe fn abs(a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vabsq_f32(a) }
+    }
+    #[inline(always)]
+    unsafe fn copysign(mag: float32x4_t, sign: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON. Bit select: the sign bit from `sign`, the rest from `mag`.
+        unsafe { vbslq_f32(vdupq_n_u32(0x8000_0000), sign, mag) }
+    }
+    #[inline(always)]
+    unsafe fn round(a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (frintn: to nearest, ties to even).
+        unsafe { vrndnq_f32(a) }
+    }
+    #[inline(always)]
+    unsafe fn trunc(a: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON (frintz).
+        unsafe { vrndq_f32(a) }
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: float32x4_t) -> float32x4_t {
+        // SAFETY: NEON. `n + 127` is in 1..=254, a valid biased exponent.
+        unsafe {
+            let e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
+            vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
+        }
+    }
+    #[inline(always)]
+    unsafe fn select_ge(
+        a: float32x4_t,
+        b: float32x4_t,
+        x: float32x4_t,
+        y: float32x4_t,
+    ) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vbslq_f32(vcgeq_f32(a, b), x, y) }
+    }
+    #[inline(always)]
+    unsafe fn reduce_add(a: float32x4_t) -> f32 {
+        // SAFETY: NEON.
+        unsafe { vaddvq_f32(a) }
+    }
+    #[inline(always)]
+    unsafe fn reduce_max(a: float32x4_t) -> f32 {
+        // SAFETY: NEON.
+        unsafe { vmaxvq_f32(a) }
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: float32x4_t) {
+        // SAFETY: NEON; `p` is valid for 4 writes. Lanes are integral and in -127..=127, so the
+        // narrowing moves are exact.
+        unsafe {
+            let w = vmovn_s32(vcvtq_s32_f32(v));
+            let b = vmovn_s16(vcombine_s16(w, w));
+            let bytes = vget_lane_u32::<0>(vreinterpret_u32_s8(b));
+            p.cast::<u32>().write_unaligned(bytes)
+        }
+    }
+}

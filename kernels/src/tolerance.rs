@@ -1,0 +1,41 @@
+//! The tolerance policy, in one place, each bound with its reason (STYLE.md, convention 6).
+//! Comparisons are NaN-safe: a check fails unless `|got - want| <= tol` holds, so a NaN on
+//! either side fails.
+//!
+//! - Conversions and integer results are exact: f16 widening, int8 quantisation (scale and
+//!   every value), and, later, int32 GEMM accumulators.
+//! - Float kernels are compared with the f64 reference twins, and allowed the error their f32
+//!   arithmetic explains, scaled by the magnitude involved.
+
+/// `|got - want| <= tol`, false on NaN.
+pub fn within(got: f32, want: f32, tol: f32) -> bool {
+    (got - want).abs() <= tol
+}
+
+/// LayerNorm output: the mean and variance are f32 sums of `n` terms (error up to about
+/// `n/lanes + log2(lanes)` roundings relative to the sum of magnitudes); the normalised value
+/// `(x - mean) * inv` then carries a relative error of a few times `sqrt(n)` f32 epsilons in
+/// practice. Allow `1e-5 * sqrt(n / 64 + 1)` relative to `|gamma| * (|z| + 1) + |beta|`, where
+/// `z` is the normalised value (at most sqrt(n) in magnitude).
+pub fn layer_norm(n: usize, gamma: f32, beta: f32, z: f32) -> f32 {
+    let scale = gamma.abs() * (z.abs() + 1.0) + beta.abs();
+    1e-5 * ((n as f32) / 64.0 + 1.0).sqrt() * scale
+}
+
+/// Softmax output `p` of an input `d` below the row's maximum (`d = x - max <= 0`): the
+/// subtraction rounds in f32, an absolute error of up to `|d| * 2^-24` that `e^d` turns into
+/// the same relative error (the f64 reference subtracts exactly); each `e^d` has relative
+/// error at most 2.4e-7 (the Cephes polynomial); the sum accumulates in f32 over `n` terms
+/// (relative error up to about `n/lanes` epsilons, for lane-wise sums); the division rounds
+/// once. Allow `p * (5e-7 + 1.2e-7 * n / 4 + 6e-8 * |d|)` plus 1e-37 absolute for flushed
+/// subnormals.
+pub fn softmax(n: usize, p: f32, d: f32) -> f32 {
+    p * (5e-7 + 1.2e-7 * n as f32 / 4.0 + 6e-8 * d.abs()) + 1e-37
+}
+
+/// GELU at `x`: the erf approximation's error (measured at most 2.4e-7 absolute in f32, see
+/// the kernels' tests), times `0.5 |x|`, plus the rounding of the result. Allow
+/// `3e-7 * (|x| + 1)`.
+pub fn gelu(x: f32) -> f32 {
+    3e-7 * (x.abs() + 1.0)
+}

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use half::f16;
 
 use crate::elementwise::{self, LayerNormRows};
+use crate::gemm::{self, GemmF32, GemmScratch};
 use crate::isa::{cpu_features, Isa, IsaError};
 use crate::{convert, quant};
 
@@ -25,6 +26,8 @@ pub struct Kernels {
     pub layer_norm: fn(LayerNormRows<'_>),
     pub softmax: fn(&mut [f32]),
     pub gelu: fn(&mut [f32]),
+    /// `C = A W^T + bias (+ epilogue)` with weights packed by [`gemm::pack_weights`].
+    pub gemm_f32: fn(GemmF32<'_>, &mut GemmScratch),
 }
 
 impl Kernels {
@@ -36,6 +39,7 @@ impl Kernels {
         layer_norm: elementwise::layer_norm_ref,
         softmax: elementwise::softmax_ref,
         gelu: elementwise::gelu_ref,
+        gemm_f32: gemm::gemm_f32_ref,
     };
 
     /// The table for `isa`, if this CPU can run it.
@@ -84,15 +88,15 @@ pub fn kernels() -> Result<&'static Kernels, IsaError> {
         .map_err(Clone::clone)
 }
 
-/// Defines a private safe entry point `$entry` that runs the generic body `$m::$f::<$S>` inside
+/// Defines a private safe entry point `$entry` that runs the generic body `$m::$f::<$g>` inside
 /// a `#[target_feature]` function. Only [`Kernels::for_isa`] installs these, after detection.
 macro_rules! simd_entry {
-    ($entry:ident, $features:literal, $S:ty, $m:ident::$f:ident, ($($arg:ident: $t:ty),*) $(-> $ret:ty)?) => {
+    ($entry:ident, $features:literal, [$($g:tt)*], $m:ident::$f:ident, ($($arg:ident: $t:ty),*) $(-> $ret:ty)?) => {
         fn $entry($($arg: $t),*) $(-> $ret)? {
             #[target_feature(enable = $features)]
             unsafe fn inner($($arg: $t),*) $(-> $ret)? {
                 // SAFETY: the target features are enabled here, which is what the body needs.
-                unsafe { $m::$f::<$S>($($arg),*) }
+                unsafe { $m::$f::<$($g)*>($($arg),*) }
             }
             // SAFETY: this entry point is reachable only through a table built by
             // `Kernels::for_isa`, which checked at run time that the CPU has `$features`.
@@ -107,14 +111,16 @@ mod x86 {
     use crate::simd::avx2::Avx2;
     use crate::simd::avx512::Avx512;
 
-    simd_entry!(layer_norm_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", Avx512, elementwise::layer_norm, (p: LayerNormRows<'_>));
-    simd_entry!(softmax_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", Avx512, elementwise::softmax, (x: &mut [f32]));
-    simd_entry!(gelu_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", Avx512, elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", Avx512, quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
-    simd_entry!(layer_norm_avx2, "avx2,fma,f16c", Avx2, elementwise::layer_norm, (p: LayerNormRows<'_>));
-    simd_entry!(softmax_avx2, "avx2,fma,f16c", Avx2, elementwise::softmax, (x: &mut [f32]));
-    simd_entry!(gelu_avx2, "avx2,fma,f16c", Avx2, elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(quantize_avx2, "avx2,fma,f16c", Avx2, quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
+    simd_entry!(layer_norm_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::layer_norm, (p: LayerNormRows<'_>));
+    simd_entry!(softmax_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::softmax, (x: &mut [f32]));
+    simd_entry!(gelu_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::gelu, (x: &mut [f32]));
+    simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, 8, 2], gemm::gemm_f32, (p: GemmF32<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, 6, 2], gemm::gemm_f32, (p: GemmF32<'_>, s: &mut GemmScratch));
+    simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
+    simd_entry!(layer_norm_avx2, "avx2,fma,f16c", [Avx2], elementwise::layer_norm, (p: LayerNormRows<'_>));
+    simd_entry!(softmax_avx2, "avx2,fma,f16c", [Avx2], elementwise::softmax, (x: &mut [f32]));
+    simd_entry!(gelu_avx2, "avx2,fma,f16c", [Avx2], elementwise::gelu, (x: &mut [f32]));
+    simd_entry!(quantize_avx2, "avx2,fma,f16c", [Avx2], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
 
     fn f16_to_f32_avx512(s: &[f16], d: &mut [f32]) {
         // SAFETY: installed only by `Kernels::for_isa(Isa::Avx512)`, after detection.
@@ -133,6 +139,7 @@ mod x86 {
         k.layer_norm = layer_norm_avx512;
         k.softmax = softmax_avx512;
         k.gelu = gelu_avx512;
+        k.gemm_f32 = gemm_f32_avx512;
     }
 
     pub(super) fn install_avx2(k: &mut Kernels) {
@@ -141,6 +148,7 @@ mod x86 {
         k.layer_norm = layer_norm_avx2;
         k.softmax = softmax_avx2;
         k.gelu = gelu_avx2;
+        k.gemm_f32 = gemm_f32_avx2;
     }
 }
 
@@ -149,10 +157,11 @@ mod arm {
     use super::*;
     use crate::simd::neon::Neon;
 
-    simd_entry!(layer_norm_neon, "neon", Neon, elementwise::layer_norm, (p: LayerNormRows<'_>));
-    simd_entry!(softmax_neon, "neon", Neon, elementwise::softmax, (x: &mut [f32]));
-    simd_entry!(gelu_neon, "neon", Neon, elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(quantize_neon, "neon", Neon, quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
+    simd_entry!(layer_norm_neon, "neon", [Neon], elementwise::layer_norm, (p: LayerNormRows<'_>));
+    simd_entry!(softmax_neon, "neon", [Neon], elementwise::softmax, (x: &mut [f32]));
+    simd_entry!(gelu_neon, "neon", [Neon], elementwise::gelu, (x: &mut [f32]));
+    simd_entry!(gemm_f32_neon, "neon", [Neon, 6, 4], gemm::gemm_f32, (p: GemmF32<'_>, s: &mut GemmScratch));
+    simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
 
     /// f16 widening stays on the reference: `half` already converts with the hardware's
     /// `fcvt` on aarch64 CPUs that have fp16, and the NEON f16 vector types are not stable.
@@ -161,5 +170,6 @@ mod arm {
         k.layer_norm = layer_norm_neon;
         k.softmax = softmax_neon;
         k.gelu = gelu_neon;
+        k.gemm_f32 = gemm_f32_neon;
     }
 }

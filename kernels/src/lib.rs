@@ -8,7 +8,9 @@
 pub mod convert;
 pub mod dispatch;
 pub mod elementwise;
+pub mod gemm;
 pub mod isa;
+pub mod peak;
 pub mod quant;
 mod simd;
 pub mod tolerance;

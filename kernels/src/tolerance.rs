@@ -39,3 +39,14 @@ pub fn softmax(n: usize, p: f32, d: f32) -> f32 {
 pub fn gelu(x: f32) -> f32 {
     3e-7 * (x.abs() + 1.0)
 }
+
+/// f32 GEMM element with dot-product depth `k`: each element accumulates its `k` products in
+/// f32 with fused multiply-adds, one chain per element (an error of up to `k` roundings in the
+/// worst case, about `sqrt(k)` for products of mixed signs), against an f64 reference. Allow
+/// `4 * sqrt(k + 1) * 2^-24 * sum_abs`, where `sum_abs` is the sum of the magnitudes of the
+/// products, the bias and the residual (so the bound scales with what was added, not with the
+/// possibly cancelling result). With the GELU epilogue, add the GELU bound at the
+/// pre-activation value (GELU's slope is at most 1.13, covered by the factor 4).
+pub fn gemm_f32(k: usize, sum_abs: f32) -> f32 {
+    4.0 * ((k + 1) as f32).sqrt() * f32::EPSILON / 2.0 * sum_abs + 1e-30
+}

@@ -1,0 +1,80 @@
+//! Register-only loops that measure this machine's arithmetic peak per core, so that GEMM
+//! results can be quoted as a fraction of it: independent chains of fused multiply-adds that
+//! never touch memory (enough chains to cover the FMA latency on two ports).
+
+/// Runs `iters` iterations of 24 independent 16-lane f32 FMA chains on AVX-512 and returns the
+/// number of floating-point operations done (2 per lane per FMA), or `None` without AVX-512.
+pub fn fma_f32_avx512(iters: u64) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !crate::isa::cpu_features().supports(crate::Isa::Avx512) {
+            return None;
+        }
+        // SAFETY: AVX-512 F is present (checked above).
+        unsafe { x86::fma_avx512(iters) };
+        Some(iters * 24 * 16 * 2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+/// Runs `iters` iterations of 12 independent 8-lane f32 FMA chains on AVX2 and returns the
+/// number of floating-point operations done, or `None` without AVX2 and FMA.
+pub fn fma_f32_avx2(iters: u64) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !crate::isa::cpu_features().supports(crate::Isa::Avx2) {
+            return None;
+        }
+        // SAFETY: AVX2 and FMA are present (checked above).
+        unsafe { x86::fma_avx2(iters) };
+        Some(iters * 12 * 8 * 2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_avx512(iters: u64) {
+        let mut acc = [_mm512_set1_ps(0.0); 24];
+        let a = _mm512_set1_ps(0.999_999);
+        let b = _mm512_set1_ps(1e-7);
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        let mut s = _mm512_set1_ps(0.0);
+        for v in acc {
+            s = _mm512_add_ps(s, v);
+        }
+        std::hint::black_box(s);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma_avx2(iters: u64) {
+        let mut acc = [_mm256_set1_ps(0.0); 12];
+        let a = _mm256_set1_ps(0.999_999);
+        let b = _mm256_set1_ps(1e-7);
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, a, b);
+            }
+        }
+        let mut s = _mm256_set1_ps(0.0);
+        for v in acc {
+            s = _mm256_add_ps(s, v);
+        }
+        std::hint::black_box(s);
+    }
+}

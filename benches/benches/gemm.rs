@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use berth_kernels::gemm::{pack_weights, Epilogue, GemmF32, GemmScratch};
+use berth_kernels::gemm::{gemm_f32_par, pack_weights, Epilogue, GemmF32, GemmScratch, MatMut};
 use berth_kernels::{peak, supported_isas, Isa, Kernels};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -76,16 +76,13 @@ fn gemm_f32(c: &mut Criterion) {
                     b.iter(|| {
                         (t.gemm_f32)(
                             GemmF32 {
-                                m,
-                                n,
                                 k,
                                 a: &a,
                                 lda: k,
                                 w: &packed,
                                 bias: None,
                                 epilogue: Epilogue::None,
-                                c: &mut out,
-                                ldc: n,
+                                c: MatMut::new(&mut out, m, n, n),
                             },
                             &mut scratch,
                         )
@@ -149,5 +146,47 @@ fn gemm_f32(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, peak_fma, gemm_f32);
+/// Two threads against one at M = 128 (the pool splits the weight panels).
+fn gemm_f32_threads(c: &mut Criterion) {
+    let kernels = berth_kernels::kernels().expect("a path this CPU runs");
+    let m = 128;
+    let mut g = c.benchmark_group(format!("gemm_f32 threads M={m}"));
+    g.warm_up_time(Duration::from_millis(300));
+    g.measurement_time(Duration::from_millis(1500));
+    g.sample_size(20);
+    for (k, n) in KN {
+        let a = values(m * k, 1);
+        let w = values(n * k, 2);
+        let packed = pack_weights(&w, n, k);
+        let mut out = vec![0.0f32; m * n];
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            let mut scratch = vec![GemmScratch::default(); threads];
+            g.bench_function(
+                BenchmarkId::new(format!("{threads} threads"), format!("K={k} N={n}")),
+                |b| {
+                    b.iter(|| {
+                        let p = GemmF32 {
+                            k,
+                            a: &a,
+                            lda: k,
+                            w: &packed,
+                            bias: None,
+                            epilogue: Epilogue::None,
+                            c: MatMut::new(&mut out, m, n, n),
+                        };
+                        gemm_f32_par(kernels.gemm_f32, p, &mut scratch, &pool)
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, peak_fma, gemm_f32, gemm_f32_threads);
 criterion_main!(benches);

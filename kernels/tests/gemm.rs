@@ -3,7 +3,7 @@
 //! plus and minus one (MR 6 and 8, NR 16 and 32), the K and M block sizes plus and minus one, deep K (4096), strided A, C and residual, every epilogue, with and without bias.
 //! Tolerance: `berth_kernels::tolerance::gemm_f32`, with its reason there.
 
-use berth_kernels::gemm::{pack_weights, Epilogue, GemmF32, GemmScratch};
+use berth_kernels::gemm::{gemm_f32_par, pack_weights, Epilogue, GemmF32, GemmScratch, MatMut};
 use berth_kernels::{supported_isas, tolerance, Kernels};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -55,16 +55,13 @@ fn check(kernels: &Kernels, c: &Case, scratch: &mut GemmScratch) {
         let mut out = vec![f32::NAN; m.max(1) * c.ldc];
         f(
             GemmF32 {
-                m,
-                n,
                 k,
                 a: &a,
                 lda: c.lda,
                 w: &packed,
                 bias: c.bias.then_some(&bias[..]),
                 epilogue,
-                c: &mut out,
-                ldc: c.ldc,
+                c: MatMut::new(&mut out, m, n, c.ldc),
             },
             scratch,
         );
@@ -212,6 +209,65 @@ fn bert_shapes() {
                 epi: Epi::Gelu,
             };
             check(&kernels, &case, &mut scratch);
+        }
+    }
+}
+
+/// Any number of threads gives bit-identical results (each part of N is a GEMM of its own that
+/// starts on a panel boundary), on every path, for every epilogue.
+#[test]
+fn threads_are_bit_identical() {
+    let pools: Vec<rayon::ThreadPool> = (1..=4)
+        .map(|t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for kernels in tables() {
+        for (m, k, n) in [(1, 7, 1), (9, 64, 33), (13, 300, 200), (128, 384, 385)] {
+            let a = values(m * k, 5);
+            let w = values(n * k, 6);
+            let packed = pack_weights(&w, n, k);
+            let bias = values(n, 7);
+            let res = values(m * n, 8);
+            for epilogue in [
+                Epilogue::None,
+                Epilogue::Gelu,
+                Epilogue::Residual { r: &res, ld: n },
+            ] {
+                let run = |pool: &rayon::ThreadPool| {
+                    let mut out = vec![f32::NAN; m * n];
+                    let mut scratch = vec![GemmScratch::default(); pool.current_num_threads()];
+                    let p = GemmF32 {
+                        k,
+                        a: &a,
+                        lda: k,
+                        w: &packed,
+                        bias: Some(&bias),
+                        epilogue,
+                        c: MatMut::new(&mut out, m, n, n),
+                    };
+                    gemm_f32_par(kernels.gemm_f32, p, &mut scratch, pool);
+                    out
+                };
+                let one = run(&pools[0]);
+                assert!(one.iter().all(|v| v.is_finite()));
+                for pool in &pools[1..] {
+                    let got = run(pool);
+                    let same = got
+                        .iter()
+                        .zip(&one)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(
+                        same,
+                        "{} m={m} k={k} n={n} {} threads differ",
+                        kernels.isa,
+                        pool.current_num_threads()
+                    );
+                }
+            }
         }
     }
 }

@@ -67,37 +67,108 @@ pub enum Epilogue<'a> {
     Residual { r: &'a [f32], ld: usize },
 }
 
-/// One GEMM call.
+/// A mutable view of a row-major `rows x cols` matrix with row stride `ld`: like `&mut`, it
+/// is the only access to its elements. [`MatMut::split_cols`] divides one into two views of
+/// disjoint columns, which is how threads share one output matrix.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    ptr: std::ptr::NonNull<f32>,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `MatMut` is the unique access to its elements, as `&mut [f32]` is, which is Send.
+unsafe impl Send for MatMut<'_> {}
+
+impl<'a> MatMut<'a> {
+    /// Views `data` as `rows x cols` at row stride `ld`. Panics if `data` is too short or
+    /// `ld < cols`.
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> MatMut<'a> {
+        assert!(ld >= cols, "MatMut: ld < cols");
+        if rows > 0 {
+            assert!(
+                data.len() >= (rows - 1) * ld + cols,
+                "MatMut: data too short"
+            );
+        }
+        MatMut {
+            ptr: std::ptr::NonNull::from(data).cast(),
+            rows,
+            cols,
+            ld,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn ld(&self) -> usize {
+        self.ld
+    }
+
+    /// Columns `0..at` and `at..cols`, as two views of disjoint elements.
+    pub fn split_cols(self, at: usize) -> (MatMut<'a>, MatMut<'a>) {
+        assert!(at <= self.cols, "MatMut: split past the last column");
+        let right = self.ptr.as_ptr().wrapping_add(at);
+        let left = MatMut {
+            cols: at,
+            _borrow: std::marker::PhantomData,
+            ..self
+        };
+        let right = MatMut {
+            ptr: std::ptr::NonNull::new(right).unwrap_or(self.ptr),
+            cols: self.cols - at,
+            _borrow: std::marker::PhantomData,
+            ..self
+        };
+        (left, right)
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.ptr.as_ptr()
+    }
+}
+
+/// One GEMM call. `M` and `N` are the rows and columns of `c`.
 #[derive(Debug)]
 pub struct GemmF32<'a> {
-    pub m: usize,
-    pub n: usize,
     pub k: usize,
     /// `M x K`, row stride `lda >= k`.
     pub a: &'a [f32],
     pub lda: usize,
-    /// Weights packed by [`pack_weights`] (`packed_len(n, k)` elements).
+    /// Weights packed by [`pack_weights`] (`packed_len(N, k)` elements).
     pub w: &'a [f32],
     /// `N` elements, or none.
     pub bias: Option<&'a [f32]>,
     pub epilogue: Epilogue<'a>,
-    /// `M x N`, row stride `ldc >= n`; only the `M x N` elements are written.
-    pub c: &'a mut [f32],
-    pub ldc: usize,
+    /// The `M x N` output; only its elements are written.
+    pub c: MatMut<'a>,
 }
 
 impl GemmF32<'_> {
+    pub fn m(&self) -> usize {
+        self.c.rows()
+    }
+
+    pub fn n(&self) -> usize {
+        self.c.cols()
+    }
+
     /// Checks every size, so that no kernel can read or write out of bounds. Panics on a
     /// caller's bug (these are not data errors).
     pub(crate) fn check(&self) {
-        let (m, n, k) = (self.m, self.n, self.k);
-        assert!(
-            self.lda >= k && self.ldc >= n,
-            "gemm: leading dimensions too small"
-        );
+        let (m, n, k) = (self.m(), self.n(), self.k);
+        assert!(self.lda >= k, "gemm: lda < k");
         if m > 0 {
             assert!(self.a.len() >= (m - 1) * self.lda + k, "gemm: a too short");
-            assert!(self.c.len() >= (m - 1) * self.ldc + n, "gemm: c too short");
         }
         assert_eq!(
             self.w.len(),
@@ -125,9 +196,10 @@ pub struct GemmScratch {
 
 /// The reference GEMM: f64 accumulation over the packed weights, then bias and epilogue in f64
 /// (GELU through libm's erf). The twin every microkernel is tested against.
-pub fn gemm_f32_ref(p: GemmF32<'_>, _scratch: &mut GemmScratch) {
+pub fn gemm_f32_ref(mut p: GemmF32<'_>, _scratch: &mut GemmScratch) {
     p.check();
-    let (m, n, k) = (p.m, p.n, p.k);
+    let (m, n, k) = (p.m(), p.n(), p.k);
+    let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
     for i in 0..m {
         for j in 0..n {
             let base = (j / PANEL) * PANEL * k + j % PANEL;
@@ -143,7 +215,8 @@ pub fn gemm_f32_ref(p: GemmF32<'_>, _scratch: &mut GemmScratch) {
                 Epilogue::Gelu => 0.5 * acc * (1.0 + libm::erf(acc / std::f64::consts::SQRT_2)),
                 Epilogue::Residual { r, ld } => acc + f64::from(r[i * ld + j]),
             };
-            p.c[i * p.ldc + j] = acc as f32;
+            // SAFETY: i < m and j < n, inside the view (`MatMut::new` checked its extent).
+            unsafe { *c.add(i * ldc + j) = acc as f32 };
         }
     }
 }
@@ -152,22 +225,23 @@ pub fn gemm_f32_ref(p: GemmF32<'_>, _scratch: &mut GemmScratch) {
 /// caller runs on.
 #[inline(always)]
 pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
-    p: GemmF32<'_>,
+    mut p: GemmF32<'_>,
     scratch: &mut GemmScratch,
 ) {
     p.check();
     let nr = NV * S::LANES;
     debug_assert!(PANEL.is_multiple_of(nr));
-    let (m, n, k) = (p.m, p.n, p.k);
+    let (m, n, k) = (p.m(), p.n(), p.k);
     if m == 0 || n == 0 {
         return;
     }
+    let ldc = p.c.ld();
     let mc_rows = MC.div_ceil(MR) * MR;
     let need = mc_rows * KC.min(k.max(1));
     if scratch.packed_a.len() < need {
         scratch.packed_a.resize(need, 0.0);
     }
-    // Taken once from `&mut`: every write to C goes through this pointer.
+    // Taken once from the unique view: every write to C goes through this pointer.
     let c_ptr = p.c.as_mut_ptr();
     // K = 0: C is the bias and epilogue alone; the microkernel handles it with kc = 0.
     // K blocks of equal size (at most KC), so that no block is a short remainder.
@@ -194,9 +268,9 @@ pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
                         w: p.w.as_ptr().wrapping_add(w_off),
                         first,
                         last,
-                        // SAFETY: row < m and jr < n, so the offset is inside C (`check`).
-                        c: unsafe { c_ptr.add(row * p.ldc + jr) },
-                        ldc: p.ldc,
+                        // SAFETY: row < m and jr < n, so the offset is inside the view.
+                        c: unsafe { c_ptr.add(row * ldc + jr) },
+                        ldc,
                         mr: MR.min(mc - ir),
                         nc,
                         bias: p.bias.map(|b| &b[jr..]),
@@ -216,6 +290,63 @@ pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
             }
         }
     }
+}
+
+/// Runs `kernel` (a table's `gemm_f32`) on the threads of `pool`: the weight panels (N) are
+/// divided into one contiguous range per thread, each a GEMM of its own on disjoint columns of
+/// C. Every element sees exactly the operations it would on one thread (each part starts on a
+/// panel boundary, so the NR slices and K blocks are the same), so results are bit-identical
+/// for any thread count. `scratch` holds one scratch per thread (at most `scratch.len()` parts
+/// run).
+pub fn gemm_f32_par(
+    kernel: fn(GemmF32<'_>, &mut GemmScratch),
+    p: GemmF32<'_>,
+    scratch: &mut [GemmScratch],
+    pool: &rayon::ThreadPool,
+) {
+    p.check();
+    let (n, k) = (p.n(), p.k);
+    let panels = n.div_ceil(PANEL);
+    let parts = scratch
+        .len()
+        .min(pool.current_num_threads())
+        .min(panels)
+        .max(1);
+    if parts == 1 {
+        if let Some(s) = scratch.first_mut() {
+            kernel(p, s);
+        } else {
+            kernel(p, &mut GemmScratch::default());
+        }
+        return;
+    }
+    let mut jobs = Vec::with_capacity(parts);
+    let mut rest = p.c;
+    let mut done_panels = 0;
+    for part in 0..parts {
+        let take = (panels - done_panels).div_ceil(parts - part);
+        let (c0, c1) = (done_panels * PANEL, ((done_panels + take) * PANEL).min(n));
+        let (mine, others) = rest.split_cols(c1 - c0);
+        rest = others;
+        jobs.push(GemmF32 {
+            k,
+            a: p.a,
+            lda: p.lda,
+            w: &p.w[done_panels * PANEL * k..(done_panels + take) * PANEL * k],
+            bias: p.bias.map(|b| &b[c0..c1]),
+            epilogue: match p.epilogue {
+                Epilogue::Residual { r, ld } => Epilogue::Residual { r: &r[c0..], ld },
+                e => e,
+            },
+            c: mine,
+        });
+        done_panels += take;
+    }
+    pool.scope(|s| {
+        for (job, scr) in jobs.into_iter().zip(scratch.iter_mut()) {
+            s.spawn(move |_| kernel(job, scr));
+        }
+    });
 }
 
 /// Packs `mc` rows of A (columns `pc .. pc + kc`) into MR-row micro-panels: panel `q` holds,

@@ -4,8 +4,11 @@
 //! `berth_kernels::tolerance`, where each has its reason; integer and conversion results are
 //! exact.
 
+mod common;
+
 use berth_kernels::elementwise::LayerNormRows;
 use berth_kernels::{supported_isas, tolerance, Isa, Kernels};
+use common::values;
 use half::f16;
 
 fn lengths() -> Vec<usize> {
@@ -15,19 +18,6 @@ fn lengths() -> Vec<usize> {
     }
     v.extend([4096, 4097]);
     v
-}
-
-/// Deterministic values in `[-scale, scale)`.
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 fn tables() -> Vec<Kernels> {

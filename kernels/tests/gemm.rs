@@ -3,19 +3,13 @@
 //! plus and minus one (MR 6 and 8, NR 16 and 32), the K and M block sizes plus and minus one, deep K (4096), strided A, C and residual, every epilogue, with and without bias.
 //! Tolerance: `berth_kernels::tolerance::gemm_f32`, with its reason there.
 
+mod common;
+
 use berth_kernels::gemm::{gemm_f32_par, pack_weights, Epilogue, GemmF32, GemmScratch, MatMut};
 use berth_kernels::{supported_isas, tolerance, Kernels};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    common::values(n, seed, 1.0)
 }
 
 #[derive(Clone, Copy, Debug)]

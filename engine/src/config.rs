@@ -109,6 +109,56 @@ impl ProblemType {
     }
 }
 
+/// Gives an enum its code in the `.berth` header (docs/FORMAT.md), both directions from one
+/// table, so that the reader and the writer cannot disagree.
+macro_rules! codes {
+    ($ty:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The code stored in a `.berth` file.
+            pub fn code(self) -> u8 {
+                match self {
+                    $($ty::$variant => $code),+
+                }
+            }
+
+            /// The value a stored code stands for, if any.
+            pub fn from_code(code: u8) -> Option<$ty> {
+                match code {
+                    $($code => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+codes!(Family { Bert = 1 });
+codes!(Head {
+    None = 0,
+    MaskedLm = 1,
+    SequenceClassification = 2,
+    TokenClassification = 3,
+    QuestionAnswering = 4,
+});
+codes!(Activation {
+    Gelu = 1,
+    GeluTanh = 2,
+    Relu = 3,
+});
+codes!(Pooling {
+    None = 0,
+    Mean = 1,
+    Cls = 2,
+    Max = 3,
+    MeanSqrtLen = 4,
+});
+codes!(ProblemType {
+    Unspecified = 0,
+    SingleLabel = 1,
+    MultiLabel = 2,
+    Regression = 3,
+});
+
 /// Caps on the config's sizes (docs/FORMAT.md, "Config block"). They bound every size computed
 /// from the config, so that the schema's products cannot overflow.
 pub mod caps {
@@ -244,6 +294,8 @@ impl ModelConfig {
 pub enum TokenizerKind {
     WordPiece,
 }
+
+codes!(TokenizerKind { WordPiece = 1 });
 
 /// A vocabulary: token strings by id, stored as one string and end offsets (two allocations,
 /// however large the vocabulary).

@@ -12,8 +12,8 @@ use half::f16;
 use super::raw::{RawConfig, RawHeader, RawPreamble, RawTensor, RawTokenizer};
 use super::{align_up, caps, DType, Layout, Quant, ALIGN, PREAMBLE_LEN};
 use crate::config::{
-    caps as cfg_caps, Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig,
-    TokenizerKind, Vocab,
+    Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig, TokenizerKind,
+    Vocab,
 };
 use crate::error::{Error, FormatError};
 use crate::schema;
@@ -493,49 +493,17 @@ fn utf8<'a>(
 }
 
 fn decode_config(raw: &RawConfig<'_>) -> Result<ModelConfig, FormatError> {
-    let family = match raw.family {
-        1 => Family::Bert,
-        c => return Err(invalid("family", c, "")),
-    };
-    let head = match raw.head {
-        0 => Head::None,
-        1 => Head::MaskedLm,
-        2 => Head::SequenceClassification,
-        3 => Head::TokenClassification,
-        4 => Head::QuestionAnswering,
-        c => return Err(invalid("head", c, "")),
-    };
-    let hidden_act = match raw.hidden_act {
-        1 => Activation::Gelu,
-        2 => Activation::GeluTanh,
-        3 => Activation::Relu,
-        c => return Err(invalid("hidden_act", c, "")),
-    };
-    let pooling = match raw.pooling {
-        0 => Pooling::None,
-        1 => Pooling::Mean,
-        2 => Pooling::Cls,
-        3 => Pooling::Max,
-        4 => Pooling::MeanSqrtLen,
-        c => return Err(invalid("pooling", c, "")),
-    };
-    let problem_type = match raw.problem_type {
-        0 => ProblemType::Unspecified,
-        1 => ProblemType::SingleLabel,
-        2 => ProblemType::MultiLabel,
-        3 => ProblemType::Regression,
-        c => return Err(invalid("problem_type", c, "")),
-    };
-    // Sizes are checked against their caps before conversion, so `as usize` cannot truncate
-    // on a 64-bit target and the caps (all < 2^32) make it exact on 32-bit ones too.
-    let size = |name: &str, v: u64, cap: u64| -> Result<usize, FormatError> {
-        if v == 0 || v > cap {
-            return Err(FormatError::BadConfig {
-                reason: format!("{name} = {v} is outside 1..={cap}"),
-            });
-        }
-        Ok(v as usize)
-    };
+    let family = Family::from_code(raw.family).ok_or_else(|| invalid("family", raw.family, ""))?;
+    let head = Head::from_code(raw.head).ok_or_else(|| invalid("head", raw.head, ""))?;
+    let hidden_act = Activation::from_code(raw.hidden_act)
+        .ok_or_else(|| invalid("hidden_act", raw.hidden_act, ""))?;
+    let pooling =
+        Pooling::from_code(raw.pooling).ok_or_else(|| invalid("pooling", raw.pooling, ""))?;
+    let problem_type = ProblemType::from_code(raw.problem_type)
+        .ok_or_else(|| invalid("problem_type", raw.problem_type, ""))?;
+    // A size beyond usize (possible on 32-bit targets) becomes usize::MAX, which is over every
+    // cap: `ModelConfig::validate` below reports it with the others.
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     let mut labels = Vec::with_capacity(raw.labels.len());
     for (i, l) in raw.labels.iter().enumerate() {
         labels.push(utf8(l, "label", || format!("label {i}"))?.to_owned());
@@ -549,25 +517,13 @@ fn decode_config(raw: &RawConfig<'_>) -> Result<ModelConfig, FormatError> {
         normalize: flag("normalize", raw.normalize)?,
         problem_type,
         tied_decoder: flag("tied_decoder", raw.tied_decoder)?,
-        vocab_size: size("vocab_size", raw.vocab_size, cfg_caps::VOCAB_SIZE)?,
-        hidden_size: size("hidden_size", raw.hidden_size, cfg_caps::HIDDEN_SIZE)?,
-        num_layers: size("num_layers", raw.num_layers, cfg_caps::NUM_LAYERS)?,
-        num_heads: size("num_heads", raw.num_heads, cfg_caps::HIDDEN_SIZE)?,
-        intermediate_size: size(
-            "intermediate_size",
-            raw.intermediate_size,
-            cfg_caps::INTERMEDIATE_SIZE,
-        )?,
-        max_position_embeddings: size(
-            "max_position_embeddings",
-            raw.max_position_embeddings,
-            cfg_caps::MAX_POSITIONS,
-        )?,
-        type_vocab_size: size(
-            "type_vocab_size",
-            raw.type_vocab_size,
-            cfg_caps::TYPE_VOCAB_SIZE,
-        )?,
+        vocab_size: size(raw.vocab_size),
+        hidden_size: size(raw.hidden_size),
+        num_layers: size(raw.num_layers),
+        num_heads: size(raw.num_heads),
+        intermediate_size: size(raw.intermediate_size),
+        max_position_embeddings: size(raw.max_position_embeddings),
+        type_vocab_size: size(raw.type_vocab_size),
         layer_norm_eps: raw.layer_norm_eps,
         labels,
     };
@@ -576,10 +532,8 @@ fn decode_config(raw: &RawConfig<'_>) -> Result<ModelConfig, FormatError> {
 }
 
 fn decode_tokenizer(raw: &RawTokenizer<'_>) -> Result<TokenizerConfig, FormatError> {
-    let kind = match raw.kind {
-        1 => TokenizerKind::WordPiece,
-        c => return Err(invalid("tokenizer kind", c, "")),
-    };
+    let kind = TokenizerKind::from_code(raw.kind)
+        .ok_or_else(|| invalid("tokenizer kind", raw.kind, ""))?;
     let strip_accents = match raw.strip_accents {
         0 => None,
         1 => Some(true),

@@ -10,9 +10,7 @@ use half::f16;
 
 use super::raw::{self, RawConfig, RawHeader, RawTensor, RawTokenizer};
 use super::{align_up, DType, Layout, Quant};
-use crate::config::{
-    Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig, TokenizerKind,
-};
+use crate::config::{ModelConfig, TokenizerConfig};
 use crate::error::{Error, FormatError};
 
 /// A tensor to be written: its name, shape, element type, and little-endian bytes.
@@ -76,36 +74,13 @@ impl TensorData {
 
 fn raw_config(c: &ModelConfig) -> RawConfig<'_> {
     RawConfig {
-        family: match c.family {
-            Family::Bert => 1,
-        },
-        head: match c.head {
-            Head::None => 0,
-            Head::MaskedLm => 1,
-            Head::SequenceClassification => 2,
-            Head::TokenClassification => 3,
-            Head::QuestionAnswering => 4,
-        },
-        hidden_act: match c.hidden_act {
-            Activation::Gelu => 1,
-            Activation::GeluTanh => 2,
-            Activation::Relu => 3,
-        },
+        family: c.family.code(),
+        head: c.head.code(),
+        hidden_act: c.hidden_act.code(),
         has_pooler: c.has_pooler.into(),
-        pooling: match c.pooling {
-            Pooling::None => 0,
-            Pooling::Mean => 1,
-            Pooling::Cls => 2,
-            Pooling::Max => 3,
-            Pooling::MeanSqrtLen => 4,
-        },
+        pooling: c.pooling.code(),
         normalize: c.normalize.into(),
-        problem_type: match c.problem_type {
-            ProblemType::Unspecified => 0,
-            ProblemType::SingleLabel => 1,
-            ProblemType::MultiLabel => 2,
-            ProblemType::Regression => 3,
-        },
+        problem_type: c.problem_type.code(),
         tied_decoder: c.tied_decoder.into(),
         vocab_size: c.vocab_size as u64,
         hidden_size: c.hidden_size as u64,
@@ -125,9 +100,7 @@ fn raw_config(c: &ModelConfig) -> RawConfig<'_> {
 
 fn raw_tokenizer(t: &TokenizerConfig) -> RawTokenizer<'_> {
     RawTokenizer {
-        kind: match t.kind {
-            TokenizerKind::WordPiece => 1,
-        },
+        kind: t.kind.code(),
         lowercase: t.lowercase.into(),
         strip_accents: match t.strip_accents {
             None => 0,

@@ -56,39 +56,39 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Normalises every row of `x` in place.
+    /// Normalises every row of `x` in place: the kernels' reference twin (f64 mean and
+    /// variance), which is also what every fast LayerNorm is held against. `eps` is applied as
+    /// the f32 PyTorch adds.
     pub fn forward(&self, x: &mut [f32]) {
-        let n = self.weight.len();
-        for row in x.chunks_exact_mut(n) {
-            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-            let var = row
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / n as f64;
-            let inv = 1.0 / (var + self.eps).sqrt();
-            for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
-                *v = ((f64::from(*v) - mean) * inv * f64::from(*w) + f64::from(*b)) as f32;
-            }
-        }
+        berth_kernels::elementwise::layer_norm_ref(berth_kernels::elementwise::LayerNormRows {
+            x,
+            residual: None,
+            gamma: &self.weight,
+            beta: &self.bias,
+            eps: self.eps as f32,
+        });
     }
 }
 
-/// `ACT2FN[hidden_act]`, applied in place.
+/// `ACT2FN[hidden_act]`, applied in place, computed in f64.
 pub fn activate(act: Activation, x: &mut [f32]) {
-    for v in x {
-        let z = f64::from(*v);
-        let y = match act {
-            // transformers' GELUActivation: x * 0.5 * (1 + erf(x / sqrt(2))).
-            Activation::Gelu => 0.5 * z * (1.0 + libm::erf(z / std::f64::consts::SQRT_2)),
-            // NewGELUActivation / PytorchGELUTanh.
-            Activation::GeluTanh => {
-                let c = (2.0 / std::f64::consts::PI).sqrt();
-                0.5 * z * (1.0 + (c * (z + 0.044715 * z * z * z)).tanh())
+    match act {
+        // transformers' GELUActivation, x * 0.5 * (1 + erf(x / sqrt(2))): the kernels'
+        // reference twin, with libm's erf.
+        Activation::Gelu => berth_kernels::elementwise::gelu_ref(x),
+        // NewGELUActivation / PytorchGELUTanh.
+        Activation::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            for v in x {
+                let z = f64::from(*v);
+                *v = (0.5 * z * (1.0 + (c * (z + 0.044715 * z * z * z)).tanh())) as f32;
             }
-            Activation::Relu => z.max(0.0),
-        };
-        *v = y as f32;
+        }
+        Activation::Relu => {
+            for v in x {
+                *v = v.max(0.0);
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use berth::config::{Activation, Family, Head, ModelConfig, Pooling, ProblemType}
 use serde_json::Value;
 
 use super::error::ConvertError;
-use super::json::{absent, bool_field, read_optional, str_field, usize_field};
+use super::json::{absent, bool_field, read_json, str_field, usize_field};
 
 /// What config.json and the sentence-transformers files say. `has_pooler` and `tied_decoder`
 /// are settled later, from the checkpoint's tensors.
@@ -30,7 +30,7 @@ fn unsupported(reason: impl Into<String>) -> ConvertError {
 /// modules and `sentence_bert_config.json`.
 pub fn read_config(dir: &Path) -> Result<ParsedConfig, ConvertError> {
     let path = dir.join("config.json");
-    let cfg = read_optional(&path)?.ok_or(ConvertError::MissingFile {
+    let cfg = read_json(&path)?.ok_or(ConvertError::MissingFile {
         path: path.clone(),
         what: "config.json",
     })?;
@@ -186,7 +186,7 @@ fn sentence_transformers_pooling(
     notes: &mut Vec<String>,
 ) -> Result<(Pooling, bool), ConvertError> {
     let path = dir.join("modules.json");
-    let Some(modules) = read_optional(&path)? else {
+    let Some(modules) = read_json(&path)? else {
         return Ok((Pooling::None, false));
     };
     let bad = |path: &Path, reason: String| ConvertError::SentenceTransformers {
@@ -205,7 +205,7 @@ fn sentence_transformers_pooling(
             "Normalize" => normalize = true,
             "Pooling" => {
                 let pc_path = dir.join(sub).join("config.json");
-                let pc = read_optional(&pc_path)?.ok_or(ConvertError::MissingFile {
+                let pc = read_json(&pc_path)?.ok_or(ConvertError::MissingFile {
                     path: pc_path.clone(),
                     what: "the Pooling module's config.json",
                 })?;

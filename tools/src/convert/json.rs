@@ -1,17 +1,10 @@
 //! Reading Hugging Face JSON files: the engine's helpers (`berth::tokenizer::hf`), plus the
 //! integer fields of config.json.
 
-use std::path::Path;
-
 use serde_json::Value;
 
 use super::error::ConvertError;
-pub use berth::tokenizer::hf::{absent, bool_field, str_field};
-
-/// Reads and parses a JSON file; `Ok(None)` if it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<Value>, ConvertError> {
-    Ok(berth::tokenizer::hf::read_json(path)?)
-}
+pub use berth::tokenizer::hf::{absent, bool_field, read_json, str_field};
 
 /// A non-negative integer field of config.json.
 pub fn usize_field(

@@ -27,8 +27,8 @@ pub(super) struct Tile<'a> {
     pub epilogue: Epilogue<'a>,
 }
 
-/// Most elements of a tile on any ISA (12 x 32 on AVX-512).
-const MAX_TILE: usize = 12 * 32;
+/// Most elements of a tile on any ISA (8 x 32 on AVX-512); `run` asserts its tile fits.
+const MAX_TILE: usize = 8 * 32;
 
 /// `nc`-clipped range of vector `j`'s columns.
 #[inline(always)]

@@ -13,11 +13,14 @@
 //! ```
 //!
 //! Blocking, derived from the caches of the CPUs berth targets (L1d 32-48 KiB, L2 1-2 MiB):
-//! - KC = 256: a micro-panel of W (KC x 32 f32 = 32 KiB) stays in L1 while the loop over MR
-//!   panels reuses it; the A micro-panel it meets (KC x MR <= 12 KiB) streams from L2.
-//! - MC = 192: the packed A block (MC x KC f32 = 192 KiB) stays in L2 across the NR loop.
-//! - N is not blocked further: a thread's W panels for one KC block (KC x 32 x panels) stream
-//!   through once per MC block, which for BERT shapes (M <= 512) is once or three times.
+//! - MC = 256 and KC <= 768: the packed A block (256 x 768 f32 = 768 KiB) stays in L2 across
+//!   the NR loop.
+//! - The W micro-panel (KC x 32 f32 = 96 KiB) is reused by every MR micro-panel of the block
+//!   from L2, not L1: it supplies 128 bytes per k against 16 cycles of FMAs (AVX-512 8 x 32),
+//!   far below L2 bandwidth, so KC is bounded by L2. K is cut into balanced blocks, so that no
+//!   block is a short remainder (K = 768 as 512 + 256 cost up to 10% with KC = 512).
+//! - N is not blocked further: a thread's W panels for one K block stream through once per MC
+//!   block, which for BERT shapes (M <= 512) is once or twice.
 //!
 //! Every C element is computed by the same sequence of operations whatever the thread count or
 //! the split, so results are bit-identical across thread counts.
@@ -305,48 +308,68 @@ pub fn gemm_f32_par(
     pool: &rayon::ThreadPool,
 ) {
     p.check();
-    let (n, k) = (p.n(), p.k);
-    let panels = n.div_ceil(PANEL);
-    let parts = scratch
-        .len()
-        .min(pool.current_num_threads())
-        .min(panels)
-        .max(1);
+    let panels = p.n().div_ceil(PANEL);
+    let parts = scratch.len().min(pool.current_num_threads()).min(panels);
+    match parts {
+        0 => kernel(p, &mut GemmScratch::default()),
+        1 => kernel(p, &mut scratch[0]),
+        _ => pool.install(|| split_run(kernel, p, &mut scratch[..parts], panels)),
+    }
+}
+
+/// Runs `p` (`panels` weight panels, at least `scratch.len()`) as `scratch.len()` parts,
+/// halving with `rayon::join` (stack jobs: no allocation per call).
+fn split_run(
+    kernel: fn(GemmF32<'_>, &mut GemmScratch),
+    p: GemmF32<'_>,
+    scratch: &mut [GemmScratch],
+    panels: usize,
+) {
+    let parts = scratch.len();
     if parts == 1 {
-        if let Some(s) = scratch.first_mut() {
-            kernel(p, s);
-        } else {
-            kernel(p, &mut GemmScratch::default());
-        }
-        return;
+        return kernel(p, &mut scratch[0]);
     }
-    let mut jobs = Vec::with_capacity(parts);
-    let mut rest = p.c;
-    let mut done_panels = 0;
-    for part in 0..parts {
-        let take = (panels - done_panels).div_ceil(parts - part);
-        let (c0, c1) = (done_panels * PANEL, ((done_panels + take) * PANEL).min(n));
-        let (mine, others) = rest.split_cols(c1 - c0);
-        rest = others;
-        jobs.push(GemmF32 {
-            k,
-            a: p.a,
-            lda: p.lda,
-            w: &p.w[done_panels * PANEL * k..(done_panels + take) * PANEL * k],
-            bias: p.bias.map(|b| &b[c0..c1]),
-            epilogue: match p.epilogue {
-                Epilogue::Residual { r, ld } => Epilogue::Residual { r: &r[c0..], ld },
-                e => e,
-            },
-            c: mine,
-        });
-        done_panels += take;
-    }
-    pool.scope(|s| {
-        for (job, scr) in jobs.into_iter().zip(scratch.iter_mut()) {
-            s.spawn(move |_| kernel(job, scr));
+    // Proportional halves; with panels >= parts, each side keeps at least one panel per part.
+    let left_parts = parts / 2;
+    let left_panels = panels * left_parts / parts;
+    let (left, right) = split_at_panel(p, left_panels);
+    let (ls, rs) = scratch.split_at_mut(left_parts);
+    rayon::join(
+        || split_run(kernel, left, ls, left_panels),
+        || split_run(kernel, right, rs, panels - left_panels),
+    );
+}
+
+/// Divides a GEMM into the columns before weight panel `at` and the rest.
+fn split_at_panel(p: GemmF32<'_>, at: usize) -> (GemmF32<'_>, GemmF32<'_>) {
+    let (n, k) = (p.n(), p.k);
+    let col = (at * PANEL).min(n);
+    let (c_left, c_right) = p.c.split_cols(col);
+    let (w_left, w_right) = p.w.split_at(at * PANEL * k);
+    let (b_left, b_right) = match p.bias {
+        Some(b) => {
+            let (l, r) = b.split_at(col);
+            (Some(l), Some(r))
         }
-    });
+        None => (None, None),
+    };
+    let e_right = match p.epilogue {
+        Epilogue::Residual { r, ld } => Epilogue::Residual { r: &r[col..], ld },
+        e => e,
+    };
+    let part = |w, bias, epilogue, c| GemmF32 {
+        k,
+        a: p.a,
+        lda: p.lda,
+        w,
+        bias,
+        epilogue,
+        c,
+    };
+    (
+        part(w_left, b_left, p.epilogue, c_left),
+        part(w_right, b_right, e_right, c_right),
+    )
 }
 
 /// Packs `mc` rows of A (columns `pc .. pc + kc`) into MR-row micro-panels: panel `q` holds,

@@ -1,17 +1,21 @@
-//! f32 GEMM at BERT shapes, one thread: berth on every ISA this CPU runs, next to the `gemm`
-//! crate and `matrixmultiply` on the same shapes in the same run, plus the register-only FMA
-//! peak, so that each result can be quoted as GFLOP/s, fraction of peak and ratio to the peers.
-//! Throughput is reported in elements/s where one element is one floating-point operation
-//! (2 M N K per GEMM), i.e. FLOP/s.
+//! GEMM at BERT shapes, one thread: berth with f32, f16 and int8 weights on every ISA (and
+//! int8 variant) this CPU runs, next to the `gemm` crate and `matrixmultiply` on the same f32
+//! shapes in the same run, plus the register-only FMA and VNNI peaks, so that each result can
+//! be quoted as GFLOP/s (GOP/s for int8), fraction of peak and ratio to the peers. Throughput
+//! is reported in elements/s where one element is one operation (2 M N K per GEMM).
 //!
-//!     cargo bench -p berth-benches --bench gemm              # everything (~4 minutes)
-//!     cargo bench -p berth-benches --bench gemm -- 'M=128'    # one M
+//!     cargo bench -p berth-benches --bench gemm                 # everything (~10 minutes)
+//!     cargo bench -p berth-benches --bench gemm -- 'M=128/'      # one M
+//!     python3 benches/gemm_table.py                              # the table
 
 use std::time::Duration;
 
-use berth_kernels::gemm::{gemm_f32_par, pack_weights, Epilogue, GemmF32, GemmScratch, MatMut};
-use berth_kernels::{peak, supported_isas, Isa, Kernels};
+use berth_kernels::gemm::{
+    gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8Buf, Weights,
+};
+use berth_kernels::{peak, supported_isas, variants, Isa, Kernels};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::f16;
 
 /// (K, N): BERT's QKV, attention output, FFN up and down, for MiniLM (384) and BERT-base (768).
 const KN: [(usize, usize); 8] = [
@@ -38,6 +42,50 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// One shape's weights in the three packed types.
+struct Packed {
+    f32: Vec<f32>,
+    f16: Vec<f16>,
+    i8: PackedI8Buf,
+}
+
+impl Packed {
+    fn new(w: &[f32], n: usize, k: usize) -> Packed {
+        let h: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+        Packed {
+            f32: pack_weights(w, n, k),
+            f16: pack_weights(&h, n, k),
+            i8: PackedI8Buf::quantize(w, n, k),
+        }
+    }
+
+    fn get(&self, wt: &str) -> Weights<'_> {
+        match wt {
+            "f32" => Weights::F32(&self.f32),
+            "f16" => Weights::F16(&self.f16),
+            _ => Weights::I8(self.i8.view()),
+        }
+    }
+}
+
+/// (label, table, weight type): f32 and f16 on each SIMD path, int8 on each int8 variant.
+fn runs() -> Vec<(String, Kernels, &'static str)> {
+    let mut out = Vec::new();
+    for isa in supported_isas().into_iter().filter(|&i| i != Isa::Scalar) {
+        let t = Kernels::for_isa(isa).expect("supported");
+        out.push((format!("berth f32 {isa}"), t, "f32"));
+        out.push((format!("berth f16 {isa}"), t, "f16"));
+    }
+    let mut seen = Vec::new();
+    for t in variants().into_iter().filter(|t| t.isa != Isa::Scalar) {
+        if !seen.contains(&t.int8) {
+            seen.push(t.int8);
+            out.push((format!("berth i8 {}", t.int8), t, "i8"));
+        }
+    }
+    out
+}
+
 fn peak_fma(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     const ITERS: u64 = 100_000;
@@ -49,37 +97,42 @@ fn peak_fma(c: &mut Criterion) {
         g.throughput(Throughput::Elements(flops * ITERS));
         g.bench_function("fma f32 avx2", |b| b.iter(|| peak::fma_f32_avx2(ITERS)));
     }
+    if let Some(ops) = peak::vnni_i8_avx512(1) {
+        g.throughput(Throughput::Elements(ops * ITERS));
+        g.bench_function("vnni i8 avx512", |b| b.iter(|| peak::vnni_i8_avx512(ITERS)));
+    }
+    if let Some(ops) = peak::vnni_i8_avx(1) {
+        g.throughput(Throughput::Elements(ops * ITERS));
+        g.bench_function("vnni i8 avx", |b| b.iter(|| peak::vnni_i8_avx(ITERS)));
+    }
     g.finish();
 }
 
-fn gemm_f32(c: &mut Criterion) {
-    let tables: Vec<Kernels> = supported_isas()
-        .into_iter()
-        .filter(|&i| i != Isa::Scalar)
-        .map(|i| Kernels::for_isa(i).expect("supported"))
-        .collect();
+fn gemm_one_thread(c: &mut Criterion) {
+    let runs = runs();
     for m in MS {
-        let mut g = c.benchmark_group(format!("gemm_f32 M={m}"));
+        let mut g = c.benchmark_group(format!("gemm M={m}"));
         g.warm_up_time(Duration::from_millis(300));
         g.measurement_time(Duration::from_millis(1200));
         g.sample_size(20);
         for (k, n) in KN {
             let a = values(m * k, 1);
             let w = values(n * k, 2);
-            let packed = pack_weights(&w, n, k);
+            let packed = Packed::new(&w, n, k);
             let mut out = vec![0.0f32; m * n];
             let shape = format!("K={k} N={n}");
             g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-            for t in &tables {
+            for (label, t, wt) in &runs {
                 let mut scratch = GemmScratch::default();
-                g.bench_function(BenchmarkId::new(format!("berth {}", t.isa), &shape), |b| {
+                let weights = packed.get(wt);
+                g.bench_function(BenchmarkId::new(label, &shape), |b| {
                     b.iter(|| {
-                        (t.gemm_f32)(
-                            GemmF32 {
+                        t.gemm(
+                            Gemm {
                                 k,
                                 a: &a,
                                 lda: k,
-                                w: &packed,
+                                w: weights,
                                 bias: None,
                                 epilogue: Epilogue::None,
                                 c: MatMut::new(&mut out, m, n, n),
@@ -146,47 +199,101 @@ fn gemm_f32(c: &mut Criterion) {
     }
 }
 
-/// Two threads against one at M = 128 (the pool splits the weight panels).
-fn gemm_f32_threads(c: &mut Criterion) {
+/// Two threads against one at M = 128 (the pool splits the weight panels), f32 and int8.
+fn gemm_threads(c: &mut Criterion) {
     let kernels = berth_kernels::kernels().expect("a path this CPU runs");
     let m = 128;
-    let mut g = c.benchmark_group(format!("gemm_f32 threads M={m}"));
+    let mut g = c.benchmark_group(format!("gemm threads M={m}"));
     g.warm_up_time(Duration::from_millis(300));
     g.measurement_time(Duration::from_millis(1500));
     g.sample_size(20);
     for (k, n) in KN {
         let a = values(m * k, 1);
         let w = values(n * k, 2);
-        let packed = pack_weights(&w, n, k);
+        let packed = Packed::new(&w, n, k);
         let mut out = vec![0.0f32; m * n];
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("pool");
-            let mut scratch = vec![GemmScratch::default(); threads];
-            g.bench_function(
-                BenchmarkId::new(format!("{threads} threads"), format!("K={k} N={n}")),
-                |b| {
-                    b.iter(|| {
-                        let p = GemmF32 {
-                            k,
-                            a: &a,
-                            lda: k,
-                            w: &packed,
-                            bias: None,
-                            epilogue: Epilogue::None,
-                            c: MatMut::new(&mut out, m, n, n),
-                        };
-                        gemm_f32_par(kernels.gemm_f32, p, &mut scratch, &pool)
-                    })
-                },
-            );
+        for wt in ["f32", "i8"] {
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool");
+                let mut scratch = vec![GemmScratch::default(); threads];
+                let weights = packed.get(wt);
+                g.bench_function(
+                    BenchmarkId::new(format!("{wt} {threads} threads"), format!("K={k} N={n}")),
+                    |b| {
+                        b.iter(|| {
+                            let p = Gemm {
+                                k,
+                                a: &a,
+                                lda: k,
+                                w: weights,
+                                bias: None,
+                                epilogue: Epilogue::None,
+                                c: MatMut::new(&mut out, m, n, n),
+                            };
+                            gemm_par(kernels, p, &mut scratch, &pool)
+                        })
+                    },
+                );
+            }
         }
     }
     g.finish();
 }
 
-criterion_group!(benches, peak_fma, gemm_f32, gemm_f32_threads);
+/// Small M with the weights streamed from memory, as in a forward pass: a model's weights do not
+/// fit in the caches, and at M <= 32 each weight is used by few tokens. Each iteration takes
+/// the next of enough copies of the weights to span 4x this machine's 32 MiB L3 (so they are
+/// not cache-resident, unlike in the `gemm M=8` group, where one matrix is reused).
+fn gemm_streamed(c: &mut Criterion) {
+    const SPAN: usize = 128 << 20;
+    let kernels = berth_kernels::kernels().expect("a path this CPU runs");
+    for m in [8, 32] {
+        let mut g = c.benchmark_group(format!("gemm streamed M={m}"));
+        g.warm_up_time(Duration::from_millis(300));
+        g.measurement_time(Duration::from_millis(1500));
+        g.sample_size(20);
+        for (k, n) in KN {
+            let a = values(m * k, 1);
+            let w = values(n * k, 2);
+            let copies = SPAN.div_ceil(n * k * 4).max(2);
+            let packed: Vec<Packed> = (0..copies).map(|_| Packed::new(&w, n, k)).collect();
+            let mut out = vec![0.0f32; m * n];
+            g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+            for wt in ["f32", "f16", "i8"] {
+                let mut scratch = GemmScratch::default();
+                let mut next = 0usize;
+                g.bench_function(BenchmarkId::new(wt, format!("K={k} N={n}")), |b| {
+                    b.iter(|| {
+                        next = (next + 1) % copies;
+                        kernels.gemm(
+                            Gemm {
+                                k,
+                                a: &a,
+                                lda: k,
+                                w: packed[next].get(wt),
+                                bias: None,
+                                epilogue: Epilogue::None,
+                                c: MatMut::new(&mut out, m, n, n),
+                            },
+                            &mut scratch,
+                        )
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    peak_fma,
+    gemm_one_thread,
+    gemm_threads,
+    gemm_streamed
+);
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use half::f16;
 
 use crate::elementwise::{self, LayerNormRows};
-use crate::gemm::{self, GemmF32, GemmScratch};
+use crate::gemm::{self, Gemm, GemmScratch, Weights};
 use crate::isa::{cpu_features, Isa, IsaError};
 use crate::{convert, quant};
 
@@ -26,8 +26,15 @@ pub struct Kernels {
     pub layer_norm: fn(LayerNormRows<'_>),
     pub softmax: fn(&mut [f32]),
     pub gelu: fn(&mut [f32]),
-    /// `C = A W^T + bias (+ epilogue)` with weights packed by [`gemm::pack_weights`].
-    pub gemm_f32: fn(GemmF32<'_>, &mut GemmScratch),
+    /// The int8 dot-product instructions `gemm_i8` uses (`"avx512-vnni"`, `"avx-vnni"`,
+    /// `"avx2"`, `"neon-dotprod"`, `"neon"`, `"scalar"`).
+    pub int8: &'static str,
+    /// GEMM with f32 weights; call through [`Kernels::gemm`], which routes by weight type.
+    pub gemm_f32: fn(Gemm<'_>, &mut GemmScratch),
+    /// GEMM with f16 weights.
+    pub gemm_f16: fn(Gemm<'_>, &mut GemmScratch),
+    /// GEMM with int8 weights.
+    pub gemm_i8: fn(Gemm<'_>, &mut GemmScratch),
 }
 
 impl Kernels {
@@ -39,11 +46,29 @@ impl Kernels {
         layer_norm: elementwise::layer_norm_ref,
         softmax: elementwise::softmax_ref,
         gelu: elementwise::gelu_ref,
-        gemm_f32: gemm::gemm_f32_ref,
+        int8: "scalar",
+        gemm_f32: gemm::gemm_ref,
+        gemm_f16: gemm::gemm_ref,
+        gemm_i8: gemm::gemm_ref,
     };
 
-    /// The table for `isa`, if this CPU can run it.
+    /// `C = A W^T + bias (+ epilogue)`, by the slot for `p`'s weight type.
+    pub fn gemm(&self, p: Gemm<'_>, scratch: &mut GemmScratch) {
+        match p.w {
+            Weights::F32(_) => (self.gemm_f32)(p, scratch),
+            Weights::F16(_) => (self.gemm_f16)(p, scratch),
+            Weights::I8(_) => (self.gemm_i8)(p, scratch),
+        }
+    }
+
+    /// The table for `isa`, if this CPU can run it, with the best int8 instructions it has.
     pub fn for_isa(isa: Isa) -> Result<Kernels, IsaError> {
+        Kernels::build(isa, true)
+    }
+
+    /// The table for `isa`; `dot` allows the optional int8 dot-product extensions (VNNI,
+    /// dotprod), so that tests can run the fallbacks on a CPU that has them.
+    fn build(isa: Isa, dot: bool) -> Result<Kernels, IsaError> {
         let features = cpu_features();
         if !features.supports(isa) {
             return Err(IsaError::Unsupported {
@@ -58,11 +83,11 @@ impl Kernels {
         match isa {
             Isa::Scalar => {}
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::install_avx512(&mut k),
+            Isa::Avx512 => x86::install_avx512(&mut k, features, dot),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::install_avx2(&mut k),
+            Isa::Avx2 => x86::install_avx2(&mut k, features, dot),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => arm::install_neon(&mut k),
+            Isa::Neon => arm::install_neon(&mut k, features, dot),
             // `supports` is false for the other architecture's paths.
             #[allow(unreachable_patterns)]
             _ => {}
@@ -77,6 +102,26 @@ pub fn supported_isas() -> Vec<Isa> {
         .into_iter()
         .filter(|&i| cpu_features().supports(i))
         .collect()
+}
+
+/// Every table this CPU can run: each supported path with its best int8 instructions, and
+/// again without the optional dot-product extensions where it has them (the fallbacks a CPU
+/// without them would run). Tests hold each against the reference.
+pub fn variants() -> Vec<Kernels> {
+    let mut out = Vec::new();
+    for isa in supported_isas() {
+        for dot in [true, false] {
+            if let Ok(k) = Kernels::build(isa, dot) {
+                if !out
+                    .iter()
+                    .any(|o: &Kernels| o.isa == k.isa && o.int8 == k.int8)
+                {
+                    out.push(k);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The kernels of this process: the CPU's best path, or the one `BERTH_ISA` forces.
@@ -108,14 +153,20 @@ macro_rules! simd_entry {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::simd::avx2::Avx2;
-    use crate::simd::avx512::Avx512;
+    use crate::isa::CpuFeatures;
+    use crate::simd::avx2::{Avx2, Avx2Madd, AvxVnni};
+    use crate::simd::avx512::{Avx512, Avx512Vnni};
 
     simd_entry!(layer_norm_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::softmax, (x: &mut [f32]));
     simd_entry!(gelu_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, 8, 2], gemm::gemm_f32, (p: GemmF32<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, 6, 2], gemm::gemm_f32, (p: GemmF32<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f32, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f16, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_avx512_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni, 8, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
     simd_entry!(layer_norm_avx2, "avx2,fma,f16c", [Avx2], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx2, "avx2,fma,f16c", [Avx2], elementwise::softmax, (x: &mut [f32]));
@@ -133,7 +184,14 @@ mod x86 {
         unsafe { convert::x86::f16_to_f32_f16c(s, d) }
     }
 
-    pub(super) fn install_avx512(k: &mut Kernels) {
+    /// AVX-512 without VNNI (Skylake-SP) takes the AVX2 int8 kernel its AVX2 table would.
+    pub(super) fn install_avx512(k: &mut Kernels, f: &CpuFeatures, dot: bool) {
+        install_avx2(k, f, dot);
+        if dot && f.avx512vnni {
+            k.int8 = "avx512-vnni";
+            k.gemm_i8 = gemm_i8_avx512_vnni;
+        }
+        k.gemm_f16 = gemm_f16_avx512;
         k.f16_to_f32 = f16_to_f32_avx512;
         k.quantize_row_i8 = quantize_avx512;
         k.layer_norm = layer_norm_avx512;
@@ -142,7 +200,15 @@ mod x86 {
         k.gemm_f32 = gemm_f32_avx512;
     }
 
-    pub(super) fn install_avx2(k: &mut Kernels) {
+    pub(super) fn install_avx2(k: &mut Kernels, f: &CpuFeatures, dot: bool) {
+        if dot && f.avx_vnni {
+            k.int8 = "avx-vnni";
+            k.gemm_i8 = gemm_i8_avx_vnni;
+        } else {
+            k.int8 = "avx2";
+            k.gemm_i8 = gemm_i8_avx2;
+        }
+        k.gemm_f16 = gemm_f16_avx2;
         k.f16_to_f32 = f16_to_f32_f16c;
         k.quantize_row_i8 = quantize_avx2;
         k.layer_norm = layer_norm_avx2;
@@ -155,17 +221,29 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::*;
-    use crate::simd::neon::Neon;
+    use crate::isa::CpuFeatures;
+    use crate::simd::neon::{Neon, NeonDot, NeonMull};
 
     simd_entry!(layer_norm_neon, "neon", [Neon], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_neon, "neon", [Neon], elementwise::softmax, (x: &mut [f32]));
     simd_entry!(gelu_neon, "neon", [Neon], elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(gemm_f32_neon, "neon", [Neon, 6, 4], gemm::gemm_f32, (p: GemmF32<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f32_neon, "neon", [Neon, f32, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
 
-    /// f16 widening stays on the reference: `half` already converts with the hardware's
-    /// `fcvt` on aarch64 CPUs that have fp16, and the NEON f16 vector types are not stable.
-    pub(super) fn install_neon(k: &mut Kernels) {
+    /// The f16 slice conversion stays on the reference: `half` already converts with the
+    /// hardware's `fcvt` on aarch64 CPUs that have fp16 (the GEMM widens with `fcvtl`).
+    pub(super) fn install_neon(k: &mut Kernels, f: &CpuFeatures, dot: bool) {
+        if dot && f.dotprod {
+            k.int8 = "neon-dotprod";
+            k.gemm_i8 = gemm_i8_neon_dot;
+        } else {
+            k.int8 = "neon";
+            k.gemm_i8 = gemm_i8_neon;
+        }
+        k.gemm_f16 = gemm_f16_neon;
         k.quantize_row_i8 = quantize_neon;
         k.layer_norm = layer_norm_neon;
         k.softmax = softmax_neon;

@@ -196,7 +196,32 @@ pub(crate) unsafe fn softmax<S: Simd>(x: &mut [f32]) {
             sum = S::add(sum, e);
         }
         let inv = S::splat(1.0 / S::reduce_add(sum));
-        simd::map_in_place::<S>(x, |v| S::mul(v, inv));
+        simd::map_in_place::<S>(x, &Scale::<S>(inv));
+    }
+}
+
+/// Multiplies every lane by a constant.
+struct Scale<S: Simd>(S::F);
+
+impl<S: Simd> simd::Map<S> for Scale<S> {
+    #[inline(always)]
+    unsafe fn apply(&self, v: S::F) -> S::F {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe { S::mul(v, self.0) }
+    }
+}
+
+/// GELU (erf form) of every lane.
+pub(crate) struct Gelu;
+
+impl<S: Simd> simd::Map<S> for Gelu {
+    #[inline(always)]
+    unsafe fn apply(&self, v: S::F) -> S::F {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe {
+            let e = simd::erf::<S>(S::mul(v, S::splat(std::f32::consts::FRAC_1_SQRT_2)));
+            S::mul(S::mul(S::splat(0.5), v), S::add(S::splat(1.0), e))
+        }
     }
 }
 
@@ -204,10 +229,5 @@ pub(crate) unsafe fn softmax<S: Simd>(x: &mut [f32]) {
 #[inline(always)]
 pub(crate) unsafe fn gelu<S: Simd>(x: &mut [f32]) {
     // SAFETY: the caller runs on S's ISA.
-    unsafe {
-        simd::map_in_place::<S>(x, |v| {
-            let e = simd::erf::<S>(S::mul(v, S::splat(std::f32::consts::FRAC_1_SQRT_2)));
-            S::mul(S::mul(S::splat(0.5), v), S::add(S::splat(1.0), e))
-        })
-    }
+    unsafe { simd::map_in_place::<S>(x, &Gelu) }
 }

@@ -15,5 +15,5 @@ pub mod quant;
 mod simd;
 pub mod tolerance;
 
-pub use dispatch::{kernels, supported_isas, Kernels};
+pub use dispatch::{kernels, supported_isas, variants, Kernels};
 pub use isa::{CpuFeatures, Isa, IsaError};

@@ -1,6 +1,7 @@
 //! Register-only loops that measure this machine's arithmetic peak per core, so that GEMM
 //! results can be quoted as a fraction of it: independent chains of fused multiply-adds that
-//! never touch memory (enough chains to cover the FMA latency on two ports).
+//! never touch memory (enough chains to cover the FMA latency on two ports), and the same for
+//! the int8 dot-product instructions (`vpdpbusd`).
 
 /// Runs `iters` iterations of 24 independent 16-lane f32 FMA chains on AVX-512 and returns the
 /// number of floating-point operations done (2 per lane per FMA), or `None` without AVX-512.
@@ -32,6 +33,47 @@ pub fn fma_f32_avx2(iters: u64) -> Option<u64> {
         // SAFETY: AVX2 and FMA are present (checked above).
         unsafe { x86::fma_avx2(iters) };
         Some(iters * 12 * 8 * 2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+/// Runs `iters` iterations of 24 independent 16-lane `vpdpbusd` chains on AVX-512 VNNI and
+/// returns the number of integer operations done (4 multiplies and 4 adds per lane), or `None`
+/// without AVX-512 VNNI.
+pub fn vnni_i8_avx512(iters: u64) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f = crate::isa::cpu_features();
+        if !(f.supports(crate::Isa::Avx512) && f.avx512vnni) {
+            return None;
+        }
+        // SAFETY: AVX-512 F and VNNI are present (checked above).
+        unsafe { x86::vnni_avx512(iters) };
+        Some(iters * 24 * 16 * 8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+/// Runs `iters` iterations of 12 independent 8-lane AVX-VNNI `vpdpbusd` chains and returns the
+/// number of integer operations done, or `None` without AVX-VNNI.
+pub fn vnni_i8_avx(iters: u64) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f = crate::isa::cpu_features();
+        if !(f.supports(crate::Isa::Avx2) && f.avx_vnni) {
+            return None;
+        }
+        // SAFETY: AVX2 and AVX-VNNI are present (checked above).
+        unsafe { x86::vnni_avx(iters) };
+        Some(iters * 12 * 8 * 8)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -74,6 +116,40 @@ mod x86 {
         let mut s = _mm256_set1_ps(0.0);
         for v in acc {
             s = _mm256_add_ps(s, v);
+        }
+        std::hint::black_box(s);
+    }
+
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn vnni_avx512(iters: u64) {
+        let mut acc = [_mm512_setzero_si512(); 24];
+        let a = _mm512_set1_epi8(3);
+        let b = _mm512_set1_epi8(-2);
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, a, b);
+            }
+        }
+        let mut s = _mm512_setzero_si512();
+        for v in acc {
+            s = _mm512_add_epi32(s, v);
+        }
+        std::hint::black_box(s);
+    }
+
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub(super) unsafe fn vnni_avx(iters: u64) {
+        let mut acc = [_mm256_setzero_si256(); 12];
+        let a = _mm256_set1_epi8(3);
+        let b = _mm256_set1_epi8(-2);
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm256_dpbusd_avx_epi32(*v, a, b);
+            }
+        }
+        let mut s = _mm256_setzero_si256();
+        for v in acc {
+            s = _mm256_add_epi32(s, v);
         }
         std::hint::black_box(s);
     }

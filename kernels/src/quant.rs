@@ -56,34 +56,41 @@ pub(crate) unsafe fn quantize_row<S: crate::simd::Simd>(src: &[f32], dst: &mut [
         let max = S::reduce_max(m);
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         let sv = S::splat(scale);
-        let quant = |v: S::F| -> S::F {
-            let q = S::div(v, sv);
-            let t = S::trunc(q);
-            let half_or_more = S::select_ge(
-                S::abs(S::sub(q, t)),
-                S::splat(0.5),
-                S::splat(1.0),
-                S::splat(0.0),
-            );
-            let r = S::add(t, S::copysign(half_or_more, q));
-            S::min(S::max(r, S::splat(-127.0)), S::splat(127.0))
-        };
         let mut xs = src.chunks_exact(l);
         let mut ds = dst.chunks_exact_mut(l);
         for (c, d) in (&mut xs).zip(&mut ds) {
-            S::store_i8(d.as_mut_ptr(), quant(S::load(c.as_ptr())));
+            S::store_i8(d.as_mut_ptr(), quant::<S>(S::load(c.as_ptr()), sv));
         }
         let dt = ds.into_remainder();
         if !dt.is_empty() {
             let mut buf = [0i8; MAX_LANES];
             S::store_i8(
                 buf.as_mut_ptr(),
-                quant(simd::load_partial::<S>(xs.remainder(), 0.0)),
+                quant::<S>(simd::load_partial::<S>(xs.remainder(), 0.0), sv),
             );
             let n = dt.len();
             dt.copy_from_slice(&buf[..n]);
         }
         scale
+    }
+}
+
+/// `round_half_away(v / sv)` clamped to `-127..=127`, lane-wise. A function, not a closure, so
+/// that it inlines into the caller's `#[target_feature]` body (see `simd::Map`).
+#[inline(always)]
+unsafe fn quant<S: crate::simd::Simd>(v: S::F, sv: S::F) -> S::F {
+    // SAFETY: lane arithmetic; the caller runs on S's ISA.
+    unsafe {
+        let q = S::div(v, sv);
+        let t = S::trunc(q);
+        let half_or_more = S::select_ge(
+            S::abs(S::sub(q, t)),
+            S::splat(0.5),
+            S::splat(1.0),
+            S::splat(0.0),
+        );
+        let r = S::add(t, S::copysign(half_or_more, q));
+        S::min(S::max(r, S::splat(-127.0)), S::splat(127.0))
     }
 }
 

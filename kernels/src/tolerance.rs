@@ -3,7 +3,8 @@
 //! either side fails.
 //!
 //! - Conversions and integer results are exact: f16 widening, int8 quantisation (scale and
-//!   every value), and, later, int32 GEMM accumulators.
+//!   every value), and int32 GEMM sums (checked bit-exact where the scales make the result
+//!   representable).
 //! - Float kernels are compared with the f64 reference twins, and allowed the error their f32
 //!   arithmetic explains, scaled by the magnitude involved.
 
@@ -49,4 +50,14 @@ pub fn gelu(x: f32) -> f32 {
 /// pre-activation value (GELU's slope is at most 1.13, covered by the factor 4).
 pub fn gemm_f32(k: usize, sum_abs: f32) -> f32 {
     4.0 * ((k + 1) as f32).sqrt() * f32::EPSILON / 2.0 * sum_abs + 1e-30
+}
+
+/// int8 GEMM element, against the reference on the same quantised operands (the quantiser is
+/// bit-identical on every path, and the i32 sums are exact): what remains is f32 rounding in the
+/// store, the sum's conversion to f32 (exact below 2^24), the two scale multiplications, the
+/// bias and residual additions, at most 5 roundings of values no larger than `sum_abs` (the
+/// magnitudes of the dequantised products, the bias and the residual). Allow
+/// `3 * 2^-23 * sum_abs` (6 half-ulps); with the GELU epilogue add the GELU bound.
+pub fn gemm_i8(sum_abs: f32) -> f32 {
+    3.0 * f32::EPSILON * sum_abs + 1e-30
 }

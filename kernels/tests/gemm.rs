@@ -1,12 +1,19 @@
-//! f32 GEMM of every dispatch table this CPU can run against the f64 reference
-//! (`Kernels::REFERENCE.gemm_f32`): M, N and K over 0..=17 (the full cube), each tile size
-//! plus and minus one (MR 6 and 8, NR 16 and 32), the K and M block sizes plus and minus one, deep K (4096), strided A, C and residual, every epilogue, with and without bias.
-//! Tolerance: `berth_kernels::tolerance::gemm_f32`, with its reason there.
+//! GEMM of every dispatch table this CPU can run, for f32, f16 and int8 weights, against the
+//! reference (`Kernels::REFERENCE`, f64): M, N and K over 0..=17 (the full cube), each tile
+//! size plus and minus one (MR 4, 6 and 8, NR 16 and 32), the K and M block sizes plus and
+//! minus one, deep K (4096), strided A, C and residual, every epilogue, with and without bias.
+//! int8 runs on every variant (with and without VNNI or dotprod). Tolerances:
+//! `berth_kernels::tolerance::{gemm_f32, gemm_i8}`, with their reasons there; int8 sums are
+//! also checked exact, with scales chosen so that the result is exactly representable.
 
 mod common;
 
-use berth_kernels::gemm::{gemm_f32_par, pack_weights, Epilogue, GemmF32, GemmScratch, MatMut};
-use berth_kernels::{supported_isas, tolerance, Kernels};
+use berth_kernels::gemm::{
+    gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8Buf, Weights,
+};
+use berth_kernels::quant::quantize_row_i8;
+use berth_kernels::{supported_isas, tolerance, variants, Kernels};
+use half::f16;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     common::values(n, seed, 1.0)
@@ -29,14 +36,89 @@ struct Case {
     epi: Epi,
 }
 
-/// Runs one case on `kernels` and on the reference; checks every element of C, and that the
-/// padding between rows of a strided C is untouched.
-fn check(kernels: &Kernels, c: &Case, scratch: &mut GemmScratch) {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Wt {
+    F32,
+    F16,
+    I8,
+}
+
+/// The weights of one case, packed, and the values the reference multiplies (dequantised for
+/// int8, widened for f16), row-major, for the tolerance.
+struct Packed {
+    f32: Vec<f32>,
+    f16: Vec<f16>,
+    i8: Option<PackedI8Buf>,
+    effective: Vec<f32>,
+}
+
+impl Packed {
+    fn new(wt: Wt, w: &[f32], n: usize, k: usize) -> Packed {
+        let mut p = Packed {
+            f32: Vec::new(),
+            f16: Vec::new(),
+            i8: None,
+            effective: w.to_vec(),
+        };
+        match wt {
+            Wt::F32 => p.f32 = pack_weights(w, n, k),
+            Wt::F16 => {
+                let h: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+                p.effective = h.iter().map(|x| x.to_f32()).collect();
+                p.f16 = pack_weights(&h, n, k);
+            }
+            Wt::I8 => {
+                let mut q = vec![0i8; k];
+                for (row, eff) in w
+                    .chunks_exact(k.max(1))
+                    .zip(p.effective.chunks_exact_mut(k.max(1)))
+                {
+                    let s = quantize_row_i8(row, &mut q);
+                    for (e, &qi) in eff.iter_mut().zip(&q) {
+                        *e = s * f32::from(qi);
+                    }
+                }
+                p.i8 = Some(PackedI8Buf::quantize(w, n, k));
+            }
+        }
+        p
+    }
+
+    fn weights(&self) -> Weights<'_> {
+        match &self.i8 {
+            Some(b) => Weights::I8(b.view()),
+            None if !self.f16.is_empty() => Weights::F16(&self.f16),
+            None => Weights::F32(&self.f32),
+        }
+    }
+}
+
+/// The activations the reference multiplies: A itself, or for int8 each row quantised and
+/// dequantised.
+fn effective_a(wt: Wt, a: &[f32], rows: usize, lda: usize, k: usize) -> Vec<f32> {
+    let mut out = a.to_vec();
+    if wt == Wt::I8 {
+        let mut q = vec![0i8; k];
+        for i in 0..rows {
+            let s = quantize_row_i8(&a[i * lda..i * lda + k], &mut q);
+            for (o, &qi) in out[i * lda..i * lda + k].iter_mut().zip(&q) {
+                *o = s * f32::from(qi);
+            }
+        }
+    }
+    out
+}
+
+/// Runs one case on the reference and on each of `tables`; checks every element of C, and
+/// that the padding between rows of a strided C is untouched. The reference and the tolerances
+/// are computed once per case (they dominate the cost, the more so under qemu).
+fn check(tables: &[Kernels], wt: Wt, c: &Case) {
     let (m, n, k) = (c.m, c.n, c.k);
     let seed = (m * 1_000_003 + n * 1009 + k) as u64;
     let a = values(m.max(1) * c.lda, seed);
     let w = values(n * k, seed + 1);
-    let packed = pack_weights(&w, n, k);
+    let packed = Packed::new(wt, &w, n, k);
+    let a_eff = effective_a(wt, &a, m, c.lda, k);
     let bias = values(n, seed + 2);
     let ldr = n + 3;
     let res = values(m.max(1) * ldr, seed + 3);
@@ -45,33 +127,29 @@ fn check(kernels: &Kernels, c: &Case, scratch: &mut GemmScratch) {
         Epi::Gelu => Epilogue::Gelu,
         Epi::Residual => Epilogue::Residual { r: &res, ld: ldr },
     };
-    let run = |f: fn(GemmF32<'_>, &mut GemmScratch), scratch: &mut GemmScratch| {
+    let mut scratch = GemmScratch::default();
+    let mut run = |t: &Kernels| {
         let mut out = vec![f32::NAN; m.max(1) * c.ldc];
-        f(
-            GemmF32 {
+        t.gemm(
+            Gemm {
                 k,
                 a: &a,
                 lda: c.lda,
-                w: &packed,
+                w: packed.weights(),
                 bias: c.bias.then_some(&bias[..]),
                 epilogue,
                 c: MatMut::new(&mut out, m, n, c.ldc),
             },
-            scratch,
+            &mut scratch,
         );
         out
     };
-    let want = run(Kernels::REFERENCE.gemm_f32, scratch);
-    let got = run(kernels.gemm_f32, scratch);
+    let want = run(&Kernels::REFERENCE);
+    let mut tol = vec![0.0f32; m * n];
     for i in 0..m {
-        for j in 0..c.ldc {
-            let (g, wv) = (got[i * c.ldc + j], want[i * c.ldc + j]);
-            if j >= n {
-                assert!(g.is_nan(), "{} wrote outside C at ({i}, {j})", kernels.isa);
-                continue;
-            }
+        for j in 0..n {
             let mut sum_abs: f32 = (0..k)
-                .map(|kk| (a[i * c.lda + kk] * w[j * k + kk]).abs())
+                .map(|kk| (a_eff[i * c.lda + kk] * packed.effective[j * k + kk]).abs())
                 .sum();
             if c.bias {
                 sum_abs += bias[j].abs();
@@ -79,21 +157,61 @@ fn check(kernels: &Kernels, c: &Case, scratch: &mut GemmScratch) {
             if matches!(c.epi, Epi::Residual) {
                 sum_abs += res[i * ldr + j].abs();
             }
-            let mut tol = tolerance::gemm_f32(k, sum_abs);
-            if matches!(c.epi, Epi::Gelu) {
-                tol += tolerance::gelu(sum_abs);
-            }
-            assert!(
-                tolerance::within(g, wv, tol),
-                "{} m={m} n={n} k={k} lda={} ldc={} bias={} {:?} at ({i}, {j}): {g} vs {wv} (tol {tol})",
-                kernels.isa,
-                c.lda,
-                c.ldc,
-                c.bias,
-                c.epi
-            );
+            tol[i * n + j] = match wt {
+                Wt::I8 => tolerance::gemm_i8(sum_abs),
+                _ => tolerance::gemm_f32(k, sum_abs),
+            } + if matches!(c.epi, Epi::Gelu) {
+                tolerance::gelu(sum_abs)
+            } else {
+                0.0
+            };
         }
     }
+    for kernels in tables {
+        let got = run(kernels);
+        for i in 0..m {
+            for j in 0..c.ldc {
+                let (g, wv) = (got[i * c.ldc + j], want[i * c.ldc + j]);
+                if j >= n {
+                    assert!(g.is_nan(), "{} wrote outside C at ({i}, {j})", kernels.isa);
+                    continue;
+                }
+                let tol = tol[i * n + j];
+                assert!(
+                    tolerance::within(g, wv, tol),
+                    "{} ({}) {wt:?} m={m} n={n} k={k} lda={} ldc={} bias={} {:?} at ({i}, {j}): {g} vs {wv} (tol {tol})",
+                    kernels.isa,
+                    kernels.int8,
+                    c.lda,
+                    c.ldc,
+                    c.bias,
+                    c.epi
+                );
+            }
+        }
+    }
+}
+
+/// The tables to test for each weight type: float weights on each SIMD path's table, int8 on
+/// every variant (with and without the dot-product extensions); the scalar table is the
+/// reference itself. With `BERTH_ISA` set (CI's per-path runs), only that path's tables.
+fn cases() -> Vec<(Wt, Vec<Kernels>)> {
+    let forced = std::env::var("BERTH_ISA")
+        .ok()
+        .and_then(|v| berth_kernels::Isa::parse(&v));
+    let keep =
+        |t: &Kernels| t.isa != berth_kernels::Isa::Scalar && forced.is_none_or(|f| f == t.isa);
+    let float: Vec<Kernels> = tables().into_iter().filter(keep).collect();
+    let int8: Vec<Kernels> = variants().into_iter().filter(keep).collect();
+    vec![(Wt::F32, float.clone()), (Wt::F16, float), (Wt::I8, int8)]
+}
+
+fn int8_tables() -> Vec<Kernels> {
+    cases()
+        .into_iter()
+        .find(|(wt, _)| *wt == Wt::I8)
+        .map(|(_, t)| t)
+        .unwrap_or_default()
 }
 
 fn tables() -> Vec<Kernels> {
@@ -105,8 +223,7 @@ fn tables() -> Vec<Kernels> {
 
 #[test]
 fn every_small_shape() {
-    for kernels in tables() {
-        let mut scratch = GemmScratch::default();
+    for (wt, tables) in cases() {
         let mut idx = 0usize;
         for m in 0..=17 {
             for n in 0..=17 {
@@ -123,23 +240,22 @@ fn every_small_shape() {
                         bias: idx % 4 != 1,
                         epi,
                     };
-                    check(&kernels, &case, &mut scratch);
+                    check(&tables, wt, &case);
                 }
             }
         }
     }
 }
 
-/// Tile edges (MR 6 and 8, NR 16 and 32) and block edges (KC, MC from the crate, so the test
+/// Tile edges (MR 4, 6 and 8, NR 16 and 32) and block edges (KC, MC from the crate, so the test
 /// follows the blocking if it changes; K blocks are balanced, so 2 KC + 1 gives three).
 #[test]
 fn tile_and_block_edges() {
     use berth_kernels::gemm::{KC, MC};
-    let ms = [1, 5, 6, 7, 8, 9, 15, 16, 17, MC - 1, MC, MC + 1];
+    let ms = [1, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, MC - 1, MC, MC + 1];
     let ns = [15, 16, 17, 31, 32, 33, 63, 64, 65];
     let ks = [1, 31, KC - 1, KC, KC + 1, 2 * KC + 1];
-    for kernels in tables() {
-        let mut scratch = GemmScratch::default();
+    for (wt, tables) in cases() {
         let mut idx = 0usize;
         for &m in &ms {
             for &n in &ns {
@@ -154,7 +270,7 @@ fn tile_and_block_edges() {
                         bias: !idx.is_multiple_of(3),
                         epi: [Epi::None, Epi::Gelu, Epi::Residual][idx % 3],
                     };
-                    check(&kernels, &case, &mut scratch);
+                    check(&tables, wt, &case);
                 }
             }
         }
@@ -163,8 +279,7 @@ fn tile_and_block_edges() {
 
 #[test]
 fn deep_k() {
-    for kernels in tables() {
-        let mut scratch = GemmScratch::default();
+    for (wt, tables) in cases() {
         for (m, n) in [(1, 1), (3, 17), (13, 33)] {
             for epi in [Epi::None, Epi::Gelu, Epi::Residual] {
                 let case = Case {
@@ -176,7 +291,7 @@ fn deep_k() {
                     bias: true,
                     epi,
                 };
-                check(&kernels, &case, &mut scratch);
+                check(&tables, wt, &case);
             }
         }
     }
@@ -185,8 +300,7 @@ fn deep_k() {
 /// BERT shapes, compared with the reference: the sizes the engine will call.
 #[test]
 fn bert_shapes() {
-    for kernels in tables() {
-        let mut scratch = GemmScratch::default();
+    for (wt, tables) in cases() {
         for (m, k, n) in [
             (8, 384, 1152),
             (32, 384, 1536),
@@ -202,13 +316,13 @@ fn bert_shapes() {
                 bias: true,
                 epi: Epi::Gelu,
             };
-            check(&kernels, &case, &mut scratch);
+            check(&tables, wt, &case);
         }
     }
 }
 
 /// Any number of threads gives bit-identical results (each part of N is a GEMM of its own that
-/// starts on a panel boundary), on every path, for every epilogue.
+/// starts on a panel boundary), on every path, for every weight type and epilogue.
 #[test]
 fn threads_are_bit_identical() {
     let pools: Vec<rayon::ThreadPool> = (1..=4)
@@ -219,11 +333,14 @@ fn threads_are_bit_identical() {
                 .unwrap()
         })
         .collect();
-    for kernels in tables() {
+    for (wt, kernels) in cases()
+        .into_iter()
+        .flat_map(|(wt, ts)| ts.into_iter().map(move |t| (wt, t)))
+    {
         for (m, k, n) in [(1, 7, 1), (9, 64, 33), (13, 300, 200), (128, 384, 385)] {
             let a = values(m * k, 5);
             let w = values(n * k, 6);
-            let packed = pack_weights(&w, n, k);
+            let packed = Packed::new(wt, &w, n, k);
             let bias = values(n, 7);
             let res = values(m * n, 8);
             for epilogue in [
@@ -234,16 +351,16 @@ fn threads_are_bit_identical() {
                 let run = |pool: &rayon::ThreadPool| {
                     let mut out = vec![f32::NAN; m * n];
                     let mut scratch = vec![GemmScratch::default(); pool.current_num_threads()];
-                    let p = GemmF32 {
+                    let p = Gemm {
                         k,
                         a: &a,
                         lda: k,
-                        w: &packed,
+                        w: packed.weights(),
                         bias: Some(&bias),
                         epilogue,
                         c: MatMut::new(&mut out, m, n, n),
                     };
-                    gemm_f32_par(kernels.gemm_f32, p, &mut scratch, pool);
+                    gemm_par(&kernels, p, &mut scratch, pool);
                     out
                 };
                 let one = run(&pools[0]);
@@ -256,9 +373,79 @@ fn threads_are_bit_identical() {
                         .all(|(x, y)| x.to_bits() == y.to_bits());
                     assert!(
                         same,
-                        "{} m={m} k={k} n={n} {} threads differ",
+                        "{} ({}) {wt:?} m={m} k={k} n={n} {} threads differ",
                         kernels.isa,
+                        kernels.int8,
                         pool.current_num_threads()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// int8 sums are exact on every variant: A's rows are multiples of 2^-5 with a +-127 step in
+/// each, so they quantise exactly with scale 2^-5; the weights are integers with power-of-two
+/// scales; every sum stays below 2^24. Then every output, without bias or epilogue, is
+/// `sum * 2^-5 * w_scale` exactly: any error in an i32 sum (the +128 offset correction, a
+/// lost group of 4, a saturated pair) shows as a mismatch.
+#[test]
+fn int8_sums_are_exact() {
+    let shapes = (0..=17)
+        .flat_map(|m| (0..=17).map(move |n| (m, n, (m * 7 + n * 3) % 18)))
+        .chain([
+            (8, 33, 4096),
+            (9, 65, 1023),
+            (257, 31, 20),
+            (6, 17, 1025),
+            (4, 16, 3),
+        ]);
+    let ints = |len: usize, seed: u64| -> Vec<i8> {
+        common::values(len, seed, 127.5)
+            .into_iter()
+            .map(|v| v.round().clamp(-127.0, 127.0) as i8)
+            .collect()
+    };
+    for (m, n, k) in shapes {
+        let seed = (m * 131 + n * 17 + k) as u64;
+        let mut qa = ints(m * k, seed);
+        for i in 0..m {
+            if k > 0 {
+                // A full-scale step in every row fixes the row's scale at 2^-5.
+                qa[i * k + (i % k)] = if i % 2 == 0 { 127 } else { -127 };
+            }
+        }
+        let a: Vec<f32> = qa.iter().map(|&q| f32::from(q) / 32.0).collect();
+        let qw = ints(n * k, seed + 1);
+        let w_scale: Vec<f32> = (0..n).map(|j| 2f32.powi(-(j as i32 % 5))).collect();
+        let packed = PackedI8Buf::from_rows(&qw, w_scale.clone(), n, k);
+        for kernels in int8_tables() {
+            let mut out = vec![f32::NAN; m * n];
+            kernels.gemm(
+                Gemm {
+                    k,
+                    a: &a,
+                    lda: k,
+                    w: Weights::I8(packed.view()),
+                    bias: None,
+                    epilogue: Epilogue::None,
+                    c: MatMut::new(&mut out, m, n, n),
+                },
+                &mut GemmScratch::default(),
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let sum: i64 = (0..k)
+                        .map(|kk| i64::from(qa[i * k + kk]) * i64::from(qw[j * k + kk]))
+                        .sum();
+                    assert!(sum.abs() < 1 << 24);
+                    let want = sum as f64 / 32.0 * f64::from(w_scale[j]);
+                    let got = out[i * n + j];
+                    assert!(
+                        f64::from(got) == want,
+                        "{} ({}) m={m} n={n} k={k} at ({i}, {j}): {got} vs {want}",
+                        kernels.isa,
+                        kernels.int8
                     );
                 }
             }

@@ -1,20 +1,22 @@
-//! The MR x NR microkernel, generic over the SIMD vocabulary: NV vectors of weights per k,
-//! MR broadcasts of A, MR * NV fused multiply-adds into register accumulators.
+//! The MR x NR microkernels, generic over the SIMD vocabulary: NV vectors of weights per k,
+//! MR broadcasts of A, MR * NV multiply-adds into register accumulators, then one shared store
+//! that applies the bias and the epilogue.
 //!
-//! Contract: `a` points at a packed A micro-panel (`kc` steps of MR values); `w` at the first
-//! of `kc` weight rows spaced [`super::PANEL`] apart, of which NR = NV * LANES values are read;
-//! `c` at element `(row, col)` of C with row stride `ldc`, of which only the `mr x nc` valid
-//! elements are read or written (a partial tile goes through a stack tile). On the first K
-//! block the tile is written, later blocks add to it; on the last, the bias and the epilogue
-//! are applied before the store.
+//! Float contract ([`run`]): `a` points at a packed A micro-panel (`kc` steps of MR values);
+//! `w` at the first of `kc` weight rows spaced [`super::PANEL`] apart, of which NR = NV * LANES
+//! values are read (f32, or f16 widened in registers). int8 contract ([`run_i8`]): `a` points
+//! at `groups` groups of MR x 4 activation bytes; `w` at the first of `groups` weight groups
+//! spaced `4 * PANEL` bytes apart, of which `4 * NR` are read; `col_sum` and `w_scale` hold NR
+//! values. Both: `c` points at element `(row, col)` of C with row stride `ldc`, of which only
+//! the `mr x nc` valid elements are read or written (a partial tile goes through a stack tile).
+//! On the first K block the tile is written, later blocks add to it; on the last, the bias and
+//! the epilogue are applied before the store.
 
-use super::{Epilogue, PANEL};
-use crate::simd::{self, Simd};
+use super::{Epilogue, Weights, PANEL};
+use crate::simd::{self, DotI8, Simd};
 
-pub(super) struct Tile<'a> {
-    pub kc: usize,
-    pub a: *const f32,
-    pub w: *const f32,
+/// Where and how a tile's results are stored.
+pub(super) struct Out<'a> {
     pub first: bool,
     pub last: bool,
     pub c: *mut f32,
@@ -27,7 +29,47 @@ pub(super) struct Tile<'a> {
     pub epilogue: Epilogue<'a>,
 }
 
-/// Most elements of a tile on any ISA (8 x 32 on AVX-512); `run` asserts its tile fits.
+/// A weight element type of the float GEMM: how LANES of them become an f32 vector.
+pub(crate) trait Elem: Copy {
+    /// Whether the driver has the first micro-panel of a block widen these weights to f32
+    /// for the others (see [`run`]'s `SPILL`).
+    const WIDEN: bool;
+    unsafe fn load<S: Simd>(p: *const Self) -> S::F;
+    /// The packed weights, if they are of this type.
+    fn slice<'a>(w: &Weights<'a>) -> Option<&'a [Self]>;
+}
+
+impl Elem for f32 {
+    const WIDEN: bool = false;
+    fn slice<'a>(w: &Weights<'a>) -> Option<&'a [f32]> {
+        match *w {
+            Weights::F32(w) => Some(w),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const f32) -> S::F {
+        // SAFETY: `p` is valid for LANES reads (the microkernel's contract).
+        unsafe { S::load(p) }
+    }
+}
+
+impl Elem for half::f16 {
+    const WIDEN: bool = true;
+    fn slice<'a>(w: &Weights<'a>) -> Option<&'a [half::f16]> {
+        match *w {
+            Weights::F16(w) => Some(w),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const half::f16) -> S::F {
+        // SAFETY: as above; `f16` is a transparent 16-bit IEEE half.
+        unsafe { S::load_f16(p.cast()) }
+    }
+}
+
+/// Most elements of a tile on any ISA (8 x 32 on AVX-512); the kernels assert their tile fits.
 const MAX_TILE: usize = 8 * 32;
 
 /// `nc`-clipped range of vector `j`'s columns.
@@ -36,21 +78,32 @@ fn cols(j: usize, lanes: usize, nc: usize) -> std::ops::Range<usize> {
     (j * lanes).min(nc)..((j + 1) * lanes).min(nc)
 }
 
+/// The float microkernel: `kc` steps of `a` (MR values) times `w` (NR weights of type `E`).
+/// With `SPILL`, the weights as widened to f32 are also stored to `spill` (kc rows of NR,
+/// spaced PANEL apart), for the block's other micro-panels to read: the widening then overlaps
+/// this micro-panel's arithmetic instead of costing a pass of its own.
 #[inline(always)]
-pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(t: &Tile<'_>) {
+pub(super) unsafe fn run<S: Simd, E: Elem, const MR: usize, const NV: usize, const SPILL: bool>(
+    kc: usize,
+    a: *const f32,
+    w: *const E,
+    spill: *mut f32,
+    out: &Out<'_>,
+) {
     let l = S::LANES;
-    let nr = NV * l;
-    debug_assert!(MR * nr <= MAX_TILE);
-    // SAFETY: the contract above: `a` is valid for kc * MR reads, `w` for kc rows of nr reads
-    // spaced PANEL apart, `c` for the mr x nc elements at stride ldc (the driver derived it
-    // from `&mut` C and bounded it with `GemmF32::check`); the caller runs on S's ISA.
+    debug_assert!(MR * NV * l <= MAX_TILE);
+    // SAFETY: the contract above: `a` is valid for kc * MR reads, `w` for kc rows of NR reads
+    // spaced PANEL apart, and with SPILL `spill` for as many writes; the caller runs on S's ISA.
     unsafe {
         let mut acc = [[S::splat(0.0); NV]; MR];
-        let (mut a, mut w) = (t.a, t.w);
-        for _ in 0..t.kc {
+        let (mut a, mut w, mut spill) = (a, w, spill);
+        for _ in 0..kc {
             let mut wv = [S::splat(0.0); NV];
             for (j, v) in wv.iter_mut().enumerate() {
-                *v = S::load(w.add(j * l));
+                *v = E::load::<S>(w.add(j * l));
+                if SPILL {
+                    S::store(spill.add(j * l), *v);
+                }
             }
             for (i, acc_i) in acc.iter_mut().enumerate() {
                 let ai = S::splat(*a.add(i));
@@ -60,7 +113,69 @@ pub(super) unsafe fn run<S: Simd, const MR: usize, const NV: usize>(t: &Tile<'_>
             }
             a = a.add(MR);
             w = w.add(PANEL);
+            if SPILL {
+                spill = spill.add(PANEL);
+            }
         }
+        store::<S, MR, NV>(&acc, out);
+    }
+}
+
+/// The int8 microkernel: `groups` groups of 4 along K; the exact i32 sums are scaled by the
+/// row's activation scale and the channel's weight scale.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
+    groups: usize,
+    a: *const u8,
+    a_scale: &[f32; MR],
+    w: *const i8,
+    col_sum: *const i32,
+    w_scale: *const f32,
+    out: &Out<'_>,
+) {
+    let l = D::S::LANES;
+    debug_assert!(MR * NV * l <= MAX_TILE);
+    // SAFETY: the int8 contract above; the caller runs on D's ISA.
+    unsafe {
+        let mut acc = [[D::zero(); NV]; MR];
+        let (mut a, mut w) = (a, w);
+        for _ in 0..groups {
+            let mut wv = [D::load_w(w); NV];
+            for (j, v) in wv.iter_mut().enumerate().skip(1) {
+                *v = D::load_w(w.add(j * l * 4));
+            }
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let ai = D::bcast(a.add(i * 4));
+                for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                    *acc_ij = D::dot(*acc_ij, ai, wv[j]);
+                }
+            }
+            a = a.add(MR * 4);
+            w = w.add(PANEL * 4);
+        }
+        let mut f = [[D::S::splat(0.0); NV]; MR];
+        for j in 0..NV {
+            let ws = D::S::load(w_scale.add(j * l));
+            for i in 0..MR {
+                let v = D::to_f32(acc[i][j], col_sum.add(j * l));
+                f[i][j] = D::S::mul(D::S::mul(v, ws), D::S::splat(a_scale[i]));
+            }
+        }
+        store::<D::S, MR, NV>(&f, out);
+    }
+}
+
+/// Stores an MR x NR tile of results: adds what C holds unless this is the first K block, and
+/// on the last applies the bias and the epilogue.
+#[inline(always)]
+unsafe fn store<S: Simd, const MR: usize, const NV: usize>(acc: &[[S::F; NV]; MR], t: &Out<'_>) {
+    let l = S::LANES;
+    let nr = NV * l;
+    // SAFETY: `c` is valid for the mr x nc elements at stride ldc (the driver derived it from
+    // the `&mut` C view and bounded it with `Gemm::check`); the stack tile holds MAX_TILE >=
+    // MR x NR; the caller runs on S's ISA.
+    unsafe {
         let full = t.mr == MR && t.nc == nr;
         let mut tmp = [0.0f32; MAX_TILE];
         let (c, ldc) = if full {

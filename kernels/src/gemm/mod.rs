@@ -1,12 +1,12 @@
-//! f32 GEMM: `C = A * W^T (+ bias) (+ epilogue)`, A the activations (`M x K`, row stride
-//! `lda`), W the weights (`N x K`, PyTorch's `[out_features, in_features]`), pre-packed by
-//! [`pack_weights`] into the layout the microkernels read.
+//! GEMM: `C = A * W^T (+ bias) (+ epilogue)`, A the activations (`M x K` f32, row stride
+//! `lda`), W the weights (`N x K`, PyTorch's `[out_features, in_features]`) as f32, f16 or int8,
+//! pre-packed into the layout the microkernels read ([`pack_weights`], [`PackedI8Buf::quantize`]).
 //!
 //! BLIS structure (docs/KERNELS.md, "GEMM"):
 //!
 //! ```text
 //! LOOP 5  threads take disjoint ranges of weight panels (N)
-//! LOOP 4    for each KC block of K
+//! LOOP 4    for each KC block of K (float weights only)
 //! LOOP 3      for each MC block of M: pack A into MR-row micro-panels (caller's scratch)
 //! LOOP 2        for each NR slice of the thread's panels
 //! LOOP 1          for each MR micro-panel: the MR x NR microkernel
@@ -21,13 +21,25 @@
 //!   block is a short remainder (K = 768 as 512 + 256 cost up to 10% with KC = 512).
 //! - N is not blocked further: a thread's W panels for one K block stream through once per MC
 //!   block, which for BERT shapes (M <= 512) is once or twice.
+//! - int8 does not block K: a row's activations are quantised with one scale over all of K,
+//!   and its i32 sums must stay exact until the scales are applied. Its blocks are 4x smaller
+//!   than f32's for the same K (256 x 3072 bytes of A = 768 KiB, 32 x 3072 bytes of W = 96 KiB
+//!   for BERT's deepest K), so the same cache budget holds.
 //!
 //! Every C element is computed by the same sequence of operations whatever the thread count or
 //! the split, so results are bit-identical across thread counts.
 
+mod int8;
 mod kernel;
 
+pub(crate) use int8::gemm_i8;
+pub use int8::{packed_index_i8, packed_len_i8, PackedI8, PackedI8Buf, MAX_K_I8};
+
+use half::f16;
+use kernel::Elem;
+
 use crate::simd::Simd;
+use crate::Kernels;
 
 /// Columns per packed weight panel. A multiple of every microkernel's NR (32 on AVX-512, 16 on
 /// AVX2 and NEON), so one packed layout serves every ISA.
@@ -37,13 +49,13 @@ pub const KC: usize = 768;
 /// M block (see the module docs for the derivation).
 pub const MC: usize = 256;
 
-/// Packs row-major weights `w` (`n x k`) into panels of [`PANEL`] output channels: panel `p`
-/// holds, for each `k` in order, the weights of channels `p*32 .. p*32+32` (zero past `n`).
-/// Element `(n, k)` is at `(n / 32) * 32 * k_total + k * 32 + n % 32`.
-pub fn pack_weights(w: &[f32], n: usize, k: usize) -> Vec<f32> {
+/// Packs row-major weights `w` (`n x k`, f32 or f16) into panels of [`PANEL`] output channels:
+/// panel `p` holds, for each `k` in order, the weights of channels `p*32 .. p*32+32` (zero past
+/// `n`). Element `(n, k)` is at `(n / 32) * 32 * k_total + k * 32 + n % 32`.
+pub fn pack_weights<T: Copy + Default>(w: &[T], n: usize, k: usize) -> Vec<T> {
     assert_eq!(w.len(), n * k, "pack_weights: w is not n x k");
     let panels = n.div_ceil(PANEL);
-    let mut out = vec![0.0f32; panels * PANEL * k];
+    let mut out = vec![T::default(); panels * PANEL * k];
     for (row, wr) in w.chunks_exact(k.max(1)).enumerate().take(n) {
         let (p, col) = (row / PANEL, row % PANEL);
         let base = p * PANEL * k;
@@ -54,9 +66,41 @@ pub fn pack_weights(w: &[f32], n: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// The length of the packed form of `n x k` weights.
+/// The length of the packed form of `n x k` float weights.
 pub fn packed_len(n: usize, k: usize) -> usize {
     n.div_ceil(PANEL) * PANEL * k
+}
+
+/// Packed weights of one GEMM, in one of the three types.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a> {
+    /// f32, packed by [`pack_weights`] (`packed_len(N, K)` values).
+    F32(&'a [f32]),
+    /// f16, packed by [`pack_weights`] and widened to f32 in registers.
+    F16(&'a [f16]),
+    /// int8 per output channel, packed by [`PackedI8Buf`].
+    I8(PackedI8<'a>),
+}
+
+impl<'a> Weights<'a> {
+    /// The weights of panels `..at` and of panels `at..` (the parts of a split between
+    /// threads). `n` and `k` are the GEMM's.
+    fn split_at_panel(self, at: usize, n: usize, k: usize) -> (Weights<'a>, Weights<'a>) {
+        match self {
+            Weights::F32(w) => {
+                let (l, r) = w.split_at(at * PANEL * k);
+                (Weights::F32(l), Weights::F32(r))
+            }
+            Weights::F16(w) => {
+                let (l, r) = w.split_at(at * PANEL * k);
+                (Weights::F16(l), Weights::F16(r))
+            }
+            Weights::I8(w) => {
+                let (l, r) = w.split_at_panel(at, n, k);
+                (Weights::I8(l), Weights::I8(r))
+            }
+        }
+    }
 }
 
 /// What happens to `A W^T + bias` before it is stored.
@@ -142,13 +186,13 @@ impl<'a> MatMut<'a> {
 
 /// One GEMM call. `M` and `N` are the rows and columns of `c`.
 #[derive(Debug)]
-pub struct GemmF32<'a> {
+pub struct Gemm<'a> {
     pub k: usize,
     /// `M x K`, row stride `lda >= k`.
     pub a: &'a [f32],
     pub lda: usize,
-    /// Weights packed by [`pack_weights`] (`packed_len(N, k)` elements).
-    pub w: &'a [f32],
+    /// The packed weights, `N x K`.
+    pub w: Weights<'a>,
     /// `N` elements, or none.
     pub bias: Option<&'a [f32]>,
     pub epilogue: Epilogue<'a>,
@@ -156,7 +200,7 @@ pub struct GemmF32<'a> {
     pub c: MatMut<'a>,
 }
 
-impl GemmF32<'_> {
+impl Gemm<'_> {
     pub fn m(&self) -> usize {
         self.c.rows()
     }
@@ -173,11 +217,11 @@ impl GemmF32<'_> {
         if m > 0 {
             assert!(self.a.len() >= (m - 1) * self.lda + k, "gemm: a too short");
         }
-        assert_eq!(
-            self.w.len(),
-            packed_len(n, k),
-            "gemm: w is not packed n x k"
-        );
+        match self.w {
+            Weights::F32(w) => assert_eq!(w.len(), packed_len(n, k), "gemm: w is not n x k"),
+            Weights::F16(w) => assert_eq!(w.len(), packed_len(n, k), "gemm: w is not n x k"),
+            Weights::I8(w) => w.check(n, k),
+        }
         if let Some(b) = self.bias {
             assert_eq!(b.len(), n, "gemm: bias length");
         }
@@ -195,21 +239,41 @@ impl GemmF32<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct GemmScratch {
     packed_a: Vec<f32>,
+    /// One panel's KC block of half weights, widened.
+    widened: Vec<f32>,
+    packed_a_i8: Vec<u8>,
+    row_i8: Vec<i8>,
+    a_scale: Vec<f32>,
 }
 
-/// The reference GEMM: f64 accumulation over the packed weights, then bias and epilogue in f64
-/// (GELU through libm's erf). The twin every microkernel is tested against.
-pub fn gemm_f32_ref(mut p: GemmF32<'_>, _scratch: &mut GemmScratch) {
+/// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
+/// accumulation over the packed weights (f16 widened exactly). int8: each row of A quantised by
+/// [`crate::quant::quantize_row_i8`], exact integer sums, scaled by both scales in f64. Then
+/// bias and epilogue in f64 (GELU through libm's erf).
+pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
     p.check();
     let (m, n, k) = (p.m(), p.n(), p.k);
     let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
+    let mut row_q = vec![0i8; k];
     for i in 0..m {
+        let row = &p.a[i * p.lda..i * p.lda + k];
+        let a_scale = match p.w {
+            Weights::I8(_) => f64::from(crate::quant::quantize_row_i8(row, &mut row_q)),
+            _ => 0.0,
+        };
         for j in 0..n {
-            let base = (j / PANEL) * PANEL * k + j % PANEL;
-            let mut acc = 0.0f64;
-            for kk in 0..k {
-                acc += f64::from(p.a[i * p.lda + kk]) * f64::from(p.w[base + kk * PANEL]);
-            }
+            let mut acc = match p.w {
+                Weights::F32(w) => float_dot(row, |kk| f64::from(w[packed_index(j, kk, k)])),
+                Weights::F16(w) => float_dot(row, |kk| f64::from(w[packed_index(j, kk, k)])),
+                Weights::I8(w) => {
+                    let dot: i64 = (0..k)
+                        .map(|kk| {
+                            i64::from(row_q[kk]) * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
+                        })
+                        .sum();
+                    dot as f64 * a_scale * f64::from(w.scale[j])
+                }
+            };
             if let Some(b) = p.bias {
                 acc += f64::from(b[j]);
             }
@@ -224,14 +288,27 @@ pub fn gemm_f32_ref(mut p: GemmF32<'_>, _scratch: &mut GemmScratch) {
     }
 }
 
-/// The blocked GEMM over the microkernel `MR x (NV * S::LANES)`. `S` must be the ISA the
-/// caller runs on.
+/// Index of float weight `(j, kk)` in the packed layout (K = `k`).
+pub fn packed_index(j: usize, kk: usize, k: usize) -> usize {
+    (j / PANEL) * PANEL * k + kk * PANEL + j % PANEL
+}
+
+fn float_dot(row: &[f32], w: impl Fn(usize) -> f64) -> f64 {
+    row.iter()
+        .enumerate()
+        .map(|(kk, &x)| f64::from(x) * w(kk))
+        .sum()
+}
+
+/// The blocked float GEMM over the microkernel `MR x (NV * S::LANES)`, for weights of type
+/// `E` (f32 or f16). `S` must be the ISA the caller runs on.
 #[inline(always)]
-pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
-    mut p: GemmF32<'_>,
+pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+    mut p: Gemm<'_>,
     scratch: &mut GemmScratch,
 ) {
     p.check();
+    let w = E::slice(&p.w).expect("gemm: the table routed other weights here");
     let nr = NV * S::LANES;
     debug_assert!(PANEL.is_multiple_of(nr));
     let (m, n, k) = (p.m(), p.n(), p.k);
@@ -243,6 +320,9 @@ pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
     let need = mc_rows * KC.min(k.max(1));
     if scratch.packed_a.len() < need {
         scratch.packed_a.resize(need, 0.0);
+    }
+    if E::WIDEN && scratch.widened.len() < PANEL * KC.min(k) {
+        scratch.widened.resize(PANEL * KC.min(k), 0.0);
     }
     // Taken once from the unique view: every write to C goes through this pointer.
     let c_ptr = p.c.as_mut_ptr();
@@ -258,17 +338,19 @@ pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
         for ic in (0..m).step_by(MC) {
             let mc = MC.min(m - ic);
             pack_a::<MR>(&p.a[ic * p.lda..], p.lda, mc, pc, kc, &mut scratch.packed_a);
+            // Half weights are widened in registers. With more than one micro-panel in the
+            // block, the first widens its NR slice for the others too (storing it to scratch,
+            // PANEL apart as in the packed layout), which read it as f32: the conversions cost
+            // 1/(micro-panels) of what they would in every kernel, and overlap the first
+            // micro-panel's FMAs rather than taking a pass of their own.
+            let widen = E::WIDEN && mc > MR;
             for jr in (0..n).step_by(nr) {
                 let nc = nr.min(n - jr);
                 // The NR slice of its panel, from k = pc.
                 let w_off = (jr / PANEL) * PANEL * k + pc * PANEL + jr % PANEL;
                 for ir in (0..mc).step_by(MR) {
                     let row = ic + ir;
-                    let tile = kernel::Tile {
-                        kc,
-                        a: scratch.packed_a[ir * kc..].as_ptr(),
-                        // Not sliced: with k = 0 there are no weights, and none are read.
-                        w: p.w.as_ptr().wrapping_add(w_off),
+                    let out = kernel::Out {
                         first,
                         last,
                         // SAFETY: row < m and jr < n, so the offset is inside the view.
@@ -285,25 +367,40 @@ pub(crate) unsafe fn gemm_f32<S: Simd, const MR: usize, const NV: usize>(
                             e => e,
                         },
                     };
-                    // SAFETY: `check` validated every size; the tile points into the packed A
-                    // block (MR x kc from `ir * kc`), the weight slice (kc rows of PANEL from
-                    // `w_off`, NR of each read) and C at (row, jr) with mr x nc valid.
-                    unsafe { kernel::run::<S, MR, NV>(&tile) };
+                    let a = scratch.packed_a[ir * kc..].as_ptr();
+                    // Not sliced: with k = 0 there are no weights, and none are read.
+                    let wp = w.as_ptr().wrapping_add(w_off);
+                    let wide = scratch.widened.as_mut_ptr().wrapping_add(jr % PANEL);
+                    let none = std::ptr::null_mut();
+                    // SAFETY: `check` validated every size; the tile reads the packed A block
+                    // (MR x kc from `ir * kc`), the weight slice (kc rows of PANEL from `w_off`,
+                    // NR of each read) or the widened block (kc rows of PANEL, at least
+                    // `PANEL * kc` values, at the same column), writes that block from the first
+                    // micro-panel, and writes C at (row, jr) with mr x nc valid.
+                    unsafe {
+                        match (widen, ir) {
+                            (false, _) => kernel::run::<S, E, MR, NV, false>(kc, a, wp, none, &out),
+                            (true, 0) => kernel::run::<S, E, MR, NV, true>(kc, a, wp, wide, &out),
+                            (true, _) => {
+                                kernel::run::<S, f32, MR, NV, false>(kc, a, wide, none, &out)
+                            }
+                        }
+                    };
                 }
             }
         }
     }
 }
 
-/// Runs `kernel` (a table's `gemm_f32`) on the threads of `pool`: the weight panels (N) are
-/// divided into one contiguous range per thread, each a GEMM of its own on disjoint columns of
-/// C. Every element sees exactly the operations it would on one thread (each part starts on a
-/// panel boundary, so the NR slices and K blocks are the same), so results are bit-identical
-/// for any thread count. `scratch` holds one scratch per thread (at most `scratch.len()` parts
-/// run).
-pub fn gemm_f32_par(
-    kernel: fn(GemmF32<'_>, &mut GemmScratch),
-    p: GemmF32<'_>,
+/// Runs `p` through `kernels` on the threads of `pool`: the weight panels (N) are divided into
+/// one contiguous range per thread, each a GEMM of its own on disjoint columns of C. Every
+/// element sees exactly the operations it would on one thread (each part starts on a panel
+/// boundary, so the NR slices and K blocks are the same, and each part quantises the same rows
+/// of A the same way), so results are bit-identical for any thread count. `scratch` holds one
+/// scratch per thread (at most `scratch.len()` parts run).
+pub fn gemm_par(
+    kernels: &Kernels,
+    p: Gemm<'_>,
     scratch: &mut [GemmScratch],
     pool: &rayon::ThreadPool,
 ) {
@@ -311,23 +408,18 @@ pub fn gemm_f32_par(
     let panels = p.n().div_ceil(PANEL);
     let parts = scratch.len().min(pool.current_num_threads()).min(panels);
     match parts {
-        0 => kernel(p, &mut GemmScratch::default()),
-        1 => kernel(p, &mut scratch[0]),
-        _ => pool.install(|| split_run(kernel, p, &mut scratch[..parts], panels)),
+        0 => kernels.gemm(p, &mut GemmScratch::default()),
+        1 => kernels.gemm(p, &mut scratch[0]),
+        _ => pool.install(|| split_run(kernels, p, &mut scratch[..parts], panels)),
     }
 }
 
 /// Runs `p` (`panels` weight panels, at least `scratch.len()`) as `scratch.len()` parts,
 /// halving with `rayon::join` (stack jobs: no allocation per call).
-fn split_run(
-    kernel: fn(GemmF32<'_>, &mut GemmScratch),
-    p: GemmF32<'_>,
-    scratch: &mut [GemmScratch],
-    panels: usize,
-) {
+fn split_run(kernels: &Kernels, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: usize) {
     let parts = scratch.len();
     if parts == 1 {
-        return kernel(p, &mut scratch[0]);
+        return kernels.gemm(p, &mut scratch[0]);
     }
     // Proportional halves; with panels >= parts, each side keeps at least one panel per part.
     let left_parts = parts / 2;
@@ -335,17 +427,17 @@ fn split_run(
     let (left, right) = split_at_panel(p, left_panels);
     let (ls, rs) = scratch.split_at_mut(left_parts);
     rayon::join(
-        || split_run(kernel, left, ls, left_panels),
-        || split_run(kernel, right, rs, panels - left_panels),
+        || split_run(kernels, left, ls, left_panels),
+        || split_run(kernels, right, rs, panels - left_panels),
     );
 }
 
 /// Divides a GEMM into the columns before weight panel `at` and the rest.
-fn split_at_panel(p: GemmF32<'_>, at: usize) -> (GemmF32<'_>, GemmF32<'_>) {
+fn split_at_panel(p: Gemm<'_>, at: usize) -> (Gemm<'_>, Gemm<'_>) {
     let (n, k) = (p.n(), p.k);
     let col = (at * PANEL).min(n);
     let (c_left, c_right) = p.c.split_cols(col);
-    let (w_left, w_right) = p.w.split_at(at * PANEL * k);
+    let (w_left, w_right) = p.w.split_at_panel(at, n, k);
     let (b_left, b_right) = match p.bias {
         Some(b) => {
             let (l, r) = b.split_at(col);
@@ -357,7 +449,7 @@ fn split_at_panel(p: GemmF32<'_>, at: usize) -> (GemmF32<'_>, GemmF32<'_>) {
         Epilogue::Residual { r, ld } => Epilogue::Residual { r: &r[col..], ld },
         e => e,
     };
-    let part = |w, bias, epilogue, c| GemmF32 {
+    let part = |w, bias, epilogue, c| Gemm {
         k,
         a: p.a,
         lda: p.lda,

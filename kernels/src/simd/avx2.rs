@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Simd;
+use super::{DotI8, Simd};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2;
@@ -26,6 +26,12 @@ impl Simd for Avx2 {
     unsafe fn store(p: *mut f32, v: __m256) {
         // SAFETY: `p` is valid for 8 writes (trait contract); unaligned store.
         unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> __m256 {
+        // SAFETY: `p` is valid for 8 halves, 16 bytes (trait contract); vcvtph2ps is F16C,
+        // which every AVX2 path requires.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
     #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
@@ -131,5 +137,98 @@ impl Simd for Avx2 {
             let g = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
             _mm_storel_epi64(p.cast(), _mm256_castsi256_si128(g))
         }
+    }
+}
+
+/// int8 dot products with AVX-VNNI (the VEX form of `vpdpbusd` on 256-bit registers): the same
+/// unsigned-offset arithmetic as AVX-512 VNNI, without saturation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AvxVnni;
+
+impl DotI8 for AvxVnni {
+    type S = Avx2;
+    const OFFSET: bool = true;
+    type I = __m256i;
+    type A = __m256i;
+    type W = __m256i;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m256i {
+        // SAFETY: AVX (the caller runs on a CPU with AVX2 and AVX-VNNI).
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> __m256i {
+        // SAFETY: `p` is valid for 4 reads (trait contract).
+        unsafe { _mm256_set1_epi32(p.cast::<i32>().read_unaligned()) }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i8) -> __m256i {
+        // SAFETY: `p` is valid for 32 reads (trait contract).
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, a: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: AVX-VNNI.
+        unsafe { _mm256_dpbusd_avx_epi32(acc, a, w) }
+    }
+    #[inline(always)]
+    unsafe fn to_f32(acc: __m256i, col_sum: *const i32) -> __m256 {
+        // SAFETY: `col_sum` is valid for 8 reads (trait contract). 128 x col_sum is at most
+        // 128 x 127 x K in magnitude, inside i32 for the K the trait allows.
+        unsafe {
+            let cs = _mm256_slli_epi32::<7>(_mm256_loadu_si256(col_sum.cast()));
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, cs))
+        }
+    }
+}
+
+/// int8 dot products on AVX2 without VNNI: `vpmaddubsw` multiplies unsigned by signed bytes
+/// and adds adjacent pairs into i16 with saturation, then `vpmaddwd` by ones adds the pairs
+/// into i32. To keep the i16 sums exact, activations stay signed (no offset): the unsigned
+/// operand is `|a|` and the signed one is `w` with `a`'s sign applied (`vpsignb`), so each
+/// product is `a * w` and a pair sums to at most 2 x 127 x 127 = 32,258 < 32,767 in magnitude.
+/// Both factors are in `-127..=127`, so `|a|` and the sign flip of `w` never meet -128.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2Madd;
+
+impl DotI8 for Avx2Madd {
+    type S = Avx2;
+    const OFFSET: bool = false;
+    type I = __m256i;
+    /// The activations and their magnitudes.
+    type A = (__m256i, __m256i);
+    type W = __m256i;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m256i {
+        // SAFETY: AVX (the caller runs on a CPU with AVX2).
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> (__m256i, __m256i) {
+        // SAFETY: `p` is valid for 4 reads (trait contract); AVX2.
+        unsafe {
+            let a = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+            (a, _mm256_abs_epi8(a))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i8) -> __m256i {
+        // SAFETY: `p` is valid for 32 reads (trait contract).
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, a: (__m256i, __m256i), w: __m256i) -> __m256i {
+        // SAFETY: AVX2. See the type's docs for why the i16 pair sums do not saturate.
+        unsafe {
+            let pairs = _mm256_maddubs_epi16(a.1, _mm256_sign_epi8(w, a.0));
+            _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn to_f32(acc: __m256i, _col_sum: *const i32) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_cvtepi32_ps(acc) }
     }
 }

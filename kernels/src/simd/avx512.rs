@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Simd;
+use super::{DotI8, Simd};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512;
@@ -26,6 +26,11 @@ impl Simd for Avx512 {
     unsafe fn store(p: *mut f32, v: __m512) {
         // SAFETY: `p` is valid for 16 writes (trait contract); unaligned store.
         unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> __m512 {
+        // SAFETY: `p` is valid for 16 halves, 32 bytes (trait contract); vcvtph2ps is AVX-512 F.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
@@ -120,6 +125,50 @@ impl Simd for Avx512 {
         unsafe {
             let b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
             _mm_storeu_si128(p.cast(), b)
+        }
+    }
+}
+
+/// int8 dot products with AVX-512 VNNI `vpdpbusd`: unsigned activations (offset by 128) times
+/// signed weights, four products summed into each i32 lane without saturation (the instruction
+/// does not saturate, and the sum of 4 is at most 4 x 32,385).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512Vnni;
+
+impl DotI8 for Avx512Vnni {
+    type S = Avx512;
+    const OFFSET: bool = true;
+    type I = __m512i;
+    type A = __m512i;
+    type W = __m512i;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m512i {
+        // SAFETY: AVX-512 F (the caller runs on a CPU with AVX-512 F and VNNI).
+        unsafe { _mm512_setzero_si512() }
+    }
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> __m512i {
+        // SAFETY: `p` is valid for 4 reads (trait contract).
+        unsafe { _mm512_set1_epi32(p.cast::<i32>().read_unaligned()) }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i8) -> __m512i {
+        // SAFETY: `p` is valid for 64 reads (trait contract).
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m512i, a: __m512i, w: __m512i) -> __m512i {
+        // SAFETY: AVX-512 VNNI.
+        unsafe { _mm512_dpbusd_epi32(acc, a, w) }
+    }
+    #[inline(always)]
+    unsafe fn to_f32(acc: __m512i, col_sum: *const i32) -> __m512 {
+        // SAFETY: `col_sum` is valid for 16 reads (trait contract). 128 x col_sum is at most
+        // 128 x 127 x K in magnitude, inside i32 for the K the trait allows.
+        unsafe {
+            let cs = _mm512_slli_epi32::<7>(_mm512_loadu_si512(col_sum.cast()));
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, cs))
         }
     }
 }

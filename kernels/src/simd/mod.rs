@@ -27,6 +27,8 @@ pub(crate) trait Simd {
     unsafe fn splat(x: f32) -> Self::F;
     unsafe fn load(p: *const f32) -> Self::F;
     unsafe fn store(p: *mut f32, v: Self::F);
+    /// Loads `LANES` IEEE half-precision values (as bits) widened exactly to f32.
+    unsafe fn load_f16(p: *const u16) -> Self::F;
     unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
@@ -52,6 +54,41 @@ pub(crate) trait Simd {
     unsafe fn store_i8(p: *mut i8, v: Self::F);
 }
 
+/// The int8 dot products of an int8 GEMM microkernel, one implementation per instruction
+/// (`vpdpbusd` on AVX-512 VNNI and AVX-VNNI, `vpmaddubsw` + `vpmaddwd` on plain AVX2, `sdot` and
+/// `smull` + pairwise adds on NEON). An accumulator holds `S::LANES` i32 lanes, one per output
+/// channel; one `dot` adds, to each lane, the 4-deep dot product of a broadcast group of 4
+/// activations with that channel's 4 weights (the weights of `LANES` channels are `4 * LANES`
+/// consecutive bytes, channel-major within the group: docs/KERNELS.md, "int8 layout").
+///
+/// Sums are exact: activations and weights are in `-127..=127` (the quantiser never makes
+/// -128), so with the +128 offset a product is at most 255 x 127 = 32,385 in magnitude, and the
+/// i32 lanes hold any K up to 66,000; every implementation states why its intermediates cannot
+/// saturate.
+pub(crate) trait DotI8 {
+    /// The f32 vocabulary of the same ISA and lane count, for the epilogue.
+    type S: Simd;
+    /// Whether activations are stored as `a + 128` (unsigned) and the sums corrected by
+    /// `128 x` the channel's weight sum: `vpdpbusd` multiplies unsigned by signed bytes.
+    const OFFSET: bool;
+    /// i32 accumulators.
+    type I: Copy;
+    /// A broadcast group of 4 activations (with whatever the instruction needs precomputed).
+    type A: Copy;
+    /// The weights of `LANES` channels for one group of 4.
+    type W: Copy;
+
+    unsafe fn zero() -> Self::I;
+    /// Broadcasts the 4 bytes at `p` (as stored by the packing: offset when `OFFSET`).
+    unsafe fn bcast(p: *const u8) -> Self::A;
+    /// Loads `4 * LANES` weight bytes.
+    unsafe fn load_w(p: *const i8) -> Self::W;
+    unsafe fn dot(acc: Self::I, a: Self::A, w: Self::W) -> Self::I;
+    /// The exact sum as f32: `acc`, less `128 * col_sum` when `OFFSET` (`col_sum` valid for
+    /// `LANES` values), converted (exactly below 2^24, else rounded once).
+    unsafe fn to_f32(acc: Self::I, col_sum: *const i32) -> <Self::S as Simd>::F;
+}
+
 /// Loads `src` (at most `S::LANES` elements) into a vector, the missing lanes set to `pad`.
 #[inline(always)]
 pub(crate) unsafe fn load_partial<S: Simd>(src: &[f32], pad: f32) -> S::F {
@@ -71,18 +108,26 @@ pub(crate) unsafe fn store_partial<S: Simd>(dst: &mut [f32], v: S::F) {
     dst.copy_from_slice(&buf[..n]);
 }
 
-/// Applies `f` to every element of `x` in place, whole vectors then the tail (padded with 0).
+/// A lane-wise operation for [`map_in_place`]. A trait with an `#[inline(always)]` method rather
+/// than a closure: a closure is a function of its own, compiled without the caller's
+/// `#[target_feature]`s, and LLVM may leave it (and every intrinsic in it) out of line, as it
+/// did for the quantiser's rounding (6 ns per element instead of a fraction).
+pub(crate) trait Map<S: Simd> {
+    unsafe fn apply(&self, v: S::F) -> S::F;
+}
+
+/// Applies `op` to every element of `x` in place, whole vectors then the tail (padded with 0).
 #[inline(always)]
-pub(crate) unsafe fn map_in_place<S: Simd>(x: &mut [f32], f: impl Fn(S::F) -> S::F) {
+pub(crate) unsafe fn map_in_place<S: Simd>(x: &mut [f32], op: &impl Map<S>) {
     let mut chunks = x.chunks_exact_mut(S::LANES);
     for c in &mut chunks {
         // SAFETY: `c` holds exactly LANES elements; the caller runs on S's ISA.
-        unsafe { S::store(c.as_mut_ptr(), f(S::load(c.as_ptr()))) };
+        unsafe { S::store(c.as_mut_ptr(), op.apply(S::load(c.as_ptr()))) };
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
         // SAFETY: the tail has fewer than LANES elements.
-        unsafe { store_partial::<S>(tail, f(load_partial::<S>(tail, 0.0))) };
+        unsafe { store_partial::<S>(tail, op.apply(load_partial::<S>(tail, 0.0))) };
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::arch::aarch64::*;
 
-use super::Simd;
+use super::{DotI8, Simd};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Neon;
@@ -26,6 +26,24 @@ impl Simd for Neon {
     unsafe fn store(p: *mut f32, v: float32x4_t) {
         // SAFETY: `p` is valid for 4 writes (trait contract).
         unsafe { vst1q_f32(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> float32x4_t {
+        // SAFETY: `p` is valid for 4 halves, 8 bytes (trait contract). `fcvtl` (half to single,
+        // exact) is base Armv8 Advanced SIMD; it goes through `asm!` because the f16 vector
+        // types its intrinsic takes are not stable on the pinned toolchain.
+        unsafe {
+            let r: float32x4_t;
+            std::arch::asm!(
+                "ldr {t:d}, [{p}]",
+                "fcvtl {r:v}.4s, {t:v}.4h",
+                p = in(reg) p,
+                t = out(vreg) _,
+                r = lateout(vreg) r,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+            r
+        }
     }
     #[inline(always)]
     unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
@@ -120,5 +138,99 @@ impl Simd for Neon {
             let bytes = vget_lane_u32::<0>(vreinterpret_u32_s8(b));
             p.cast::<u32>().write_unaligned(bytes)
         }
+    }
+}
+
+/// int8 dot products with the Armv8.2 dot-product extension: `sdot` (signed by signed, four
+/// products into each i32 lane, no offset needed). Through `asm!`: the intrinsic is not stable
+/// on the pinned toolchain.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NeonDot;
+
+impl DotI8 for NeonDot {
+    type S = Neon;
+    const OFFSET: bool = false;
+    type I = int32x4_t;
+    type A = int8x16_t;
+    type W = int8x16_t;
+
+    #[inline(always)]
+    unsafe fn zero() -> int32x4_t {
+        // SAFETY: NEON (the caller runs on a CPU with NEON and the dot-product extension).
+        unsafe { vdupq_n_s32(0) }
+    }
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> int8x16_t {
+        // SAFETY: `p` is valid for 4 reads (trait contract).
+        unsafe { vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned())) }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i8) -> int8x16_t {
+        // SAFETY: `p` is valid for 16 reads (trait contract).
+        unsafe { vld1q_s8(p) }
+    }
+    #[inline(always)]
+    unsafe fn dot(mut acc: int32x4_t, a: int8x16_t, w: int8x16_t) -> int32x4_t {
+        // SAFETY: `sdot` needs the dot-product extension, which the caller's target features
+        // enable; registers only.
+        unsafe {
+            std::arch::asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
+                acc = inout(vreg) acc,
+                w = in(vreg) w,
+                a = in(vreg) a,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+    #[inline(always)]
+    unsafe fn to_f32(acc: int32x4_t, _col_sum: *const i32) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vcvtq_f32_s32(acc) }
+    }
+}
+
+/// int8 dot products on plain NEON: `smull`/`smull2` make the 16 i16 products (each at most
+/// 127 x 127 = 16,129 in magnitude, exact), `saddlp` widens adjacent pairs into i32 and `addp`
+/// adds the pairs of pairs, one sum of 4 per channel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NeonMull;
+
+impl DotI8 for NeonMull {
+    type S = Neon;
+    const OFFSET: bool = false;
+    type I = int32x4_t;
+    type A = int8x16_t;
+    type W = int8x16_t;
+
+    #[inline(always)]
+    unsafe fn zero() -> int32x4_t {
+        // SAFETY: NEON.
+        unsafe { vdupq_n_s32(0) }
+    }
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> int8x16_t {
+        // SAFETY: `p` is valid for 4 reads (trait contract).
+        unsafe { vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned())) }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i8) -> int8x16_t {
+        // SAFETY: `p` is valid for 16 reads (trait contract).
+        unsafe { vld1q_s8(p) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, w: int8x16_t) -> int32x4_t {
+        // SAFETY: NEON.
+        unsafe {
+            let lo = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a)));
+            let hi = vpaddlq_s16(vmull_high_s8(w, a));
+            vaddq_s32(acc, vpaddq_s32(lo, hi))
+        }
+    }
+    #[inline(always)]
+    unsafe fn to_f32(acc: int32x4_t, _col_sum: *const i32) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vcvtq_f32_s32(acc) }
     }
 }

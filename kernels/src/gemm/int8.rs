@@ -1,0 +1,258 @@
+//! int8 GEMM: weights quantised per output channel (at conversion), activations quantised per
+//! row on the fly (one scale per token), exact i32 sums, f32 output:
+//!
+//! `C[i][j] = a_scale[i] * w_scale[j] * sum_k qa[i][k] * qw[j][k] (+ bias) (+ epilogue)`
+//!
+//! with both quantisations by [`crate::quant::quantize_row_i8`]'s rule (`-127..=127`).
+//!
+//! Layout (docs/KERNELS.md, "int8 layout"): K is padded with zeros to a multiple of 4 (`kp`);
+//! output channels form panels of [`PANEL`]; a panel holds, for each group of 4 k, the 4 bytes
+//! of each of its 32 channels in turn (128 bytes), so that one vector load gives `LANES`
+//! channels x 4 k, the operand shape of `vpdpbusd` and `sdot`. Byte `(n, k)` is at
+//! `(n / 32) * 32 * kp + (k / 4) * 128 + (n % 32) * 4 + k % 4`. Beside it, per channel: the f32
+//! scale and the i32 sum of the channel's quantised weights (for the unsigned-offset trick of
+//! `vpdpbusd`: `sum (a + 128) w = sum a w + 128 sum w`).
+
+use super::{kernel, Epilogue, Gemm, GemmScratch, Weights, MC, PANEL};
+use crate::quant;
+use crate::simd::{DotI8, Simd};
+
+/// The deepest K an int8 GEMM accepts: with the +128 offset a product is at most
+/// 255 x 127 = 32,385, and 65,536 of them stay below 2^31.
+pub const MAX_K_I8: usize = 65_536;
+
+/// The length in bytes of the packed form of `n x k` int8 weights.
+pub fn packed_len_i8(n: usize, k: usize) -> usize {
+    n.div_ceil(PANEL) * PANEL * k.div_ceil(4) * 4
+}
+
+/// Index of weight `(j, kk)` in the packed int8 layout (K = `k`).
+pub fn packed_index_i8(j: usize, kk: usize, k: usize) -> usize {
+    let kp = k.div_ceil(4) * 4;
+    (j / PANEL) * PANEL * kp + (kk / 4) * PANEL * 4 + (j % PANEL) * 4 + kk % 4
+}
+
+/// Packed int8 weights, borrowed (from a `.berth` file or a [`PackedI8Buf`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PackedI8<'a> {
+    /// `packed_len_i8(N, K)` bytes, in `-127..=127`.
+    pub q: &'a [i8],
+    /// `N` per-channel scales.
+    pub scale: &'a [f32],
+    /// `N` sums of each channel's quantised weights.
+    pub col_sum: &'a [i32],
+}
+
+impl<'a> PackedI8<'a> {
+    pub(super) fn check(&self, n: usize, k: usize) {
+        assert!(k <= MAX_K_I8, "gemm: int8 K above MAX_K_I8");
+        assert_eq!(self.q.len(), packed_len_i8(n, k), "gemm: w is not n x k");
+        assert_eq!(self.scale.len(), n, "gemm: int8 scale length");
+        assert_eq!(self.col_sum.len(), n, "gemm: int8 col_sum length");
+    }
+
+    pub(super) fn split_at_panel(
+        self,
+        at: usize,
+        n: usize,
+        k: usize,
+    ) -> (PackedI8<'a>, PackedI8<'a>) {
+        let col = (at * PANEL).min(n);
+        let (ql, qr) = self.q.split_at(at * PANEL * k.div_ceil(4) * 4);
+        let (sl, sr) = self.scale.split_at(col);
+        let (cl, cr) = self.col_sum.split_at(col);
+        (
+            PackedI8 {
+                q: ql,
+                scale: sl,
+                col_sum: cl,
+            },
+            PackedI8 {
+                q: qr,
+                scale: sr,
+                col_sum: cr,
+            },
+        )
+    }
+}
+
+/// Packed int8 weights, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedI8Buf {
+    pub q: Vec<i8>,
+    pub scale: Vec<f32>,
+    pub col_sum: Vec<i32>,
+}
+
+impl PackedI8Buf {
+    /// Quantises row-major f32 weights (`n x k`) per output channel and packs them.
+    pub fn quantize(w: &[f32], n: usize, k: usize) -> PackedI8Buf {
+        assert_eq!(w.len(), n * k, "PackedI8Buf::quantize: w is not n x k");
+        let mut q = vec![0i8; n * k];
+        let scale = w
+            .chunks_exact(k.max(1))
+            .zip(q.chunks_exact_mut(k.max(1)))
+            .take(n)
+            .map(|(src, dst)| quant::quantize_row_i8(src, dst))
+            .collect::<Vec<f32>>();
+        let scale = if k == 0 { vec![1.0; n] } else { scale };
+        PackedI8Buf::from_rows(&q, scale, n, k)
+    }
+
+    /// Packs weights already quantised (row-major `n x k`, in `-127..=127`, with their `n`
+    /// scales), computing the channel sums.
+    pub fn from_rows(q: &[i8], scale: Vec<f32>, n: usize, k: usize) -> PackedI8Buf {
+        assert_eq!(q.len(), n * k, "PackedI8Buf::from_rows: q is not n x k");
+        assert_eq!(scale.len(), n, "PackedI8Buf::from_rows: scale length");
+        assert!(
+            q.iter().all(|&v| v != i8::MIN),
+            "PackedI8Buf::from_rows: -128 is outside the scheme"
+        );
+        let mut packed = vec![0i8; packed_len_i8(n, k)];
+        let mut col_sum = vec![0i32; n];
+        for (j, sum) in col_sum.iter_mut().enumerate() {
+            for kk in 0..k {
+                let v = q[j * k + kk];
+                packed[packed_index_i8(j, kk, k)] = v;
+                *sum += i32::from(v);
+            }
+        }
+        PackedI8Buf {
+            q: packed,
+            scale,
+            col_sum,
+        }
+    }
+
+    pub fn view(&self) -> PackedI8<'_> {
+        PackedI8 {
+            q: &self.q,
+            scale: &self.scale,
+            col_sum: &self.col_sum,
+        }
+    }
+}
+
+/// The blocked int8 GEMM over the microkernel `MR x (NV * LANES)` of `D`, which must be the
+/// ISA the caller runs on.
+#[inline(always)]
+pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
+    mut p: Gemm<'_>,
+    scratch: &mut GemmScratch,
+) {
+    p.check();
+    let Weights::I8(w) = p.w else {
+        panic!("gemm: the table routed other weights here");
+    };
+    let l = D::S::LANES;
+    let nr = NV * l;
+    debug_assert!(PANEL.is_multiple_of(nr));
+    let (m, n, k) = (p.m(), p.n(), p.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let groups = k.div_ceil(4);
+    let kp = groups * 4;
+    let ldc = p.c.ld();
+    let mc_rows = MC.div_ceil(MR) * MR;
+    resize(&mut scratch.packed_a_i8, mc_rows * kp, 0);
+    resize(&mut scratch.row_i8, kp, 0);
+    resize(&mut scratch.a_scale, mc_rows, 0.0);
+    let c_ptr = p.c.as_mut_ptr();
+    for ic in (0..m).step_by(MC) {
+        let mc = MC.min(m - ic);
+        pack_a_i8::<D, MR>(&p.a[ic * p.lda..], p.lda, mc, k, scratch);
+        for jr in (0..n).step_by(nr) {
+            let nc = nr.min(n - jr);
+            let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;
+            // The NR channel sums and scales; a partial slice reads them padded with zeros.
+            let (mut cs_pad, mut ws_pad) = ([0i32; PANEL], [0.0f32; PANEL]);
+            cs_pad[..nc].copy_from_slice(&w.col_sum[jr..jr + nc]);
+            ws_pad[..nc].copy_from_slice(&w.scale[jr..jr + nc]);
+            for ir in (0..mc).step_by(MR) {
+                let row = ic + ir;
+                let mut a_scale = [0.0f32; MR];
+                a_scale.copy_from_slice(&scratch.a_scale[ir..ir + MR]);
+                let out = kernel::Out {
+                    first: true,
+                    last: true,
+                    // SAFETY: row < m and jr < n, so the offset is inside the view.
+                    c: unsafe { c_ptr.add(row * ldc + jr) },
+                    ldc,
+                    mr: MR.min(mc - ir),
+                    nc,
+                    bias: p.bias.map(|b| &b[jr..]),
+                    epilogue: match p.epilogue {
+                        Epilogue::Residual { r, ld } => Epilogue::Residual {
+                            r: &r[row * ld + jr..],
+                            ld,
+                        },
+                        e => e,
+                    },
+                };
+                let a = scratch.packed_a_i8[ir * kp..].as_ptr();
+                // Not sliced: with k = 0 there are no weights, and none are read.
+                let wp = w.q.as_ptr().wrapping_add(w_off);
+                // SAFETY: `check` validated every size; the tile reads the packed A block
+                // (MR x kp bytes from `ir * kp`), `groups` weight groups of 128 bytes from
+                // `w_off` (4 NR of each), NR padded sums and scales, and C at (row, jr) with
+                // mr x nc valid.
+                unsafe {
+                    kernel::run_i8::<D, MR, NV>(
+                        groups,
+                        a,
+                        &a_scale,
+                        wp,
+                        cs_pad.as_ptr(),
+                        ws_pad.as_ptr(),
+                        &out,
+                    )
+                };
+            }
+        }
+    }
+}
+
+fn resize<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
+    if v.len() < len {
+        v.resize(len, fill);
+    }
+}
+
+/// Quantises `mc` rows of A (all of K, one scale per row into `scratch.a_scale`) and packs them
+/// into MR-row micro-panels: panel `q` holds, for each group of 4 k, the 4 bytes of each of its
+/// MR rows (zero past `k` and past `mc`), offset by 128 when `D` multiplies unsigned bytes.
+#[inline(always)]
+fn pack_a_i8<D: DotI8, const MR: usize>(
+    a: &[f32],
+    lda: usize,
+    mc: usize,
+    k: usize,
+    scratch: &mut GemmScratch,
+) {
+    let kp = k.div_ceil(4) * 4;
+    // XOR 0x80 adds 128 to a two's-complement byte: -127..=127 becomes 1..=255.
+    let offset = if D::OFFSET { 0x8080_8080u32 } else { 0 };
+    let rows = mc.div_ceil(MR) * MR;
+    let row_q = &mut scratch.row_i8[..kp];
+    // The K padding stays zero (the buffer may hold a longer row of an earlier call).
+    row_q[k..].fill(0);
+    for r in 0..rows {
+        let (q, ri) = (r / MR, r % MR);
+        if r < mc {
+            // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
+            scratch.a_scale[r] =
+                unsafe { quant::quantize_row::<D::S>(&a[r * lda..r * lda + k], &mut row_q[..k]) };
+        } else {
+            row_q[..k].fill(0);
+            scratch.a_scale[r] = 0.0;
+        }
+        let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
+        for (g, four) in row_q.chunks_exact(4).enumerate() {
+            let word =
+                u32::from_ne_bytes([four[0] as u8, four[1] as u8, four[2] as u8, four[3] as u8]);
+            let at = g * MR * 4 + ri * 4;
+            panel[at..at + 4].copy_from_slice(&(word ^ offset).to_ne_bytes());
+        }
+    }
+}

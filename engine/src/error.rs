@@ -151,6 +151,10 @@ pub enum FormatError {
         index: usize,
         value: f32,
     },
+    #[error("tensor `{name}`: layout {reason}")]
+    LayoutMismatch { name: String, reason: String },
+    #[error("tensor `{name}`: packed weights are inconsistent: {reason}")]
+    BadPackedWeights { name: String, reason: String },
     #[error("tensor `{name}`: element {index} is {value}")]
     NonFiniteWeight {
         name: String,

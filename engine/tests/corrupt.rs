@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use berth::format::raw::{self, RawHeader, RawPreamble};
-use berth::format::{to_raw_parts, BerthFile, DType, TensorData};
+use berth::format::{to_raw_parts, BerthFile, DType, Layout, TensorData};
 use berth::FormatError;
 use common::{micro_file, micro_parts};
 
@@ -87,7 +87,7 @@ fn each_corruption_gets_its_named_error() {
         "the micro header must leave padding for the NonZeroPadding case"
     );
 
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("TooShort", valid[..40].to_vec()),
         ("TooShort", Vec::new()),
         ("BadMagic", {
@@ -100,7 +100,7 @@ fn each_corruption_gets_its_named_error() {
             preamble(|p| p.endian = 0x0403_0201),
         ),
         ("UnsupportedVersion", preamble(|p| p.major = 2)),
-        ("UnsupportedVersion", preamble(|p| p.minor = 1)),
+        ("UnsupportedVersion", preamble(|p| p.minor = 2)),
         ("UnsupportedChecksum", preamble(|p| p.checksum_algo = 2)),
         ("NonZeroReserved", preamble(|p| p.flags = 1)),
         ("NonZeroReserved", preamble(|p| p.reserved = 1 << 40)),
@@ -359,6 +359,8 @@ fn each_corruption_gets_its_named_error() {
         ),
     ];
 
+    cases.extend(layout_cases());
+
     let mut distinct = BTreeSet::new();
     for (i, (want, bytes)) in cases.iter().enumerate() {
         match check(bytes) {
@@ -380,6 +382,78 @@ fn each_corruption_gets_its_named_error() {
         "only {} distinct errors",
         distinct.len()
     );
+}
+
+/// Panels where they may not be, packed weights that contradict themselves, and int8 rows too
+/// long for exact sums.
+fn layout_cases() -> Vec<(&'static str, Vec<u8>)> {
+    let panels =
+        |dtype: DType| move |t: &TensorData| t.layout == Layout::Panels && t.dtype == dtype;
+    vec![
+        // An int8 row longer than the int8 GEMM's exact sums allow.
+        (
+            "QuantMismatch",
+            records(|h, _| {
+                let i = index_of(h, DType::I8);
+                h.tensors[i].dims[1] = 70_000;
+            }),
+        ),
+        (
+            "LayoutMismatch",
+            tensor_list(|t| {
+                let w = &mut t[0];
+                assert_eq!(w.name, "embeddings.word_embeddings.weight");
+                let values = vec![0.5f32; w.shape.iter().product()];
+                *w = TensorData::f32_panels(w.name.clone(), &w.shape.clone(), &values);
+            }),
+        ),
+        // Panels in a file that says 1.0.
+        ("LayoutMismatch", preamble(|p| p.minor = 0)),
+        (
+            "LayoutMismatch",
+            records(|h, _| {
+                let bias = h.tensors.iter_mut().find(|t| t.dims.len() == 1).unwrap();
+                bias.layout = Layout::Panels.code();
+            }),
+        ),
+        (
+            "BadPackedWeights",
+            tensor_list(|t| {
+                let w = t.iter_mut().find(|t| t.dtype == DType::I8).unwrap();
+                w.bytes[3] = 0x80;
+            }),
+        ),
+        (
+            "BadPackedWeights",
+            tensor_list(|t| {
+                let w = t.iter_mut().find(|t| panels(DType::I8)(t)).unwrap();
+                let last = w.bytes.len() - 1;
+                w.bytes[last - 3] = w.bytes[last - 3].wrapping_add(1);
+            }),
+        ),
+        (
+            "BadPackedWeights",
+            tensor_list(|t| {
+                // Channel N of the first panel (the micro model's N is below 32): padding.
+                let w = t.iter_mut().find(|t| panels(DType::F32)(t)).unwrap();
+                let n = w.shape[0];
+                assert!(n < 32);
+                w.bytes[4 * n..4 * n + 4].copy_from_slice(&1.0f32.to_le_bytes());
+            }),
+        ),
+        (
+            "BadPackedWeights",
+            tensor_list(|t| {
+                // Position K of channel 0 of i8 panels when K is not a multiple of 4, else
+                // channel N (below 32) at k = 0: padding either way.
+                let w = t.iter_mut().find(|t| panels(DType::I8)(t)).unwrap();
+                let (n, k) = (w.shape[0], w.shape[1]);
+                assert!(n < 32);
+                let (row, col) = if k % 4 != 0 { (0, k) } else { (n, 0) };
+                w.bytes[berth_kernels::gemm::packed_index_i8(row, col, k)] = 1;
+            }),
+        ),
+    ]
 }
 
 /// Any single byte changed, and any truncation, is an error from load or verify: never a panic

@@ -6,9 +6,9 @@ use berth::config::{
     Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig, TokenizerKind,
     Vocab,
 };
-use berth::format::{encode, BerthFile, DType, Quant};
+use berth::format::{encode, BerthFile, DType, Layout, TensorData};
 use berth::schema::{expected_tensors, Role};
-use common::{tensor, Lcg};
+use common::{tensor, tensor_in, Lcg};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -164,36 +164,51 @@ proptest! {
         let tensors: Vec<_> = expected_tensors(&cfg)
             .iter()
             .map(|e| {
-                let pick = (rng.next_f32().abs() * 3.0) as usize % 3;
-                let dtype = match e.role {
-                    Role::Vector => DType::F32,
-                    Role::Embedding => [DType::F32, DType::F16][pick % 2],
-                    Role::Linear => [DType::F32, DType::F16, DType::I8][pick],
+                let pick = (rng.next_f32().abs() * 6.0) as usize % 6;
+                let (dtype, layout) = match e.role {
+                    Role::Vector => (DType::F32, Layout::RowMajor),
+                    Role::Embedding => ([DType::F32, DType::F16][pick % 2], Layout::RowMajor),
+                    Role::Linear => (
+                        [DType::F32, DType::F16, DType::I8][pick % 3],
+                        [Layout::RowMajor, Layout::Panels][pick / 3],
+                    ),
                 };
-                tensor(&e.name, &e.shape, dtype, &mut rng)
+                let mut twin = Lcg(rng.0);
+                let t = tensor_in(&e.name, &e.shape, dtype, layout, &mut rng);
+                // The same values row-major: what `to_f32_vec` must give back.
+                let row_major = tensor(&e.name, &e.shape, dtype, &mut twin);
+                (t, row_major)
             })
             .collect();
+        let (tensors, row_major): (Vec<TensorData>, Vec<TensorData>) = tensors.into_iter().unzip();
         let bytes = encode(&cfg, tok.as_ref(), &tensors).unwrap();
         let file = BerthFile::from_bytes(&bytes).unwrap();
         file.verify().unwrap();
         prop_assert_eq!(file.config(), &cfg);
         prop_assert_eq!(file.tokenizer(), tok.as_ref());
         prop_assert_eq!(file.header().tensors.len(), tensors.len());
-        for (t, view) in tensors.iter().zip(file.tensors()) {
+        for ((t, rm), view) in tensors.iter().zip(&row_major).zip(file.tensors()) {
             prop_assert_eq!(&view.info.name, &t.name);
             prop_assert_eq!(&view.info.shape, &t.shape);
             prop_assert_eq!(view.info.dtype, t.dtype);
             prop_assert_eq!(view.info.quant, t.quant);
+            prop_assert_eq!(view.info.layout, t.layout);
             prop_assert_eq!(view.bytes(), &t.bytes[..]);
             prop_assert_eq!(view.scales().map(<[f32]>::to_vec), t.scales.clone());
             prop_assert_eq!(view.bytes().as_ptr() as usize % 64, 0);
-            if t.quant == Quant::Int8PerChannel {
-                let deq = view.to_f32_vec();
-                let cols = t.shape[1];
-                let scales = t.scales.as_ref().unwrap();
-                for (i, v) in deq.iter().enumerate() {
-                    prop_assert_eq!(*v, scales[i / cols] * f32::from(t.bytes[i] as i8));
+            // Whatever the layout, the values read back row-major are the source's.
+            let want: Vec<f32> = match rm.dtype {
+                DType::F32 => rm.bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                DType::F16 => rm.bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
+                DType::I8 => {
+                    let cols = rm.shape[1];
+                    let scales = rm.scales.as_ref().unwrap();
+                    rm.bytes.iter().enumerate().map(|(i, &b)| scales[i / cols] * f32::from(b as i8)).collect()
                 }
+            };
+            prop_assert_eq!(view.to_f32_vec(), want);
+            if t.layout == Layout::Panels {
+                prop_assert!(view.gemm_weights().is_some());
             }
         }
         // Re-encoding what was read gives the same bytes.

@@ -201,7 +201,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                 if let Some(ms) = verified {
                     writeln!(
                         out,
-                        "verified    ok: data checksum, padding and finite weights, {} in {ms:.1} ms",
+                        "verified    ok: data checksum, padding, finite weights, int8 range and panel sums, {} in {ms:.1} ms",
                         inspect::human_bytes(file.header().data_len)
                     )?;
                 }

@@ -14,7 +14,8 @@ pub const MAGIC: [u8; 8] = *b"\x89BERTH\r\n";
 /// Stored little-endian: the bytes `04 03 02 01`.
 pub const ENDIAN_MARKER: u32 = 0x0102_0304;
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
+/// 1.1 added layout 2 (GEMM panels); a 1.1 reader reads 1.0 files unchanged.
+pub const FORMAT_MINOR: u16 = 1;
 /// CRC-32 (ISO-HDLC), as `crc32fast` computes it.
 pub const CHECKSUM_CRC32: u32 = 1;
 pub const PREAMBLE_LEN: usize = 64;
@@ -81,18 +82,24 @@ impl DType {
 pub enum Layout {
     /// Row-major in PyTorch's order: a linear weight is `[out_features, in_features]`.
     RowMajor,
+    /// (Since 1.1.) A linear weight `[N, K]` pre-packed in the GEMM's panels of 32 output
+    /// channels (docs/KERNELS.md, "Packed weight layout"); for i8, K in groups of 4 and the
+    /// channels' i32 sums after the bytes. Read in place by the kernels.
+    Panels,
 }
 
 impl Layout {
     pub fn code(self) -> u8 {
         match self {
             Layout::RowMajor => 1,
+            Layout::Panels => 2,
         }
     }
 
     pub fn from_code(code: u8) -> Option<Layout> {
         match code {
             1 => Some(Layout::RowMajor),
+            2 => Some(Layout::Panels),
             _ => None,
         }
     }
@@ -100,9 +107,34 @@ impl Layout {
     pub fn name(self) -> &'static str {
         match self {
             Layout::RowMajor => "row-major",
+            Layout::Panels => "panels",
+        }
+    }
+
+    /// The length in bytes of a data block of this layout, `dtype` and `dims`; `None` if it
+    /// overflows `u64` or the layout does not apply to that rank.
+    pub fn data_len(self, dtype: DType, dims: &[u64]) -> Option<u64> {
+        match self {
+            Layout::RowMajor => dims
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))?
+                .checked_mul(dtype.size() as u64),
+            Layout::Panels => {
+                let &[n, k] = dims else { return None };
+                let channels = n.div_ceil(PANEL).checked_mul(PANEL)?;
+                match dtype {
+                    DType::I8 => channels
+                        .checked_mul(k.div_ceil(4).checked_mul(4)?)?
+                        .checked_add(n.checked_mul(4)?),
+                    _ => channels.checked_mul(k)?.checked_mul(dtype.size() as u64),
+                }
+            }
         }
     }
 }
+
+/// Output channels per panel of [`Layout::Panels`]: the kernels' `gemm::PANEL`.
+pub const PANEL: u64 = berth_kernels::gemm::PANEL as u64;
 
 /// A tensor's quantisation scheme (versioned apart from the container).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use half::f16;
 
 use super::raw::{RawConfig, RawHeader, RawPreamble, RawTensor, RawTokenizer};
-use super::{align_up, caps, DType, Layout, Quant, ALIGN, PREAMBLE_LEN};
+use super::{align_up, caps, DType, Layout, Quant, ALIGN, PANEL, PREAMBLE_LEN};
 use crate::config::{
     Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig, TokenizerKind,
     Vocab,
@@ -124,11 +124,57 @@ impl<'a> TensorView<'a> {
             .flatten()
     }
 
-    /// The elements, if the dtype is i8.
+    /// The elements, if the dtype is i8 (for panels, the packed bytes without the sums).
     pub fn as_i8(&self) -> Option<&'a [i8]> {
         (self.info.dtype == DType::I8)
-            .then(|| bytemuck::try_cast_slice(self.bytes).ok())
+            .then(|| bytemuck::try_cast_slice(&self.bytes[..self.i8_len()]).ok())
             .flatten()
+    }
+
+    /// The bytes of an i8 tensor's elements: all of the block, or for panels the part before
+    /// the channel sums.
+    fn i8_len(&self) -> usize {
+        match (self.info.layout, self.info.shape.as_slice()) {
+            (Layout::Panels, &[n, k]) => berth_kernels::gemm::packed_len_i8(n, k),
+            _ => self.bytes.len(),
+        }
+    }
+
+    /// The channel sums of i8 panels.
+    pub fn panel_sums(&self) -> Option<&'a [i32]> {
+        (self.info.dtype == DType::I8 && self.info.layout == Layout::Panels)
+            .then(|| bytemuck::try_cast_slice(&self.bytes[self.i8_len()..]).ok())
+            .flatten()
+    }
+
+    /// The weights as the GEMM reads them in place, if the tensor is stored in panels.
+    pub fn gemm_weights(&self) -> Option<berth_kernels::gemm::Weights<'a>> {
+        use berth_kernels::gemm::{PackedI8, Weights};
+        if self.info.layout != Layout::Panels {
+            return None;
+        }
+        match self.info.dtype {
+            DType::F32 => self.as_f32().map(Weights::F32),
+            DType::F16 => self.as_f16().map(Weights::F16),
+            DType::I8 => Some(Weights::I8(PackedI8 {
+                q: self.as_i8()?,
+                scale: self.scales()?,
+                col_sum: self.panel_sums()?,
+            })),
+        }
+    }
+
+    /// The index of element `(n, k)` of a rank-2 tensor in its elements (as `as_f32`,
+    /// `as_f16`, `as_i8` give them).
+    fn index(&self, n: usize, k: usize) -> usize {
+        let cols = self.info.shape[1..].iter().product::<usize>();
+        match self.info.layout {
+            Layout::RowMajor => n * cols + k,
+            Layout::Panels if self.info.dtype == DType::I8 => {
+                berth_kernels::gemm::packed_index_i8(n, k, cols)
+            }
+            Layout::Panels => berth_kernels::gemm::packed_index(n, k, cols),
+        }
     }
 
     /// The per-row scales of a quantised tensor.
@@ -137,8 +183,12 @@ impl<'a> TensorView<'a> {
             .and_then(|b| bytemuck::try_cast_slice(b).ok())
     }
 
-    /// The tensor as f32: a copy, widened from f16 or dequantised from int8.
+    /// The tensor as f32, row-major: a copy, widened from f16 or dequantised from int8, and
+    /// unpacked from panels.
     pub fn to_f32_vec(&self) -> Vec<f32> {
+        if self.info.layout == Layout::Panels {
+            return self.unpack_f32();
+        }
         let mut out = vec![0.0f32; self.info.numel()];
         match self.info.dtype {
             DType::F32 => {
@@ -161,6 +211,37 @@ impl<'a> TensorView<'a> {
                     {
                         berth_kernels::quant::dequantize_row_i8(row_q, s, row_out);
                     }
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Self::to_f32_vec`] for panels (rank 2 by validation).
+    fn unpack_f32(&self) -> Vec<f32> {
+        let (n, k) = (self.info.shape[0], self.info.shape[1]);
+        let mut out = vec![0.0f32; n * k];
+        let mut fill = |value: &dyn Fn(usize, usize) -> f32| {
+            for (row, out_row) in out.chunks_exact_mut(k).enumerate() {
+                for (col, o) in out_row.iter_mut().enumerate() {
+                    *o = value(row, col);
+                }
+            }
+        };
+        match self.info.dtype {
+            DType::F32 => {
+                if let Some(x) = self.as_f32() {
+                    fill(&|r, c| x[self.index(r, c)]);
+                }
+            }
+            DType::F16 => {
+                if let Some(x) = self.as_f16() {
+                    fill(&|r, c| x[self.index(r, c)].to_f32());
+                }
+            }
+            DType::I8 => {
+                if let (Some(q), Some(s)) = (self.as_i8(), self.scales()) {
+                    fill(&|r, c| s[r] * f32::from(q[self.index(r, c)]));
                 }
             }
         }
@@ -333,9 +414,68 @@ impl BerthFile {
                     value,
                 });
             }
+            check_packed(&view)?;
         }
         Ok(())
     }
+}
+
+/// What `verify` checks of quantised and packed weights beyond the checksum: no i8 value is
+/// -128 (scheme 1 never makes it, and the AVX2 kernel's sign trick relies on it); in panels,
+/// the padding (channels past N, and for i8 the K positions past K) is zero and each channel
+/// sum is the sum of the channel's values.
+fn check_packed(view: &TensorView<'_>) -> Result<(), FormatError> {
+    let bad = |reason: String| FormatError::BadPackedWeights {
+        name: view.info.name.clone(),
+        reason,
+    };
+    if let Some(q) = view.as_i8() {
+        if let Some(i) = q.iter().position(|&v| v == i8::MIN) {
+            return Err(bad(format!("element {i} is -128, outside -127..=127")));
+        }
+    }
+    if view.info.layout != Layout::Panels {
+        return Ok(());
+    }
+    let (n, k) = (view.info.shape[0], view.info.shape[1]);
+    let n_pad = n.div_ceil(PANEL as usize) * PANEL as usize;
+    let is_zero = |i: usize| match view.info.dtype {
+        DType::F32 => view.as_f32().is_some_and(|x| x[i] == 0.0),
+        DType::F16 => view.as_f16().is_some_and(|x| x[i].to_f32() == 0.0),
+        DType::I8 => view.as_i8().is_some_and(|x| x[i] == 0),
+    };
+    let (k_pad, index): (usize, fn(usize, usize, usize) -> usize) = match view.info.dtype {
+        DType::I8 => (k.div_ceil(4) * 4, berth_kernels::gemm::packed_index_i8),
+        _ => (k, berth_kernels::gemm::packed_index),
+    };
+    for row in 0..n_pad {
+        let cols = if row < n { k..k_pad } else { 0..k_pad };
+        if let Some(col) = cols.clone().find(|&col| !is_zero(index(row, col, k))) {
+            return Err(bad(format!(
+                "padding at channel {row}, k {col} is not zero"
+            )));
+        }
+    }
+    if let (Some(q), Some(sums)) = (view.as_i8(), view.panel_sums()) {
+        // In memory order (the padding, checked zero above, adds nothing).
+        let p = PANEL as usize;
+        let mut computed = vec![0i64; n_pad];
+        for (panel, block) in q.chunks_exact(p * k_pad).enumerate() {
+            for group in block.chunks_exact(p * 4) {
+                for (c, four) in group.chunks_exact(4).enumerate() {
+                    computed[panel * p + c] += four.iter().map(|&v| i64::from(v)).sum::<i64>();
+                }
+            }
+        }
+        for (row, (&stored, &sum)) in sums.iter().zip(&computed).enumerate() {
+            if sum != i64::from(stored) {
+                return Err(bad(format!(
+                    "channel {row} sums to {sum}, the file says {stored}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Validates a whole file image and returns its header. This is the whole of the loader's
@@ -448,7 +588,7 @@ pub fn parse(file: &[u8]) -> Result<Header, FormatError> {
         }
     };
     let data = &file[data_offset..];
-    let tensors = decode_tensors(&raw.tensors, pre.data_len)?;
+    let tensors = decode_tensors(&raw.tensors, pre.data_len, pre.minor)?;
     check_tensor_set(&config, &tensors)?;
     check_scales(&tensors, data)?;
     Ok(Header {
@@ -591,7 +731,11 @@ fn decode_tokenizer(raw: &RawTokenizer<'_>) -> Result<TokenizerConfig, FormatErr
 }
 
 /// Checks every directory entry on its own and the blocks' placement in the data section.
-fn decode_tensors(raw: &[RawTensor<'_>], data_len: u64) -> Result<Vec<TensorInfo>, FormatError> {
+fn decode_tensors(
+    raw: &[RawTensor<'_>],
+    data_len: u64,
+    minor: u16,
+) -> Result<Vec<TensorInfo>, FormatError> {
     let mut out = Vec::with_capacity(raw.len());
     // End of the previous block, relative to the data section.
     let mut prev_end = 0u64;
@@ -612,6 +756,13 @@ fn decode_tensors(raw: &[RawTensor<'_>], data_len: u64) -> Result<Vec<TensorInfo
             reason: reason.to_owned(),
         };
         match (dtype, quant) {
+            (DType::I8, Quant::Int8PerChannel)
+                if t.dims.len() == 2 && t.dims[1] > berth_kernels::gemm::MAX_K_I8 as u64 =>
+            {
+                return Err(quant_bad(
+                    "per-channel int8 rows are at most 65,536 long (the int8 GEMM's exact i32 sums)",
+                ))
+            }
             (DType::I8, Quant::Int8PerChannel) if t.dims.len() == 2 => {}
             (DType::I8, Quant::Int8PerChannel) => {
                 return Err(quant_bad("per-channel int8 needs a rank-2 tensor"))
@@ -638,14 +789,21 @@ fn decode_tensors(raw: &[RawTensor<'_>], data_len: u64) -> Result<Vec<TensorInfo
             name: name.clone(),
             dims: t.dims.clone(),
         };
-        let numel = t
-            .dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(overflow)?;
-        let expected_len = numel
-            .checked_mul(dtype.size() as u64)
-            .ok_or_else(overflow)?;
+        if layout == Layout::Panels {
+            if minor < 1 {
+                return Err(FormatError::LayoutMismatch {
+                    name,
+                    reason: "panels (2) came with format 1.1, the file says 1.0".into(),
+                });
+            }
+            if t.dims.len() != 2 {
+                return Err(FormatError::LayoutMismatch {
+                    name,
+                    reason: "panels need a rank-2 tensor".into(),
+                });
+            }
+        }
+        let expected_len = layout.data_len(dtype, &t.dims).ok_or_else(overflow)?;
         let shape = t
             .dims
             .iter()
@@ -795,6 +953,12 @@ fn check_tensor_set(config: &ModelConfig, tensors: &[TensorInfo]) -> Result<(), 
             return Err(FormatError::DtypeNotAllowed {
                 name: t.name.clone(),
                 dtype: t.dtype.name(),
+            });
+        }
+        if t.layout == Layout::Panels && e.role != schema::Role::Linear {
+            return Err(FormatError::LayoutMismatch {
+                name: t.name.clone(),
+                reason: "panels are for the weights of linear layers only".into(),
             });
         }
     }

@@ -72,6 +72,58 @@ impl TensorData {
     }
 }
 
+impl TensorData {
+    /// A linear weight `[N, K]` (row-major `values`) stored as f32 panels.
+    pub fn f32_panels(name: impl Into<String>, shape: &[usize], values: &[f32]) -> TensorData {
+        let [n, k] = rank2(shape);
+        let packed = berth_kernels::gemm::pack_weights(values, n, k);
+        TensorData {
+            layout: Layout::Panels,
+            ..TensorData::f32(name, shape, &packed)
+        }
+    }
+
+    /// A linear weight `[N, K]` (row-major `values`) stored as f16 panels.
+    pub fn f16_panels(name: impl Into<String>, shape: &[usize], values: &[f16]) -> TensorData {
+        let [n, k] = rank2(shape);
+        let packed = berth_kernels::gemm::pack_weights(values, n, k);
+        TensorData {
+            layout: Layout::Panels,
+            ..TensorData::f16(name, shape, &packed)
+        }
+    }
+
+    /// A linear weight `[N, K]` quantised per output channel (`q` row-major, in
+    /// `-127..=127`) stored as int8 panels, the channel sums after the bytes.
+    pub fn int8_panels(
+        name: impl Into<String>,
+        shape: &[usize],
+        q: &[i8],
+        scales: &[f32],
+    ) -> TensorData {
+        let [n, k] = rank2(shape);
+        let packed = berth_kernels::gemm::PackedI8Buf::from_rows(q, scales.to_vec(), n, k);
+        let mut bytes: Vec<u8> = packed.q.iter().map(|&v| v as u8).collect();
+        bytes.extend(packed.col_sum.iter().flat_map(|v| v.to_le_bytes()));
+        TensorData {
+            name: name.into(),
+            shape: shape.to_vec(),
+            dtype: DType::I8,
+            layout: Layout::Panels,
+            quant: Quant::Int8PerChannel,
+            bytes,
+            scales: Some(scales.to_vec()),
+        }
+    }
+}
+
+fn rank2(shape: &[usize]) -> [usize; 2] {
+    match *shape {
+        [n, k] => [n, k],
+        _ => panic!("panels need a rank-2 shape, got {shape:?}"),
+    }
+}
+
 fn raw_config(c: &ModelConfig) -> RawConfig<'_> {
     RawConfig {
         family: c.family.code(),

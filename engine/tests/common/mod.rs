@@ -1,11 +1,12 @@
-//! A micro model (a few kB) built in code, for format tests: every role and every dtype occurs.
+//! A micro model (a few kB) built in code, for format tests: every role, every dtype and both
+//! layouts occur.
 #![allow(dead_code)]
 
 use berth::config::{
     Activation, Family, Head, ModelConfig, Pooling, ProblemType, TokenizerConfig, TokenizerKind,
     Vocab,
 };
-use berth::format::{DType, TensorData};
+use berth::format::{DType, Layout, TensorData};
 use berth::schema::{expected_tensors, Role};
 use half::f16;
 
@@ -81,15 +82,32 @@ pub fn micro_tokenizer(cfg: &ModelConfig) -> TokenizerConfig {
     }
 }
 
-/// One tensor of `shape` with deterministic values stored as `dtype`.
+/// One tensor of `shape` with deterministic values stored as `dtype`, row-major.
 pub fn tensor(name: &str, shape: &[usize], dtype: DType, rng: &mut Lcg) -> TensorData {
+    tensor_in(name, shape, dtype, Layout::RowMajor, rng)
+}
+
+/// One tensor of `shape` with deterministic values stored as `dtype` in `layout`.
+pub fn tensor_in(
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    layout: Layout,
+    rng: &mut Lcg,
+) -> TensorData {
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
+    let panels = layout == Layout::Panels;
     match dtype {
+        DType::F32 if panels => TensorData::f32_panels(name, shape, &values),
         DType::F32 => TensorData::f32(name, shape, &values),
         DType::F16 => {
             let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
-            TensorData::f16(name, shape, &h)
+            if panels {
+                TensorData::f16_panels(name, shape, &h)
+            } else {
+                TensorData::f16(name, shape, &h)
+            }
         }
         DType::I8 => {
             let cols = shape[1];
@@ -99,27 +117,33 @@ pub fn tensor(name: &str, shape: &[usize], dtype: DType, rng: &mut Lcg) -> Tenso
                 .zip(q.chunks_exact_mut(cols))
                 .map(|(r, qr)| berth_kernels::quant::quantize_row_i8(r, qr))
                 .collect();
-            TensorData::int8_per_channel(name, shape, &q, &scales)
+            if panels {
+                TensorData::int8_panels(name, shape, &q, &scales)
+            } else {
+                TensorData::int8_per_channel(name, shape, &q, &scales)
+            }
         }
     }
 }
 
-/// The tensors of `cfg`; linear weights alternate i8, f16, f32 so every kind appears.
+/// The tensors of `cfg`; linear weights cycle through i8, f16, f32 and alternate row-major and
+/// panels, so every pair appears (the micro model has at least 6 linear weights).
 pub fn micro_tensors(cfg: &ModelConfig, seed: u64) -> Vec<TensorData> {
     let mut rng = Lcg(seed);
     let mut linear = 0;
     expected_tensors(cfg)
         .iter()
         .map(|e| {
-            let dtype = match e.role {
-                Role::Vector => DType::F32,
-                Role::Embedding => DType::F16,
+            let (dtype, layout) = match e.role {
+                Role::Vector => (DType::F32, Layout::RowMajor),
+                Role::Embedding => (DType::F16, Layout::RowMajor),
                 Role::Linear => {
                     linear += 1;
-                    [DType::I8, DType::F16, DType::F32][linear % 3]
+                    let layout = [Layout::RowMajor, Layout::Panels][linear % 2];
+                    ([DType::I8, DType::F16, DType::F32][linear % 3], layout)
                 }
             };
-            tensor(&e.name, &e.shape, dtype, &mut rng)
+            tensor_in(&e.name, &e.shape, dtype, layout, &mut rng)
         })
         .collect()
 }

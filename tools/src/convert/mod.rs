@@ -175,8 +175,10 @@ fn store(
     shape: &[usize],
     values: &[f32],
     dtype: DType,
+    panels: bool,
 ) -> Result<(TensorData, TensorReport), ConvertError> {
     let (data, approx): (TensorData, Vec<f32>) = match dtype {
+        DType::F32 if panels => (TensorData::f32_panels(name, shape, values), values.to_vec()),
         DType::F32 => (TensorData::f32(name, shape, values), values.to_vec()),
         DType::F16 => {
             let mut h = vec![f16::ZERO; values.len()];
@@ -190,7 +192,12 @@ fn store(
             }
             let mut back = vec![0.0; values.len()];
             berth_kernels::convert::f16_to_f32(&h, &mut back);
-            (TensorData::f16(name, shape, &h), back)
+            let data = if panels {
+                TensorData::f16_panels(name, shape, &h)
+            } else {
+                TensorData::f16(name, shape, &h)
+            };
+            (data, back)
         }
         DType::I8 => {
             let cols = shape[1..].iter().product::<usize>();
@@ -206,7 +213,12 @@ fn store(
                 berth_kernels::quant::dequantize_row_i8(qr, s, br);
                 scales.push(s);
             }
-            (TensorData::int8_per_channel(name, shape, &q, &scales), back)
+            let data = if panels {
+                TensorData::int8_panels(name, shape, &q, &scales)
+            } else {
+                TensorData::int8_per_channel(name, shape, &q, &scales)
+            };
+            (data, back)
         }
     };
     let (mut max_abs, mut err2, mut norm2) = (0.0f64, 0.0f64, 0.0f64);
@@ -379,7 +391,10 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
             });
         }
         let values = tensor_f32(hf, &view)?;
-        let (data, report) = store(&e.name, &e.shape, &values, opts.dtype.storage(e.role))?;
+        // Linear weights go in the GEMM's panels, read in place at run time.
+        let panels = e.role == Role::Linear;
+        let dtype = opts.dtype.storage(e.role);
+        let (data, report) = store(&e.name, &e.shape, &values, dtype, panels)?;
         params += values.len() as u64;
         tensors.push(data);
         reports.push(report);

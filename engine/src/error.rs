@@ -209,6 +209,8 @@ pub enum InputError {
     EmptySequence { batch: usize },
     #[error("sequence length {seq} exceeds the model's {max} positions")]
     SequenceTooLong { seq: usize, max: usize },
+    #[error("sequence {batch}: its first token is masked, and the model reads it (pooler or CLS pooling)")]
+    FirstTokenMasked { batch: usize },
 }
 
 /// berth's error.
@@ -225,6 +227,9 @@ pub enum Error {
     Format(#[from] FormatError),
     #[error(transparent)]
     Input(#[from] InputError),
+    /// `BERTH_ISA` asks for a path this CPU cannot run, or names none.
+    #[error(transparent)]
+    Isa(#[from] berth_kernels::IsaError),
 }
 
 /// `Result` with berth's [`Error`].

@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fast;
 pub mod format;
 pub mod reference;
 pub mod schema;

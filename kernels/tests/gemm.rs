@@ -452,3 +452,35 @@ fn int8_sums_are_exact() {
         }
     }
 }
+
+/// The run-time packers give what `pack_weights` gives for the same matrix: rows read at a
+/// stride, and the transpose of a strided matrix.
+#[test]
+fn run_time_packers_match_pack_weights() {
+    use berth_kernels::gemm::{pack_cols_into, pack_rows_into, packed_len};
+    for (n, k, ld) in [
+        (0, 3, 5),
+        (1, 1, 1),
+        (5, 7, 9),
+        (33, 17, 40),
+        (64, 64, 64),
+        (70, 3, 80),
+    ] {
+        let src = values(n.max(1) * ld.max(k), (n * 100 + k) as u64);
+        let rows: Vec<f32> = (0..n)
+            .flat_map(|r| src[r * ld..r * ld + k].to_vec())
+            .collect();
+        let mut out = vec![f32::NAN; packed_len(n, k)];
+        pack_rows_into(&src, ld, n, k, &mut out);
+        assert_eq!(out, pack_weights(&rows, n, k), "rows n={n} k={k}");
+        // Transposed: the source is k rows of n at stride ld (ld >= n).
+        let ld_t = ld.max(n);
+        let src_t = values(k.max(1) * ld_t, (n * 7 + k) as u64);
+        let w: Vec<f32> = (0..n)
+            .flat_map(|c| (0..k).map(|j| src_t[j * ld_t + c]).collect::<Vec<_>>())
+            .collect();
+        let mut out_t = vec![f32::NAN; packed_len(n, k)];
+        pack_cols_into(&src_t, ld_t, n, k, &mut out_t);
+        assert_eq!(out_t, pack_weights(&w, n, k), "cols n={n} k={k}");
+    }
+}

@@ -388,73 +388,7 @@ impl ReferenceModel {
 
     /// Checks the inputs and returns the mask and token types, defaulted where absent.
     fn check_inputs(&self, inputs: &Inputs<'_>) -> Result<(Vec<i64>, Vec<i64>), InputError> {
-        let Inputs { batch, seq, .. } = *inputs;
-        let expected = batch.saturating_mul(seq);
-        let check_len = |what, found: usize| {
-            if found == expected {
-                Ok(())
-            } else {
-                Err(InputError::ShapeMismatch {
-                    what,
-                    batch,
-                    seq,
-                    found,
-                    expected,
-                })
-            }
-        };
-        check_len("input_ids", inputs.input_ids.len())?;
-        if batch > 0 && seq == 0 {
-            return Err(InputError::EmptySequence { batch });
-        }
-        if seq > self.config.max_position_embeddings {
-            return Err(InputError::SequenceTooLong {
-                seq,
-                max: self.config.max_position_embeddings,
-            });
-        }
-        let mask = match inputs.attention_mask {
-            Some(m) => {
-                check_len("attention_mask", m.len())?;
-                m.to_vec()
-            }
-            None => vec![1; expected],
-        };
-        let types = match inputs.token_type_ids {
-            Some(t) => {
-                check_len("token_type_ids", t.len())?;
-                t.to_vec()
-            }
-            None => vec![0; expected],
-        };
-        for idx in 0..expected {
-            let (b, pos) = (idx / seq, idx % seq);
-            let id = inputs.input_ids[idx];
-            if !(0..self.config.vocab_size as i64).contains(&id) {
-                return Err(InputError::TokenIdOutOfRange {
-                    batch: b,
-                    pos,
-                    id,
-                    vocab_size: self.config.vocab_size,
-                });
-            }
-            if !(0..self.config.type_vocab_size as i64).contains(&types[idx]) {
-                return Err(InputError::TypeIdOutOfRange {
-                    batch: b,
-                    pos,
-                    id: types[idx],
-                    type_vocab_size: self.config.type_vocab_size,
-                });
-            }
-            if !matches!(mask[idx], 0 | 1) {
-                return Err(InputError::BadMask {
-                    batch: b,
-                    pos,
-                    value: mask[idx],
-                });
-            }
-        }
-        Ok((mask, types))
+        check_inputs(&self.config, inputs)
     }
 
     /// Runs the model on a batch. Sequences are independent: each runs alone, as if in a batch
@@ -525,6 +459,82 @@ impl ReferenceModel {
         }
         Ok(out)
     }
+}
+
+/// Checks a batch against `cfg` (shapes, id ranges, mask values, length) and returns the mask
+/// and token types, defaulted where absent. Shared by the reference and the fast path, so both
+/// refuse exactly the same inputs.
+pub(crate) fn check_inputs(
+    cfg: &ModelConfig,
+    inputs: &Inputs<'_>,
+) -> Result<(Vec<i64>, Vec<i64>), InputError> {
+    let Inputs { batch, seq, .. } = *inputs;
+    let expected = batch.saturating_mul(seq);
+    let check_len = |what, found: usize| {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(InputError::ShapeMismatch {
+                what,
+                batch,
+                seq,
+                found,
+                expected,
+            })
+        }
+    };
+    check_len("input_ids", inputs.input_ids.len())?;
+    if batch > 0 && seq == 0 {
+        return Err(InputError::EmptySequence { batch });
+    }
+    if seq > cfg.max_position_embeddings {
+        return Err(InputError::SequenceTooLong {
+            seq,
+            max: cfg.max_position_embeddings,
+        });
+    }
+    let mask = match inputs.attention_mask {
+        Some(m) => {
+            check_len("attention_mask", m.len())?;
+            m.to_vec()
+        }
+        None => vec![1; expected],
+    };
+    let types = match inputs.token_type_ids {
+        Some(t) => {
+            check_len("token_type_ids", t.len())?;
+            t.to_vec()
+        }
+        None => vec![0; expected],
+    };
+    for idx in 0..expected {
+        let (b, pos) = (idx / seq, idx % seq);
+        let id = inputs.input_ids[idx];
+        if !(0..cfg.vocab_size as i64).contains(&id) {
+            return Err(InputError::TokenIdOutOfRange {
+                batch: b,
+                pos,
+                id,
+                vocab_size: cfg.vocab_size,
+            });
+        }
+        if !(0..cfg.type_vocab_size as i64).contains(&types[idx]) {
+            return Err(InputError::TypeIdOutOfRange {
+                batch: b,
+                pos,
+                id: types[idx],
+                type_vocab_size: cfg.type_vocab_size,
+            });
+        }
+        if !matches!(mask[idx], 0 | 1) {
+            return Err(InputError::BadMask {
+                batch: b,
+                pos,
+                value: mask[idx],
+            });
+        }
+    }
+    Ok((mask, types))
 }
 
 /// sentence-transformers' `Pooling` (one mode) and optional `Normalize`, for one sequence

@@ -95,8 +95,20 @@ pub fn tensor_in(
     layout: Layout,
     rng: &mut Lcg,
 ) -> TensorData {
+    tensor_scaled(name, shape, dtype, layout, 1.0, rng)
+}
+
+/// As [`tensor_in`], with values in `[-scale, scale)`.
+pub fn tensor_scaled(
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    layout: Layout,
+    scale: f32,
+    rng: &mut Lcg,
+) -> TensorData {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
+    let values: Vec<f32> = (0..n).map(|_| rng.next_f32() * scale).collect();
     let panels = layout == Layout::Panels;
     match dtype {
         DType::F32 if panels => TensorData::f32_panels(name, shape, &values),

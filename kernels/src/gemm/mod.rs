@@ -66,6 +66,51 @@ pub fn pack_weights<T: Copy + Default>(w: &[T], n: usize, k: usize) -> Vec<T> {
     out
 }
 
+/// Packs an operand made at run time (attention's keys) as [`pack_weights`] does, into `out`
+/// (`packed_len(n, k)` values) without allocating: row `r` of the `n x k` source starts at
+/// `src[r * ld]`.
+pub fn pack_rows_into(src: &[f32], ld: usize, n: usize, k: usize, out: &mut [f32]) {
+    assert_eq!(out.len(), packed_len(n, k), "pack_rows_into: out length");
+    assert!(ld >= k, "pack_rows_into: ld < k");
+    if n > 0 {
+        assert!(
+            src.len() >= (n - 1) * ld + k,
+            "pack_rows_into: src too short"
+        );
+    }
+    out.fill(0.0);
+    for row in 0..n {
+        let base = (row / PANEL) * PANEL * k + row % PANEL;
+        for (kk, &v) in src[row * ld..row * ld + k].iter().enumerate() {
+            out[base + kk * PANEL] = v;
+        }
+    }
+}
+
+/// Packs the transpose of a run-time operand (attention's values): the weights are `n x k`
+/// with element `(c, j)` at `src[j * ld + c]` (the source is `k` rows of `n`), which in the
+/// packed layout is a copy of 32-value runs of each source row. `out` holds
+/// `packed_len(n, k)` values; nothing is allocated.
+pub fn pack_cols_into(src: &[f32], ld: usize, n: usize, k: usize, out: &mut [f32]) {
+    assert_eq!(out.len(), packed_len(n, k), "pack_cols_into: out length");
+    assert!(ld >= n, "pack_cols_into: ld < n");
+    if k > 0 {
+        assert!(
+            src.len() >= (k - 1) * ld + n,
+            "pack_cols_into: src too short"
+        );
+    }
+    for p in 0..n.div_ceil(PANEL) {
+        let cols = p * PANEL..((p + 1) * PANEL).min(n);
+        let width = cols.len();
+        for j in 0..k {
+            let dst = &mut out[p * PANEL * k + j * PANEL..][..PANEL];
+            dst[..width].copy_from_slice(&src[j * ld + cols.start..j * ld + cols.end]);
+            dst[width..].fill(0.0);
+        }
+    }
+}
+
 /// The length of the packed form of `n x k` float weights.
 pub fn packed_len(n: usize, k: usize) -> usize {
     n.div_ceil(PANEL) * PANEL * k

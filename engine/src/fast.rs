@@ -1,0 +1,660 @@
+//! The fast forward pass: the whole model on `berth-kernels` (GEMMs with fused bias, GELU and
+//! residual epilogues, SIMD LayerNorm and softmax), with the weights read in place from the
+//! mapped file, and padding-free batches.
+//!
+//! A batch runs as one stream of its real tokens (those whose attention mask is 1), each keeping
+//! its position id: the GEMMs see only real tokens, attention runs per sequence over its own
+//! tokens, and a batch costs what its real tokens cost. Masked keys get probability exactly 0
+//! in transformers (the mask adds `f32::MIN`), so dropping them changes nothing for the real
+//! tokens; padded positions are not computed and read as 0 in the outputs.
+//!
+//! This first version is single-threaded and computes attention per (sequence, head) with the
+//! GEMM kernel (scores, softmax, weighted values); the fused online-softmax attention kernel,
+//! threads and the allocation-free output API come next (issue 5). It is held against
+//! [`crate::reference`] by `tools/tests/fast_parity.rs`.
+
+use std::ops::Range;
+
+use berth_kernels::elementwise::LayerNormRows;
+use berth_kernels::gemm::{
+    self, pack_cols_into, pack_rows_into, packed_len, Epilogue, Gemm, GemmScratch, MatMut,
+    PackedI8Buf, Weights,
+};
+use berth_kernels::Kernels;
+use half::f16;
+
+use crate::config::{Activation, Head, ModelConfig, Pooling};
+use crate::error::{FormatError, InputError};
+use crate::format::{BerthFile, DType, Layout, TensorView};
+use crate::reference::{activate, check_inputs, pool, Inputs, Outputs, Tensor};
+
+/// A linear layer's weights as the GEMM reads them: in place from a file that stores panels,
+/// or packed at load from a row-major (format 1.0) file.
+enum Packed<'f> {
+    InPlace(Weights<'f>),
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    I8(PackedI8Buf),
+}
+
+impl Packed<'_> {
+    fn weights(&self) -> Weights<'_> {
+        match self {
+            Packed::InPlace(w) => *w,
+            Packed::F32(w) => Weights::F32(w),
+            Packed::F16(w) => Weights::F16(w),
+            Packed::I8(w) => Weights::I8(w.view()),
+        }
+    }
+}
+
+/// A linear layer: `y = x W^T + b`, `W` `[n, k]`.
+struct Dense<'f> {
+    w: Packed<'f>,
+    bias: &'f [f32],
+    n: usize,
+    k: usize,
+}
+
+impl<'f> Dense<'f> {
+    /// `{prefix}.weight` and `{prefix}.bias`.
+    fn load(file: &'f BerthFile, prefix: &str) -> Result<Dense<'f>, FormatError> {
+        let w = tensor(file, &format!("{prefix}.weight"))?;
+        let bias = f32_tensor(file, &format!("{prefix}.bias"))?;
+        Dense::from_view(w, bias)
+    }
+
+    fn from_view(w: TensorView<'f>, bias: &'f [f32]) -> Result<Dense<'f>, FormatError> {
+        let &[n, k] = w.info.shape.as_slice() else {
+            return Err(unreadable(&w.info.name));
+        };
+        let packed = match (w.info.layout, w.info.dtype) {
+            (Layout::Panels, _) => {
+                Packed::InPlace(w.gemm_weights().ok_or_else(|| unreadable(&w.info.name))?)
+            }
+            (Layout::RowMajor, DType::F32) => Packed::F32(gemm::pack_weights(
+                w.as_f32().ok_or_else(|| unreadable(&w.info.name))?,
+                n,
+                k,
+            )),
+            (Layout::RowMajor, DType::F16) => Packed::F16(gemm::pack_weights(
+                w.as_f16().ok_or_else(|| unreadable(&w.info.name))?,
+                n,
+                k,
+            )),
+            (Layout::RowMajor, DType::I8) => {
+                let (q, s) = w
+                    .as_i8()
+                    .zip(w.scales())
+                    .ok_or_else(|| unreadable(&w.info.name))?;
+                if q.contains(&i8::MIN) {
+                    return Err(FormatError::BadPackedWeights {
+                        name: w.info.name.clone(),
+                        reason: "an element is -128, outside -127..=127".into(),
+                    });
+                }
+                Packed::I8(PackedI8Buf::from_rows(q, s.to_vec(), n, k))
+            }
+        };
+        if bias.len() != n {
+            return Err(unreadable(&w.info.name));
+        }
+        Ok(Dense {
+            w: packed,
+            bias,
+            n,
+            k,
+        })
+    }
+
+    /// `c = a W^T + b (+ epilogue)` for `rows` rows of `a` (row stride `lda`) into `c` (row
+    /// stride `ldc`).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        kernels: &Kernels,
+        a: &[f32],
+        lda: usize,
+        rows: usize,
+        epilogue: Epilogue<'_>,
+        c: &mut [f32],
+        ldc: usize,
+        scratch: &mut GemmScratch,
+    ) {
+        kernels.gemm(
+            Gemm {
+                k: self.k,
+                a,
+                lda,
+                w: self.w.weights(),
+                bias: Some(self.bias),
+                epilogue,
+                c: MatMut::new(c, rows, self.n, ldc),
+            },
+            scratch,
+        );
+    }
+}
+
+/// A LayerNorm's parameters.
+struct Norm<'f> {
+    gamma: &'f [f32],
+    beta: &'f [f32],
+}
+
+impl<'f> Norm<'f> {
+    fn load(file: &'f BerthFile, prefix: &str) -> Result<Norm<'f>, FormatError> {
+        Ok(Norm {
+            gamma: f32_tensor(file, &format!("{prefix}.weight"))?,
+            beta: f32_tensor(file, &format!("{prefix}.bias"))?,
+        })
+    }
+
+    fn run(&self, kernels: &Kernels, x: &mut [f32], eps: f32) {
+        (kernels.layer_norm)(LayerNormRows {
+            x,
+            residual: None,
+            gamma: self.gamma,
+            beta: self.beta,
+            eps,
+        });
+    }
+}
+
+/// An embedding table, f32 or f16, row-major.
+enum Table<'f> {
+    F32(&'f [f32]),
+    F16(&'f [f16]),
+}
+
+impl<'f> Table<'f> {
+    fn load(file: &'f BerthFile, name: &str) -> Result<Table<'f>, FormatError> {
+        let t = tensor(file, name)?;
+        match t.info.dtype {
+            DType::F32 => t.as_f32().map(Table::F32),
+            DType::F16 => t.as_f16().map(Table::F16),
+            DType::I8 => None,
+        }
+        .ok_or_else(|| unreadable(name))
+    }
+
+    /// Adds row `r` (of width `out.len()`) to `out`.
+    fn add_row(&self, r: usize, out: &mut [f32]) {
+        let h = out.len();
+        match self {
+            Table::F32(t) => {
+                for (o, v) in out.iter_mut().zip(&t[r * h..(r + 1) * h]) {
+                    *o += v;
+                }
+            }
+            Table::F16(t) => {
+                for (o, v) in out.iter_mut().zip(&t[r * h..(r + 1) * h]) {
+                    *o += v.to_f32();
+                }
+            }
+        }
+    }
+
+    /// The table as the weights of a GEMM (the tied masked-LM decoder), packed at load.
+    fn packed(&self, n: usize, k: usize) -> Packed<'f> {
+        match self {
+            Table::F32(t) => Packed::F32(gemm::pack_weights(t, n, k)),
+            Table::F16(t) => Packed::F16(gemm::pack_weights(t, n, k)),
+        }
+    }
+}
+
+struct Layer<'f> {
+    query: Dense<'f>,
+    key: Dense<'f>,
+    value: Dense<'f>,
+    attn_out: Dense<'f>,
+    attn_norm: Norm<'f>,
+    up: Dense<'f>,
+    down: Dense<'f>,
+    out_norm: Norm<'f>,
+}
+
+enum FastHead<'f> {
+    None,
+    MaskedLm {
+        transform: Dense<'f>,
+        norm: Norm<'f>,
+        decoder: Dense<'f>,
+    },
+    /// On the pooler output.
+    Sequence(Dense<'f>),
+    /// On every token (token classification; question answering with 2 labels).
+    Token(Dense<'f>),
+}
+
+/// The buffers of a forward pass, grown to the largest batch seen and reused: after a warm-up
+/// with the largest batch, the pass itself allocates nothing (the returned [`Outputs`] do).
+#[derive(Debug, Default)]
+pub struct Workspace {
+    /// Real tokens: (id, type, position).
+    tokens: Vec<(usize, usize, usize)>,
+    /// Each sequence's range of real tokens, and its batch index.
+    seqs: Vec<(Range<usize>, usize)>,
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    ctx: Vec<f32>,
+    attn: Vec<f32>,
+    inter: Vec<f32>,
+    scores: Vec<f32>,
+    packed_k: Vec<f32>,
+    packed_v: Vec<f32>,
+    gemm: GemmScratch,
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// The model on the fast path, borrowing its weights from a loaded file.
+pub struct FastModel<'f> {
+    config: ModelConfig,
+    kernels: &'static Kernels,
+    word: Table<'f>,
+    position: Table<'f>,
+    token_type: Table<'f>,
+    emb_norm: Norm<'f>,
+    layers: Vec<Layer<'f>>,
+    pooler: Option<Dense<'f>>,
+    head: FastHead<'f>,
+}
+
+impl std::fmt::Debug for FastModel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastModel")
+            .field("config", &self.config)
+            .field("isa", &self.kernels.isa)
+            .field("int8", &self.kernels.int8)
+            .finish()
+    }
+}
+
+impl<'f> FastModel<'f> {
+    /// Builds the fast path over `file` with this process's kernels ([`berth_kernels::kernels`]).
+    /// Weights stored in panels are used in place; row-major ones (format 1.0) are packed now.
+    pub fn new(file: &'f BerthFile) -> Result<FastModel<'f>, crate::Error> {
+        let kernels = berth_kernels::kernels()?;
+        Ok(FastModel::with_kernels(file, kernels)?)
+    }
+
+    /// Builds the fast path with a given kernel table (tests run every table).
+    pub fn with_kernels(
+        file: &'f BerthFile,
+        kernels: &'static Kernels,
+    ) -> Result<FastModel<'f>, FormatError> {
+        let cfg = file.config().clone();
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("encoder.layer.{l}");
+            layers.push(Layer {
+                query: Dense::load(file, &format!("{p}.attention.self.query"))?,
+                key: Dense::load(file, &format!("{p}.attention.self.key"))?,
+                value: Dense::load(file, &format!("{p}.attention.self.value"))?,
+                attn_out: Dense::load(file, &format!("{p}.attention.output.dense"))?,
+                attn_norm: Norm::load(file, &format!("{p}.attention.output.LayerNorm"))?,
+                up: Dense::load(file, &format!("{p}.intermediate.dense"))?,
+                down: Dense::load(file, &format!("{p}.output.dense"))?,
+                out_norm: Norm::load(file, &format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let word = Table::load(file, "embeddings.word_embeddings.weight")?;
+        let pooler = if cfg.has_pooler {
+            Some(Dense::load(file, "pooler.dense")?)
+        } else {
+            None
+        };
+        let head = match cfg.head {
+            Head::None => FastHead::None,
+            Head::MaskedLm => {
+                let bias = f32_tensor(file, "cls.predictions.bias")?;
+                let decoder = if cfg.tied_decoder {
+                    Dense {
+                        w: word.packed(cfg.vocab_size, cfg.hidden_size),
+                        bias,
+                        n: cfg.vocab_size,
+                        k: cfg.hidden_size,
+                    }
+                } else {
+                    Dense::from_view(tensor(file, "cls.predictions.decoder.weight")?, bias)?
+                };
+                FastHead::MaskedLm {
+                    transform: Dense::load(file, "cls.predictions.transform.dense")?,
+                    norm: Norm::load(file, "cls.predictions.transform.LayerNorm")?,
+                    decoder,
+                }
+            }
+            Head::SequenceClassification => FastHead::Sequence(Dense::load(file, "classifier")?),
+            Head::TokenClassification => FastHead::Token(Dense::load(file, "classifier")?),
+            Head::QuestionAnswering => FastHead::Token(Dense::load(file, "qa_outputs")?),
+        };
+        Ok(FastModel {
+            word,
+            position: Table::load(file, "embeddings.position_embeddings.weight")?,
+            token_type: Table::load(file, "embeddings.token_type_embeddings.weight")?,
+            emb_norm: Norm::load(file, "embeddings.LayerNorm")?,
+            layers,
+            pooler,
+            head,
+            kernels,
+            config: cfg,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The kernel table this model runs on.
+    pub fn kernels(&self) -> &'static Kernels {
+        self.kernels
+    }
+
+    /// Runs a batch, taking the same inputs as [`crate::reference::ReferenceModel::forward`]
+    /// and giving the same outputs at every real position (padded positions read 0). A
+    /// sequence whose first token is masked is refused when the model reads that token (the
+    /// pooler, CLS pooling), since padded tokens are not computed.
+    pub fn forward(&self, inputs: &Inputs<'_>, ws: &mut Workspace) -> Result<Outputs, InputError> {
+        let (mask, types) = check_inputs(&self.config, inputs)?;
+        let cfg = &self.config;
+        let (batch, seq, h) = (inputs.batch, inputs.seq, cfg.hidden_size);
+        let needs_first = cfg.has_pooler || cfg.pooling == Pooling::Cls;
+        ws.tokens.clear();
+        ws.seqs.clear();
+        for b in 0..batch {
+            let start = ws.tokens.len();
+            if needs_first && mask[b * seq] == 0 {
+                return Err(InputError::FirstTokenMasked { batch: b });
+            }
+            for pos in 0..seq {
+                let i = b * seq + pos;
+                if mask[i] == 1 {
+                    // In range: `check_inputs` bounded ids and types by the config.
+                    ws.tokens
+                        .push((inputs.input_ids[i] as usize, types[i] as usize, pos));
+                }
+            }
+            ws.seqs.push((start..ws.tokens.len(), b));
+        }
+        self.encode(ws);
+
+        let t = ws.tokens.len();
+        let x = &ws.x[..t * h];
+        let scatter = |width: usize, src: &[f32]| {
+            let mut out = vec![0.0f32; batch * seq * width];
+            for (r, b) in &ws.seqs {
+                for i in r.clone() {
+                    let pos = ws.tokens[i].2;
+                    out[(b * seq + pos) * width..][..width]
+                        .copy_from_slice(&src[i * width..(i + 1) * width]);
+                }
+            }
+            out
+        };
+        let tensor = |shape: Vec<usize>, data: Vec<f32>| Tensor { shape, data };
+        // The first token of each sequence (validated real where it is read).
+        let firsts: Vec<f32> = ws
+            .seqs
+            .iter()
+            .flat_map(|(r, _)| {
+                if r.is_empty() {
+                    vec![0.0; h]
+                } else {
+                    x[r.start * h..(r.start + 1) * h].to_vec()
+                }
+            })
+            .collect();
+        let pooled = self.pooler.as_ref().map(|p| {
+            let mut y = vec![0.0f32; batch * h];
+            p.run(
+                self.kernels,
+                &firsts,
+                h,
+                batch,
+                Epilogue::None,
+                &mut y,
+                h,
+                &mut ws.gemm,
+            );
+            for v in &mut y {
+                *v = v.tanh();
+            }
+            y
+        });
+        let mut out = Outputs {
+            last_hidden_state: tensor(vec![batch, seq, h], scatter(h, x)),
+            pooler_output: pooled.clone().map(|p| tensor(vec![batch, h], p)),
+            logits: None,
+            start_logits: None,
+            end_logits: None,
+            sentence_embedding: None,
+        };
+        if cfg.pooling != Pooling::None {
+            let mut emb = Vec::with_capacity(batch * h);
+            for (r, _) in &ws.seqs {
+                let ones = vec![1i64; r.len()];
+                let rows = &x[r.start * h..r.end * h];
+                if r.is_empty() && cfg.pooling == Pooling::Cls {
+                    emb.extend(std::iter::repeat_n(0.0, h));
+                } else {
+                    emb.extend(pool(cfg.pooling, cfg.normalize, rows, &ones, h));
+                }
+            }
+            out.sentence_embedding = Some(tensor(vec![batch, h], emb));
+        }
+        match &self.head {
+            FastHead::None => {}
+            FastHead::Sequence(c) => {
+                let pooled = pooled.unwrap_or_default();
+                let mut y = vec![0.0f32; batch * c.n];
+                c.run(
+                    self.kernels,
+                    &pooled,
+                    h,
+                    batch,
+                    Epilogue::None,
+                    &mut y,
+                    c.n,
+                    &mut ws.gemm,
+                );
+                out.logits = Some(tensor(vec![batch, c.n], y));
+            }
+            FastHead::Token(c) => {
+                let mut y = vec![0.0f32; t * c.n];
+                c.run(
+                    self.kernels,
+                    x,
+                    h,
+                    t,
+                    Epilogue::None,
+                    &mut y,
+                    c.n,
+                    &mut ws.gemm,
+                );
+                let y = scatter(c.n, &y);
+                if cfg.head == Head::QuestionAnswering {
+                    let (start, end) = y.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
+                    out.start_logits = Some(tensor(vec![batch, seq], start));
+                    out.end_logits = Some(tensor(vec![batch, seq], end));
+                } else {
+                    out.logits = Some(tensor(vec![batch, seq, c.n], y));
+                }
+            }
+            FastHead::MaskedLm {
+                transform,
+                norm,
+                decoder,
+            } => {
+                let mut tr = vec![0.0f32; t * h];
+                let epi = self.activation_epilogue();
+                transform.run(self.kernels, x, h, t, epi, &mut tr, h, &mut ws.gemm);
+                self.activate_rest(&mut tr);
+                norm.run(self.kernels, &mut tr, cfg.layer_norm_eps as f32);
+                let mut y = vec![0.0f32; t * decoder.n];
+                let v = decoder.n;
+                decoder.run(
+                    self.kernels,
+                    &tr,
+                    h,
+                    t,
+                    Epilogue::None,
+                    &mut y,
+                    v,
+                    &mut ws.gemm,
+                );
+                out.logits = Some(tensor(vec![batch, seq, v], scatter(v, &y)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The GEMM epilogue for the model's activation: fused for GELU (erf), none for the others,
+    /// which [`Self::activate_rest`] applies in a pass of their own.
+    fn activation_epilogue(&self) -> Epilogue<'static> {
+        match self.config.hidden_act {
+            Activation::Gelu => Epilogue::Gelu,
+            _ => Epilogue::None,
+        }
+    }
+
+    fn activate_rest(&self, x: &mut [f32]) {
+        match self.config.hidden_act {
+            Activation::Gelu => {}
+            act => activate(act, x),
+        }
+    }
+
+    /// The encoder over `ws.tokens` (grouped by `ws.seqs`): the last hidden state of every
+    /// real token into `ws.x`.
+    fn encode(&self, ws: &mut Workspace) {
+        let cfg = &self.config;
+        let k = self.kernels;
+        let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+        let heads = cfg.num_heads;
+        let d = h / heads;
+        let eps = cfg.layer_norm_eps as f32;
+        let t = ws.tokens.len();
+        let longest = ws.seqs.iter().map(|(r, _)| r.len()).max().unwrap_or(0);
+
+        // Embeddings: word + token type + position, then LayerNorm.
+        let x = grow(&mut ws.x, t * h);
+        x.fill(0.0);
+        for (row, &(id, tt, pos)) in x.chunks_exact_mut(h).zip(&ws.tokens) {
+            // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings.
+            self.word.add_row(id, row);
+            self.token_type.add_row(tt, row);
+            self.position.add_row(pos, row);
+        }
+        self.emb_norm.run(k, x, eps);
+
+        grow(&mut ws.q, t * h);
+        grow(&mut ws.k, t * h);
+        grow(&mut ws.v, t * h);
+        grow(&mut ws.ctx, t * h);
+        grow(&mut ws.attn, t * h);
+        grow(&mut ws.inter, t * inter);
+        grow(&mut ws.scores, longest * longest);
+        grow(&mut ws.packed_k, packed_len(longest, d));
+        grow(&mut ws.packed_v, packed_len(d, longest));
+        let scale = (d as f32).powf(-0.5);
+        for layer in &self.layers {
+            let x = &ws.x[..t * h];
+            let g = &mut ws.gemm;
+            layer.query.run(k, x, h, t, Epilogue::None, &mut ws.q, h, g);
+            layer.key.run(k, x, h, t, Epilogue::None, &mut ws.k, h, g);
+            layer.value.run(k, x, h, t, Epilogue::None, &mut ws.v, h, g);
+            for (r, _) in &ws.seqs {
+                let n = r.len();
+                if n == 0 {
+                    continue;
+                }
+                for head in 0..heads {
+                    let off = r.start * h + head * d;
+                    let pk = &mut ws.packed_k[..packed_len(n, d)];
+                    pack_rows_into(&ws.k[off..], h, n, d, pk);
+                    let scores = &mut ws.scores[..n * n];
+                    k.gemm(
+                        Gemm {
+                            k: d,
+                            a: &ws.q[off..],
+                            lda: h,
+                            w: Weights::F32(pk),
+                            bias: None,
+                            epilogue: Epilogue::None,
+                            c: MatMut::new(scores, n, n, n),
+                        },
+                        g,
+                    );
+                    for row in scores.chunks_exact_mut(n) {
+                        for s in row.iter_mut() {
+                            *s *= scale;
+                        }
+                        (k.softmax)(row);
+                    }
+                    let pv = &mut ws.packed_v[..packed_len(d, n)];
+                    pack_cols_into(&ws.v[off..], h, d, n, pv);
+                    k.gemm(
+                        Gemm {
+                            k: n,
+                            a: scores,
+                            lda: n,
+                            w: Weights::F32(pv),
+                            bias: None,
+                            epilogue: Epilogue::None,
+                            c: MatMut::new(&mut ws.ctx[off..], n, d, h),
+                        },
+                        g,
+                    );
+                }
+            }
+            // attn = LayerNorm(ctx W_o^T + b_o + x)
+            let x = &ws.x[..t * h];
+            let attn = &mut ws.attn[..t * h];
+            let residual = Epilogue::Residual { r: x, ld: h };
+            layer.attn_out.run(k, &ws.ctx, h, t, residual, attn, h, g);
+            layer.attn_norm.run(k, attn, eps);
+            // x = LayerNorm(act(attn W_up^T + b_up) W_down^T + b_down + attn)
+            let mid = &mut ws.inter[..t * inter];
+            let epi = self.activation_epilogue();
+            layer.up.run(k, attn, h, t, epi, mid, inter, g);
+            self.activate_rest(mid);
+            let x = &mut ws.x[..t * h];
+            let residual = Epilogue::Residual { r: &*attn, ld: h };
+            layer.down.run(k, mid, inter, t, residual, x, h, g);
+            layer.out_norm.run(k, x, eps);
+        }
+    }
+}
+
+fn tensor<'f>(file: &'f BerthFile, name: &str) -> Result<TensorView<'f>, FormatError> {
+    file.tensor(name).ok_or_else(|| FormatError::MissingTensor {
+        name: name.to_owned(),
+    })
+}
+
+fn f32_tensor<'f>(file: &'f BerthFile, name: &str) -> Result<&'f [f32], FormatError> {
+    tensor(file, name)?
+        .as_f32()
+        .ok_or_else(|| FormatError::DtypeNotAllowed {
+            name: name.to_owned(),
+            dtype: "non-f32",
+        })
+}
+
+/// A tensor the validated file should have made readable but did not (a reader bug, reported
+/// as an error rather than a panic).
+fn unreadable(name: &str) -> FormatError {
+    FormatError::LayoutMismatch {
+        name: name.to_owned(),
+        reason: "cannot be read as a linear layer's weights".into(),
+    }
+}

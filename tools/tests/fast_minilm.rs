@@ -1,0 +1,159 @@
+//! all-MiniLM-L6-v2 on the fast path (this process's kernels), against the reference forward
+//! pass on the same file and against transformers / sentence-transformers:
+//! - f32 `last_hidden_state` within 1e-4 absolute of the reference (8 sentences, every token),
+//!   and within 2e-4 of transformers;
+//! - sentence embeddings of the 48 reference sentences, run as one padded batch (padding-free
+//!   inside), equal bit for bit to each sentence run alone, with min cosine to
+//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16) and >= 0.98 (int8: per-channel
+//!   weights and per-token activations, measured 0.98260 at sentence 46, where weight-only
+//!   int8 through the reference gives 0.99565; issue 5's accuracy work is to raise it to 0.998).
+
+mod support;
+
+use std::collections::HashMap;
+
+use berth::fast::{FastModel, Workspace};
+use berth::format::BerthFile;
+use berth::reference::{Inputs, ReferenceModel};
+use berth_tools::convert::{convert_to_file, Options, OutDtype};
+use support::{cosine, max_abs_diff, minilm_dir, read, reference, Arr};
+
+fn convert(dtype: OutDtype) -> (tempfile::TempDir, BerthFile) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("minilm-{}.berth", dtype.name()));
+    convert_to_file(
+        &minilm_dir(),
+        &path,
+        &Options {
+            dtype,
+            progress: false,
+        },
+    )
+    .unwrap();
+    let file = BerthFile::open(&path).unwrap();
+    (dir, file)
+}
+
+fn ids(tokens: &HashMap<String, Arr>, i: usize) -> Vec<i64> {
+    let len = tokens["lengths"].i64[i] as usize;
+    let width = tokens["input_ids"].shape[1];
+    tokens["input_ids"].i64[i * width..i * width + len].to_vec()
+}
+
+fn one(ids: &[i64]) -> Inputs<'_> {
+    Inputs {
+        batch: 1,
+        seq: ids.len(),
+        input_ids: ids,
+        attention_mask: None,
+        token_type_ids: None,
+    }
+}
+
+#[test]
+fn f32_hidden_states_match_the_reference_and_transformers() {
+    let (_dir, file) = convert(OutDtype::F32);
+    let reference_model = ReferenceModel::new(&file).unwrap();
+    let fast = FastModel::new(&file).unwrap();
+    let mut ws = Workspace::default();
+    let tokens = read(&reference().join("minilm/tokens.safetensors"));
+    let hidden = read(&reference().join("minilm/last_hidden_state.safetensors"));
+    let (mut to_reference, mut to_transformers) = (0.0f64, 0.0f64);
+    for (name, want) in &hidden {
+        let i: usize = name[1..].parse().unwrap();
+        let ids = ids(&tokens, i);
+        let got = fast.forward(&one(&ids), &mut ws).unwrap().last_hidden_state;
+        let r = reference_model
+            .forward(&one(&ids))
+            .unwrap()
+            .last_hidden_state;
+        let d_ref = max_abs_diff(&got.data, &r.data);
+        let d_hf = max_abs_diff(&got.data, &want.f32);
+        assert!(d_ref < 1e-4, "{name}: {d_ref} from the reference");
+        assert!(d_hf < 2e-4, "{name}: {d_hf} from transformers");
+        to_reference = to_reference.max(d_ref);
+        to_transformers = to_transformers.max(d_hf);
+    }
+    println!(
+        "fast f32 ({}): max |diff| {to_reference:.2e} to the reference, {to_transformers:.2e} to transformers",
+        fast.kernels().isa
+    );
+}
+
+/// The 48 sentences as one padded batch, and one at a time: identical bits; min cosine to
+/// sentence-transformers.
+fn embeddings(dtype: OutDtype) -> f64 {
+    let (_dir, file) = convert(dtype);
+    let fast = FastModel::new(&file).unwrap();
+    let mut ws = Workspace::default();
+    let tokens = read(&reference().join("minilm/tokens.safetensors"));
+    let want = read(&reference().join("minilm/embeddings.safetensors"));
+    let emb = &want["embeddings"];
+    let (n, dim) = (emb.shape[0], emb.shape[1]);
+    let width = tokens["input_ids"].shape[1];
+    let lengths = &tokens["lengths"].i64;
+    let mask: Vec<i64> = (0..n * width)
+        .map(|i| i64::from((i % width) < lengths[i / width] as usize))
+        .collect();
+    let batched = fast
+        .forward(
+            &Inputs {
+                batch: n,
+                seq: width,
+                input_ids: &tokens["input_ids"].i64,
+                attention_mask: Some(&mask),
+                token_type_ids: None,
+            },
+            &mut ws,
+        )
+        .unwrap()
+        .sentence_embedding
+        .unwrap()
+        .data;
+    let mut worst = (f64::INFINITY, 0);
+    for i in 0..n {
+        let alone = fast
+            .forward(&one(&ids(&tokens, i)), &mut ws)
+            .unwrap()
+            .sentence_embedding
+            .unwrap()
+            .data;
+        let b = &batched[i * dim..(i + 1) * dim];
+        assert!(
+            alone.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{}: sentence {i} differs batched and alone",
+            dtype.name()
+        );
+        let cos = cosine(&alone, &emb.f32[i * dim..(i + 1) * dim]);
+        if cos.is_nan() || cos < worst.0 {
+            worst = (cos, i);
+        }
+    }
+    println!(
+        "fast {} ({}, int8 {}): min cosine {:.7} (sentence {})",
+        dtype.name(),
+        fast.kernels().isa,
+        fast.kernels().int8,
+        worst.0,
+        worst.1
+    );
+    worst.0
+}
+
+#[test]
+fn f32_embeddings() {
+    let cos = embeddings(OutDtype::F32);
+    assert!(cos >= 0.99999, "{cos}");
+}
+
+#[test]
+fn f16_embeddings() {
+    let cos = embeddings(OutDtype::F16);
+    assert!(cos >= 0.9999, "{cos}");
+}
+
+#[test]
+fn int8_embeddings() {
+    let cos = embeddings(OutDtype::Int8);
+    assert!(cos >= 0.98, "{cos}");
+}

@@ -32,6 +32,8 @@ step "clippy"
 cargo clippy --workspace --all-targets --profile ci -- -D warnings
 
 step "tests"
+# The kernel tables the tests hold against the reference (path and int8 kernel), for the log.
+cargo run -q --profile ci -p berth-kernels --example isa -- --variants
 cargo test --workspace --profile ci
 
 # The kernels and the engine once more for every lower path this CPU can run.

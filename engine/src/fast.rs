@@ -8,10 +8,12 @@
 //! in transformers (the mask adds `f32::MIN`), so dropping them changes nothing for the real
 //! tokens; padded positions are not computed and read as 0 in the outputs.
 //!
-//! This first version is single-threaded and computes attention per (sequence, head) with the
-//! GEMM kernel (scores, softmax, weighted values); the fused online-softmax attention kernel,
-//! threads and the allocation-free output API come next (issue 5). It is held against
-//! [`crate::reference`] by `tools/tests/fast_parity.rs`.
+//! Threads: the GEMMs split N between the threads of the model's pool on panel boundaries, and
+//! attention splits heads, so results are bit-identical for any thread count. Attention runs
+//! per (sequence, head) through the GEMM kernel (scores, softmax, weighted values); the fused
+//! online-softmax attention kernel and the allocation-free output API come next (issue 5). The
+//! fast path is held against [`crate::reference`] by `engine/tests/fast.rs` (every head, weight
+//! type and kernel table) and `tools/tests/fast_minilm.rs` (MiniLM).
 
 use std::ops::Range;
 
@@ -108,32 +110,39 @@ impl<'f> Dense<'f> {
     }
 
     /// `c = a W^T + b (+ epilogue)` for `rows` rows of `a` (row stride `lda`) into `c` (row
-    /// stride `ldc`).
+    /// stride `ldc`), on the threads of `run` (one scratch each).
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
-        kernels: &Kernels,
+        run: &Run<'_>,
         a: &[f32],
         lda: usize,
         rows: usize,
         epilogue: Epilogue<'_>,
         c: &mut [f32],
         ldc: usize,
-        scratch: &mut GemmScratch,
+        scratch: &mut [GemmScratch],
     ) {
-        kernels.gemm(
-            Gemm {
-                k: self.k,
-                a,
-                lda,
-                w: self.w.weights(),
-                bias: Some(self.bias),
-                epilogue,
-                c: MatMut::new(c, rows, self.n, ldc),
-            },
-            scratch,
-        );
+        let p = Gemm {
+            k: self.k,
+            a,
+            lda,
+            w: self.w.weights(),
+            bias: Some(self.bias),
+            epilogue,
+            c: MatMut::new(c, rows, self.n, ldc),
+        };
+        match run.pool {
+            Some(pool) => gemm::gemm_par(run.kernels, p, scratch, pool),
+            None => run.kernels.gemm(p, &mut scratch[0]),
+        }
     }
+}
+
+/// How a call runs: the kernels, and the thread pool when there is more than one thread.
+struct Run<'a> {
+    kernels: &'a Kernels,
+    pool: Option<&'a rayon::ThreadPool>,
 }
 
 /// A LayerNorm's parameters.
@@ -230,6 +239,7 @@ enum FastHead<'f> {
 
 /// The buffers of a forward pass, grown to the largest batch seen and reused: after a warm-up
 /// with the largest batch, the pass itself allocates nothing (the returned [`Outputs`] do).
+/// One workspace serves one call at a time; give each calling thread its own.
 #[derive(Debug, Default)]
 pub struct Workspace {
     /// Real tokens: (id, type, position).
@@ -243,6 +253,15 @@ pub struct Workspace {
     ctx: Vec<f32>,
     attn: Vec<f32>,
     inter: Vec<f32>,
+    /// One per thread.
+    gemm: Vec<GemmScratch>,
+    /// One per thread.
+    heads: Vec<HeadScratch>,
+}
+
+/// What one thread's attention heads need.
+#[derive(Debug, Default)]
+struct HeadScratch {
     scores: Vec<f32>,
     packed_k: Vec<f32>,
     packed_v: Vec<f32>,
@@ -260,6 +279,9 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 pub struct FastModel<'f> {
     config: ModelConfig,
     kernels: &'static Kernels,
+    threads: usize,
+    /// With more than one thread: the pool every call runs on.
+    pool: Option<rayon::ThreadPool>,
     word: Table<'f>,
     position: Table<'f>,
     token_type: Table<'f>,
@@ -280,18 +302,45 @@ impl std::fmt::Debug for FastModel<'_> {
 }
 
 impl<'f> FastModel<'f> {
-    /// Builds the fast path over `file` with this process's kernels ([`berth_kernels::kernels`]).
-    /// Weights stored in panels are used in place; row-major ones (format 1.0) are packed now.
+    /// Builds the fast path over `file` with this process's kernels ([`berth_kernels::kernels`])
+    /// on one thread. Weights stored in panels are used in place; row-major ones (format 1.0)
+    /// are packed now.
     pub fn new(file: &'f BerthFile) -> Result<FastModel<'f>, crate::Error> {
-        let kernels = berth_kernels::kernels()?;
-        Ok(FastModel::with_kernels(file, kernels)?)
+        FastModel::with_threads(file, 1)
     }
 
-    /// Builds the fast path with a given kernel table (tests run every table).
+    /// As [`FastModel::new`], on `threads` threads (at least 1).
+    pub fn with_threads(
+        file: &'f BerthFile,
+        threads: usize,
+    ) -> Result<FastModel<'f>, crate::Error> {
+        let kernels = berth_kernels::kernels()?;
+        Ok(FastModel::with_kernels(file, kernels, threads)?)
+    }
+
+    /// Builds the fast path with a given kernel table (tests run every table) on `threads`
+    /// threads (at least 1). Results are bit-identical for any thread count: the GEMMs split
+    /// N on panel boundaries and attention splits heads, so every value sees the same
+    /// operations.
     pub fn with_kernels(
         file: &'f BerthFile,
         kernels: &'static Kernels,
+        threads: usize,
     ) -> Result<FastModel<'f>, FormatError> {
+        let threads = threads.max(1);
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("berth-{i}"))
+                    .build()
+                    .map_err(|e| FormatError::BadConfig {
+                        reason: format!("cannot start {threads} threads: {e}"),
+                    })?,
+            )
+        } else {
+            None
+        };
         let cfg = file.config().clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
@@ -346,8 +395,22 @@ impl<'f> FastModel<'f> {
             pooler,
             head,
             kernels,
+            threads,
+            pool,
             config: cfg,
         })
+    }
+
+    /// The number of threads a call runs on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn run(&self) -> Run<'_> {
+        Run {
+            kernels: self.kernels,
+            pool: self.pool.as_ref(),
+        }
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -366,6 +429,11 @@ impl<'f> FastModel<'f> {
     pub fn forward(&self, inputs: &Inputs<'_>, ws: &mut Workspace) -> Result<Outputs, InputError> {
         let (mask, types) = check_inputs(&self.config, inputs)?;
         let cfg = &self.config;
+        if ws.gemm.len() < self.threads {
+            ws.gemm.resize_with(self.threads, GemmScratch::default);
+            ws.heads.resize_with(self.threads, HeadScratch::default);
+        }
+        let run = self.run();
         let (batch, seq, h) = (inputs.batch, inputs.seq, cfg.hidden_size);
         let needs_first = cfg.has_pooler || cfg.pooling == Pooling::Cls;
         ws.tokens.clear();
@@ -416,7 +484,7 @@ impl<'f> FastModel<'f> {
         let pooled = self.pooler.as_ref().map(|p| {
             let mut y = vec![0.0f32; batch * h];
             p.run(
-                self.kernels,
+                &run,
                 &firsts,
                 h,
                 batch,
@@ -457,7 +525,7 @@ impl<'f> FastModel<'f> {
                 let pooled = pooled.unwrap_or_default();
                 let mut y = vec![0.0f32; batch * c.n];
                 c.run(
-                    self.kernels,
+                    &run,
                     &pooled,
                     h,
                     batch,
@@ -470,16 +538,7 @@ impl<'f> FastModel<'f> {
             }
             FastHead::Token(c) => {
                 let mut y = vec![0.0f32; t * c.n];
-                c.run(
-                    self.kernels,
-                    x,
-                    h,
-                    t,
-                    Epilogue::None,
-                    &mut y,
-                    c.n,
-                    &mut ws.gemm,
-                );
+                c.run(&run, x, h, t, Epilogue::None, &mut y, c.n, &mut ws.gemm);
                 let y = scatter(c.n, &y);
                 if cfg.head == Head::QuestionAnswering {
                     let (start, end) = y.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
@@ -496,21 +555,12 @@ impl<'f> FastModel<'f> {
             } => {
                 let mut tr = vec![0.0f32; t * h];
                 let epi = self.activation_epilogue();
-                transform.run(self.kernels, x, h, t, epi, &mut tr, h, &mut ws.gemm);
+                transform.run(&run, x, h, t, epi, &mut tr, h, &mut ws.gemm);
                 self.activate_rest(&mut tr);
                 norm.run(self.kernels, &mut tr, cfg.layer_norm_eps as f32);
                 let mut y = vec![0.0f32; t * decoder.n];
                 let v = decoder.n;
-                decoder.run(
-                    self.kernels,
-                    &tr,
-                    h,
-                    t,
-                    Epilogue::None,
-                    &mut y,
-                    v,
-                    &mut ws.gemm,
-                );
+                decoder.run(&run, &tr, h, t, Epilogue::None, &mut y, v, &mut ws.gemm);
                 out.logits = Some(tensor(vec![batch, seq, v], scatter(v, &y)));
             }
         }
@@ -537,6 +587,7 @@ impl<'f> FastModel<'f> {
     /// real token into `ws.x`.
     fn encode(&self, ws: &mut Workspace) {
         let cfg = &self.config;
+        let run = self.run();
         let k = self.kernels;
         let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
         let heads = cfg.num_heads;
@@ -562,75 +613,148 @@ impl<'f> FastModel<'f> {
         grow(&mut ws.ctx, t * h);
         grow(&mut ws.attn, t * h);
         grow(&mut ws.inter, t * inter);
-        grow(&mut ws.scores, longest * longest);
-        grow(&mut ws.packed_k, packed_len(longest, d));
-        grow(&mut ws.packed_v, packed_len(d, longest));
-        let scale = (d as f32).powf(-0.5);
+        for hs in &mut ws.heads {
+            grow(&mut hs.scores, longest * longest);
+            grow(&mut hs.packed_k, packed_len(longest, d));
+            grow(&mut hs.packed_v, packed_len(d, longest));
+        }
+        let parts = self.threads.min(heads);
         for layer in &self.layers {
             let x = &ws.x[..t * h];
-            let g = &mut ws.gemm;
-            layer.query.run(k, x, h, t, Epilogue::None, &mut ws.q, h, g);
-            layer.key.run(k, x, h, t, Epilogue::None, &mut ws.k, h, g);
-            layer.value.run(k, x, h, t, Epilogue::None, &mut ws.v, h, g);
-            for (r, _) in &ws.seqs {
-                let n = r.len();
-                if n == 0 {
-                    continue;
-                }
-                for head in 0..heads {
-                    let off = r.start * h + head * d;
-                    let pk = &mut ws.packed_k[..packed_len(n, d)];
-                    pack_rows_into(&ws.k[off..], h, n, d, pk);
-                    let scores = &mut ws.scores[..n * n];
-                    k.gemm(
-                        Gemm {
-                            k: d,
-                            a: &ws.q[off..],
-                            lda: h,
-                            w: Weights::F32(pk),
-                            bias: None,
-                            epilogue: Epilogue::None,
-                            c: MatMut::new(scores, n, n, n),
-                        },
-                        g,
-                    );
-                    for row in scores.chunks_exact_mut(n) {
-                        for s in row.iter_mut() {
-                            *s *= scale;
-                        }
-                        (k.softmax)(row);
-                    }
-                    let pv = &mut ws.packed_v[..packed_len(d, n)];
-                    pack_cols_into(&ws.v[off..], h, d, n, pv);
-                    k.gemm(
-                        Gemm {
-                            k: n,
-                            a: scores,
-                            lda: n,
-                            w: Weights::F32(pv),
-                            bias: None,
-                            epilogue: Epilogue::None,
-                            c: MatMut::new(&mut ws.ctx[off..], n, d, h),
-                        },
-                        g,
-                    );
-                }
+            let g = &mut ws.gemm[..];
+            layer
+                .query
+                .run(&run, x, h, t, Epilogue::None, &mut ws.q, h, g);
+            layer
+                .key
+                .run(&run, x, h, t, Epilogue::None, &mut ws.k, h, g);
+            layer
+                .value
+                .run(&run, x, h, t, Epilogue::None, &mut ws.v, h, g);
+            let att = Attention {
+                kernels: k,
+                q: &ws.q[..t * h],
+                k: &ws.k[..t * h],
+                v: &ws.v[..t * h],
+                seqs: &ws.seqs,
+                h,
+                d,
+            };
+            let ctx = MatMut::new(&mut ws.ctx[..t * h], t, h, h);
+            let scratch = &mut ws.heads[..parts];
+            match &self.pool {
+                Some(pool) if parts > 1 => pool.install(|| att.heads(0..heads, ctx, scratch)),
+                _ => att.heads(0..heads, ctx, scratch),
             }
             // attn = LayerNorm(ctx W_o^T + b_o + x)
             let x = &ws.x[..t * h];
             let attn = &mut ws.attn[..t * h];
             let residual = Epilogue::Residual { r: x, ld: h };
-            layer.attn_out.run(k, &ws.ctx, h, t, residual, attn, h, g);
+            layer
+                .attn_out
+                .run(&run, &ws.ctx, h, t, residual, attn, h, g);
             layer.attn_norm.run(k, attn, eps);
             // x = LayerNorm(act(attn W_up^T + b_up) W_down^T + b_down + attn)
             let mid = &mut ws.inter[..t * inter];
             let epi = self.activation_epilogue();
-            layer.up.run(k, attn, h, t, epi, mid, inter, g);
+            layer.up.run(&run, attn, h, t, epi, mid, inter, g);
             self.activate_rest(mid);
             let x = &mut ws.x[..t * h];
             let residual = Epilogue::Residual { r: &*attn, ld: h };
-            layer.down.run(k, mid, inter, t, residual, x, h, g);
+            layer.down.run(&run, mid, inter, t, residual, x, h, g);
             layer.out_norm.run(k, x, eps);
+        }
+    }
+}
+
+/// One layer's self-attention over projected Q, K and V (`t x h` each, head `i` in columns
+/// `i*d .. (i+1)*d`), sequence by sequence.
+struct Attention<'a> {
+    kernels: &'a Kernels,
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    seqs: &'a [(Range<usize>, usize)],
+    h: usize,
+    d: usize,
+}
+
+impl Attention<'_> {
+    /// Heads `range` into `ctx` (those heads' columns of the context, all rows), split between
+    /// `scratch.len()` threads by halving (stack jobs: nothing allocated). Each head's values are
+    /// computed by the same operations whatever the split.
+    fn heads(&self, range: Range<usize>, ctx: MatMut<'_>, scratch: &mut [HeadScratch]) {
+        if scratch.len() <= 1 || range.len() <= 1 {
+            let mut ctx = ctx;
+            for head in range.clone() {
+                self.head(
+                    head,
+                    (head - range.start) * self.d,
+                    &mut ctx,
+                    &mut scratch[0],
+                );
+            }
+            return;
+        }
+        let half = scratch.len() / 2;
+        let mid = range.start + range.len() * half / scratch.len();
+        let (left, right) = ctx.split_cols((mid - range.start) * self.d);
+        let (ls, rs) = scratch.split_at_mut(half);
+        rayon::join(
+            || self.heads(range.start..mid, left, ls),
+            || self.heads(mid..range.end, right, rs),
+        );
+    }
+
+    /// One head, every sequence: `softmax(Q K^T / sqrt(d)) V` into columns `col .. col + d` of
+    /// `ctx`.
+    fn head(&self, head: usize, col: usize, ctx: &mut MatMut<'_>, s: &mut HeadScratch) {
+        let (h, d) = (self.h, self.d);
+        let scale = (d as f32).powf(-0.5);
+        let kernels = self.kernels;
+        for (r, _) in self.seqs {
+            let n = r.len();
+            if n == 0 {
+                continue;
+            }
+            let off = r.start * h + head * d;
+            let pk = &mut s.packed_k[..packed_len(n, d)];
+            pack_rows_into(&self.k[off..], h, n, d, pk);
+            let scores = &mut s.scores[..n * n];
+            kernels.gemm(
+                Gemm {
+                    k: d,
+                    a: &self.q[off..],
+                    lda: h,
+                    w: Weights::F32(pk),
+                    bias: None,
+                    epilogue: Epilogue::None,
+                    c: MatMut::new(scores, n, n, n),
+                },
+                &mut s.gemm,
+            );
+            for row in scores.chunks_exact_mut(n) {
+                for v in row.iter_mut() {
+                    *v *= scale;
+                }
+                (kernels.softmax)(row);
+            }
+            let pv = &mut s.packed_v[..packed_len(d, n)];
+            pack_cols_into(&self.v[off..], h, d, n, pv);
+            let (_, rest) = ctx.rows_mut(r.clone()).split_cols(col);
+            let (out, _) = rest.split_cols(d);
+            kernels.gemm(
+                Gemm {
+                    k: n,
+                    a: scores,
+                    lda: n,
+                    w: Weights::F32(pv),
+                    bias: None,
+                    epilogue: Epilogue::None,
+                    c: out,
+                },
+                &mut s.gemm,
+            );
         }
     }
 }

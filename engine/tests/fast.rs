@@ -1,7 +1,8 @@
 //! The fast forward pass against the reference forward pass on the same file, for every head,
 //! every weight type and layout, every activation, and every kernel table this CPU can run
 //! (and under qemu, NEON's): real positions of padded batches (suffix padding and holes), every
-//! output. Also: a batch gives bit for bit what its sequences give one at a time.
+//! output. Also: a batch gives bit for bit what its sequences give one at a time, and 3
+//! threads give bit for bit what 1 gives.
 //!
 //! Tolerances (absolute, on outputs of magnitude up to ~10): f32 and f16 weights 1e-4 (issue
 //! 5's bound; the fast path accumulates in f32 where the reference uses f64, observed ~1e-6);
@@ -158,9 +159,24 @@ fn fast_path_matches_the_reference() {
                 };
                 let want = reference.forward(&inputs).unwrap();
                 for &kernels in &tables {
-                    let fast = FastModel::with_kernels(&file, kernels).unwrap();
+                    let fast = FastModel::with_kernels(&file, kernels, 1).unwrap();
                     let mut ws = Workspace::default();
                     let got = fast.forward(&inputs, &mut ws).unwrap();
+                    // Any thread count gives the same bits.
+                    let threaded = FastModel::with_kernels(&file, kernels, 3).unwrap();
+                    let again = threaded
+                        .forward(&inputs, &mut Workspace::default())
+                        .unwrap();
+                    for ((name, a), (_, b)) in got.named().iter().zip(again.named()) {
+                        assert!(
+                            a.data
+                                .iter()
+                                .zip(&b.data)
+                                .all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{head:?} {dtype:?} on {}: {name} differs with 3 threads",
+                            kernels.isa
+                        );
+                    }
                     for (name, worst, scale) in compare(head, &got, &want, &mask) {
                         let ctx = format!(
                             "{head:?} {act:?} {dtype:?} {layout:?} on {} ({}): {name}",

@@ -206,6 +206,22 @@ impl<'a> MatMut<'a> {
         self.ld
     }
 
+    /// Rows `range` of this view, as a view that borrows it.
+    pub fn rows_mut(&mut self, range: std::ops::Range<usize>) -> MatMut<'_> {
+        assert!(
+            range.start <= range.end && range.end <= self.rows,
+            "MatMut: rows out of range"
+        );
+        let ptr = self.ptr.as_ptr().wrapping_add(range.start * self.ld);
+        MatMut {
+            ptr: std::ptr::NonNull::new(ptr).unwrap_or(self.ptr),
+            rows: range.len(),
+            cols: self.cols,
+            ld: self.ld,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
     /// Columns `0..at` and `at..cols`, as two views of disjoint elements.
     pub fn split_cols(self, at: usize) -> (MatMut<'a>, MatMut<'a>) {
         assert!(at <= self.cols, "MatMut: split past the last column");

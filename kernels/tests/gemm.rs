@@ -321,8 +321,8 @@ fn bert_shapes() {
     }
 }
 
-/// Any number of threads gives bit-identical results (each part of N is a GEMM of its own that
-/// starts on a panel boundary), on every path, for every weight type and epilogue.
+/// Any number of threads gives bit-identical results (each part, of M or of N on a panel
+/// boundary, is a GEMM of its own), on every path, for every weight type and epilogue.
 #[test]
 fn threads_are_bit_identical() {
     let pools: Vec<rayon::ThreadPool> = (1..=4)
@@ -337,7 +337,15 @@ fn threads_are_bit_identical() {
         .into_iter()
         .flat_map(|(wt, ts)| ts.into_iter().map(move |t| (wt, t)))
     {
-        for (m, k, n) in [(1, 7, 1), (9, 64, 33), (13, 300, 200), (128, 384, 385)] {
+        // M = 128 and 300 reach the division of M (at least MIN_ROWS_PER_PART rows per thread,
+        // small weights); the others divide N.
+        for (m, k, n) in [
+            (1, 7, 1),
+            (9, 64, 33),
+            (13, 300, 200),
+            (128, 384, 385),
+            (300, 40, 70),
+        ] {
             let a = values(m * k, 5);
             let w = values(n * k, 6);
             let packed = Packed::new(wt, &w, n, k);

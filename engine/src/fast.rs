@@ -238,8 +238,10 @@ enum FastHead<'f> {
 }
 
 /// The buffers of a forward pass, grown to the largest batch seen and reused: after a warm-up
-/// with the largest batch, the pass itself allocates nothing (the returned [`Outputs`] do).
-/// One workspace serves one call at a time; give each calling thread its own.
+/// with the largest batch, the encoder allocates nothing. (This first version's `forward` still
+/// allocates its inputs' checked copies, the head and pooling steps and the returned
+/// [`Outputs`]; the allocation-free output API is issue 5's.) One workspace serves one call at a
+/// time; give each calling thread its own.
 #[derive(Debug, Default)]
 pub struct Workspace {
     /// Real tokens: (id, type, position).

@@ -5,7 +5,7 @@
 //!
 //! with both quantisations by [`crate::quant::quantize_row_i8`]'s rule (`-127..=127`).
 //!
-//! Layout (docs/KERNELS.md, "int8 layout"): K is padded with zeros to a multiple of 4 (`kp`);
+//! Layout (docs/KERNELS.md, "Packed weight layout, int8"): K is padded with zeros to a multiple of 4 (`kp`);
 //! output channels form panels of [`PANEL`]; a panel holds, for each group of 4 k, the 4 bytes
 //! of each of its 32 channels in turn (128 bytes), so that one vector load gives `LANES`
 //! channels x 4 k, the operand shape of `vpdpbusd` and `sdot`. Byte `(n, k)` is at

@@ -59,7 +59,7 @@ pub(crate) trait Simd {
 /// `smull` + pairwise adds on NEON). An accumulator holds `S::LANES` i32 lanes, one per output
 /// channel; one `dot` adds, to each lane, the 4-deep dot product of a broadcast group of 4
 /// activations with that channel's 4 weights (the weights of `LANES` channels are `4 * LANES`
-/// consecutive bytes, channel-major within the group: docs/KERNELS.md, "int8 layout").
+/// consecutive bytes, channel-major within the group: docs/KERNELS.md, "Packed weight layout, int8").
 ///
 /// Sums are exact: activations and weights are in `-127..=127` (the quantiser never makes
 /// -128), so with the +128 offset a product is at most 255 x 127 = 32,385 in magnitude, and the

@@ -15,21 +15,11 @@ use std::collections::HashMap;
 use berth::fast::{FastModel, Workspace};
 use berth::format::BerthFile;
 use berth::reference::{Inputs, ReferenceModel};
-use berth_tools::convert::{convert_to_file, Options, OutDtype};
-use support::{cosine, max_abs_diff, minilm_dir, read, reference, Arr};
+use berth_tools::convert::OutDtype;
+use support::{cosine, max_abs_diff, read, reference, Arr};
 
 fn convert(dtype: OutDtype) -> (tempfile::TempDir, BerthFile) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("minilm-{}.berth", dtype.name()));
-    convert_to_file(
-        &minilm_dir(),
-        &path,
-        &Options {
-            dtype,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let (dir, path) = support::convert_minilm(dtype);
     let file = BerthFile::open(&path).unwrap();
     (dir, file)
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use berth::format::BerthFile;
 use berth::reference::{Inputs, ReferenceModel};
-use berth_tools::convert::{convert_to_file, Options, OutDtype};
-use support::{cosine, max_abs_diff, minilm_dir, read, reference, Arr};
+use berth_tools::convert::OutDtype;
+use support::{cosine, max_abs_diff, read, reference, Arr};
 
 const HIDDEN_TOL: f64 = 2e-4;
 
@@ -21,17 +21,7 @@ struct Converted {
 }
 
 fn convert(dtype: OutDtype) -> Converted {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(format!("minilm-{}.berth", dtype.name()));
-    convert_to_file(
-        &minilm_dir(),
-        &path,
-        &Options {
-            dtype,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let (dir, path) = support::convert_minilm(dtype);
     Converted { _dir: dir, path }
 }
 

@@ -13,7 +13,7 @@
 //! scale and the i32 sum of the channel's quantised weights (for the unsigned-offset trick of
 //! `vpdpbusd`: `sum (a + 128) w = sum a w + 128 sum w`).
 
-use super::{kernel, Epilogue, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{kernel, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::quant;
 use crate::simd::{DotI8, Simd};
 
@@ -153,7 +153,6 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
     let groups = k.div_ceil(4);
     let kp = groups * 4;
-    let ldc = p.c.ld();
     let mc_rows = MC.div_ceil(MR) * MR;
     resize(&mut scratch.packed_a_i8, mc_rows * kp, 0);
     resize(&mut scratch.row_i8, kp, 0);
@@ -173,23 +172,7 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
                 let row = ic + ir;
                 let mut a_scale = [0.0f32; MR];
                 a_scale.copy_from_slice(&scratch.a_scale[ir..ir + MR]);
-                let out = kernel::Out {
-                    first: true,
-                    last: true,
-                    // SAFETY: row < m and jr < n, so the offset is inside the view.
-                    c: unsafe { c_ptr.add(row * ldc + jr) },
-                    ldc,
-                    mr: MR.min(mc - ir),
-                    nc,
-                    bias: p.bias.map(|b| &b[jr..]),
-                    epilogue: match p.epilogue {
-                        Epilogue::Residual { r, ld } => Epilogue::Residual {
-                            r: &r[row * ld + jr..],
-                            ld,
-                        },
-                        e => e,
-                    },
-                };
+                let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
                 let a = scratch.packed_a_i8[ir * kp..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wp = w.q.as_ptr().wrapping_add(w_off);

@@ -279,7 +279,37 @@ pub struct Gemm<'a> {
     pub c: MatMut<'a>,
 }
 
-impl Gemm<'_> {
+impl<'a> Gemm<'a> {
+    /// Where the tile at `(row, col)` of C (`mr x nc` valid elements) is stored, with the bias
+    /// and residual from that column and row. `c_ptr` is the view's pointer, taken once.
+    fn tile_out(
+        &self,
+        c_ptr: *mut f32,
+        (row, col): (usize, usize),
+        (mr, nc): (usize, usize),
+        first: bool,
+        last: bool,
+    ) -> kernel::Out<'a> {
+        let ldc = self.c.ld();
+        kernel::Out {
+            first,
+            last,
+            // In the view for row < m and col < n (the kernels' contract); not dereferenced here.
+            c: c_ptr.wrapping_add(row * ldc + col),
+            ldc,
+            mr,
+            nc,
+            bias: self.bias.map(|b| &b[col..]),
+            epilogue: match self.epilogue {
+                Epilogue::Residual { r, ld } => Epilogue::Residual {
+                    r: &r[row * ld + col..],
+                    ld,
+                },
+                e => e,
+            },
+        }
+    }
+
     pub fn m(&self) -> usize {
         self.c.rows()
     }
@@ -394,7 +424,6 @@ pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usi
     if m == 0 || n == 0 {
         return;
     }
-    let ldc = p.c.ld();
     let mc_rows = MC.div_ceil(MR) * MR;
     let need = mc_rows * KC.min(k.max(1));
     if scratch.packed_a.len() < need {
@@ -429,23 +458,7 @@ pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usi
                 let w_off = (jr / PANEL) * PANEL * k + pc * PANEL + jr % PANEL;
                 for ir in (0..mc).step_by(MR) {
                     let row = ic + ir;
-                    let out = kernel::Out {
-                        first,
-                        last,
-                        // SAFETY: row < m and jr < n, so the offset is inside the view.
-                        c: unsafe { c_ptr.add(row * ldc + jr) },
-                        ldc,
-                        mr: MR.min(mc - ir),
-                        nc,
-                        bias: p.bias.map(|b| &b[jr..]),
-                        epilogue: match p.epilogue {
-                            Epilogue::Residual { r, ld } => Epilogue::Residual {
-                                r: &r[row * ld + jr..],
-                                ld,
-                            },
-                            e => e,
-                        },
-                    };
+                    let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), first, last);
                     let a = scratch.packed_a[ir * kc..].as_ptr();
                     // Not sliced: with k = 0 there are no weights, and none are read.
                     let wp = w.as_ptr().wrapping_add(w_off);

@@ -204,20 +204,21 @@ impl DotI8 for NeonMull {
     type A = int8x16_t;
     type W = int8x16_t;
 
+    // Registers, broadcasts, loads and the conversion are `sdot`'s; only `dot` differs.
     #[inline(always)]
     unsafe fn zero() -> int32x4_t {
-        // SAFETY: NEON.
-        unsafe { vdupq_n_s32(0) }
+        // SAFETY: as `NeonDot::zero` (NEON only).
+        unsafe { NeonDot::zero() }
     }
     #[inline(always)]
     unsafe fn bcast(p: *const u8) -> int8x16_t {
-        // SAFETY: `p` is valid for 4 reads (trait contract).
-        unsafe { vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned())) }
+        // SAFETY: as `NeonDot::bcast` (NEON only; `p` valid for 4 reads).
+        unsafe { NeonDot::bcast(p) }
     }
     #[inline(always)]
     unsafe fn load_w(p: *const i8) -> int8x16_t {
-        // SAFETY: `p` is valid for 16 reads (trait contract).
-        unsafe { vld1q_s8(p) }
+        // SAFETY: as `NeonDot::load_w` (NEON only; `p` valid for 16 reads).
+        unsafe { NeonDot::load_w(p) }
     }
     #[inline(always)]
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, w: int8x16_t) -> int32x4_t {
@@ -229,8 +230,8 @@ impl DotI8 for NeonMull {
         }
     }
     #[inline(always)]
-    unsafe fn to_f32(acc: int32x4_t, _col_sum: *const i32) -> float32x4_t {
-        // SAFETY: NEON.
-        unsafe { vcvtq_f32_s32(acc) }
+    unsafe fn to_f32(acc: int32x4_t, col_sum: *const i32) -> float32x4_t {
+        // SAFETY: as `NeonDot::to_f32` (NEON only).
+        unsafe { NeonDot::to_f32(acc, col_sum) }
     }
 }

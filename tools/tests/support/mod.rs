@@ -25,6 +25,22 @@ pub fn minilm_dir() -> PathBuf {
     berth_tools::cache::fetched_minilm_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// MiniLM converted at `dtype` into a temporary directory (kept alive by the returned guard).
+pub fn convert_minilm(dtype: berth_tools::convert::OutDtype) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("minilm-{}.berth", dtype.name()));
+    berth_tools::convert::convert_to_file(
+        &minilm_dir(),
+        &path,
+        &berth_tools::convert::Options {
+            dtype,
+            progress: false,
+        },
+    )
+    .unwrap();
+    (dir, path)
+}
+
 /// A tensor read from safetensors, widened to f64 for comparisons (ints stay exact).
 #[derive(Clone, Debug)]
 pub struct Arr {

@@ -68,6 +68,26 @@ impl Packed {
     }
 }
 
+/// `out = a W^T` with contiguous `m x k` A and `m x n` C: the call every bench times.
+fn plain<'a>(
+    a: &'a [f32],
+    k: usize,
+    w: Weights<'a>,
+    out: &'a mut [f32],
+    m: usize,
+    n: usize,
+) -> Gemm<'a> {
+    Gemm {
+        k,
+        a,
+        lda: k,
+        w,
+        bias: None,
+        epilogue: Epilogue::None,
+        c: MatMut::new(out, m, n, n),
+    }
+}
+
 /// (label, table, weight type): f32 and f16 on each SIMD path, int8 on each int8 variant.
 fn runs() -> Vec<(String, Kernels, &'static str)> {
     let mut out = Vec::new();
@@ -126,20 +146,7 @@ fn gemm_one_thread(c: &mut Criterion) {
                 let mut scratch = GemmScratch::default();
                 let weights = packed.get(wt);
                 g.bench_function(BenchmarkId::new(label, &shape), |b| {
-                    b.iter(|| {
-                        t.gemm(
-                            Gemm {
-                                k,
-                                a: &a,
-                                lda: k,
-                                w: weights,
-                                bias: None,
-                                epilogue: Epilogue::None,
-                                c: MatMut::new(&mut out, m, n, n),
-                            },
-                            &mut scratch,
-                        )
-                    })
+                    b.iter(|| t.gemm(plain(&a, k, weights, &mut out, m, n), &mut scratch))
                 });
             }
             g.bench_function(BenchmarkId::new("gemm crate", &shape), |b| {
@@ -225,15 +232,7 @@ fn gemm_threads(c: &mut Criterion) {
                     BenchmarkId::new(format!("{wt} {threads} threads"), format!("K={k} N={n}")),
                     |b| {
                         b.iter(|| {
-                            let p = Gemm {
-                                k,
-                                a: &a,
-                                lda: k,
-                                w: weights,
-                                bias: None,
-                                epilogue: Epilogue::None,
-                                c: MatMut::new(&mut out, m, n, n),
-                            };
+                            let p = plain(&a, k, weights, &mut out, m, n);
                             gemm_par(kernels, p, &mut scratch, &pool)
                         })
                     },
@@ -270,15 +269,7 @@ fn gemm_streamed(c: &mut Criterion) {
                     b.iter(|| {
                         next = (next + 1) % copies;
                         kernels.gemm(
-                            Gemm {
-                                k,
-                                a: &a,
-                                lda: k,
-                                w: packed[next].get(wt),
-                                bias: None,
-                                epilogue: Epilogue::None,
-                                c: MatMut::new(&mut out, m, n, n),
-                            },
+                            plain(&a, k, packed[next].get(wt), &mut out, m, n),
                             &mut scratch,
                         )
                     })

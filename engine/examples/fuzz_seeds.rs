@@ -15,15 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("usage: fuzz_seeds <output-dir>")?;
     std::fs::create_dir_all(&dir)?;
-    let heads = [
-        Head::None,
-        Head::MaskedLm,
-        Head::SequenceClassification,
-        Head::TokenClassification,
-        Head::QuestionAnswering,
-    ];
+    let heads = Head::ALL;
     let mut n = 0;
-    for (i, head) in heads.into_iter().enumerate() {
+    for (i, head) in heads.iter().copied().enumerate() {
         let cfg = micro_config(head);
         let tok = micro_tokenizer(&cfg);
         for with_tokenizer in [true, false] {

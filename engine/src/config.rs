@@ -114,6 +114,9 @@ impl ProblemType {
 macro_rules! codes {
     ($ty:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
         impl $ty {
+            /// Every value, in code order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
             /// The code stored in a `.berth` file.
             pub fn code(self) -> u8 {
                 match self {

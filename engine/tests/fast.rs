@@ -124,13 +124,7 @@ fn tables() -> Vec<&'static Kernels> {
 
 #[test]
 fn fast_path_matches_the_reference() {
-    let heads = [
-        Head::None,
-        Head::MaskedLm,
-        Head::SequenceClassification,
-        Head::TokenClassification,
-        Head::QuestionAnswering,
-    ];
+    let heads = Head::ALL;
     let kinds = [
         (DType::F32, Layout::Panels),
         (DType::F32, Layout::RowMajor),
@@ -141,7 +135,7 @@ fn fast_path_matches_the_reference() {
     let tables = tables();
     let mut worst_int8 = 0.0f32;
     for (hi, &head) in heads.iter().enumerate() {
-        for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+        for &act in Activation::ALL {
             let cfg = config(head, act);
             for (ki, &(dtype, layout)) in kinds.iter().enumerate() {
                 let seed = (hi * 100 + ki) as u64;

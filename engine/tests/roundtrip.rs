@@ -76,13 +76,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
 }
 
 fn build(k: &Knobs) -> (ModelConfig, Option<TokenizerConfig>) {
-    let head = [
-        Head::None,
-        Head::MaskedLm,
-        Head::SequenceClassification,
-        Head::TokenClassification,
-        Head::QuestionAnswering,
-    ][k.head as usize];
+    let head = Head::ALL[k.head as usize];
     let has_labels = matches!(
         head,
         Head::SequenceClassification | Head::TokenClassification
@@ -92,7 +86,7 @@ fn build(k: &Knobs) -> (ModelConfig, Option<TokenizerConfig>) {
     let cfg = ModelConfig {
         family: Family::Bert,
         head,
-        hidden_act: [Activation::Gelu, Activation::GeluTanh, Activation::Relu][k.act as usize],
+        hidden_act: Activation::ALL[k.act as usize],
         has_pooler: head == Head::SequenceClassification || bit(0),
         pooling: [
             Pooling::None,

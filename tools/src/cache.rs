@@ -4,19 +4,23 @@
 
 use std::path::PathBuf;
 
+/// berth's cache: `$BERTH_CACHE_DIR`, `$XDG_CACHE_HOME/berth` or `~/.cache/berth` (the
+/// script's choice, in the same order).
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("BERTH_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("berth")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
+        .unwrap_or_else(|| PathBuf::from(".cache/berth"))
+}
+
 /// The checkpoint directory: `$BERTH_MINILM_DIR`, else `all-MiniLM-L6-v2` under
-/// `$BERTH_CACHE_DIR`, `$XDG_CACHE_HOME/berth` or `~/.cache/berth` (the script's choice, in
-/// the same order).
+/// [`cache_root`].
 pub fn minilm_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("BERTH_MINILM_DIR") {
         return PathBuf::from(d);
     }
-    let cache = std::env::var_os("BERTH_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("berth")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
-        .unwrap_or_else(|| PathBuf::from(".cache/berth"));
-    cache.join("all-MiniLM-L6-v2")
+    cache_root().join("all-MiniLM-L6-v2")
 }
 
 /// [`minilm_dir`], checked to hold the checkpoint; the error says how to fetch it.

@@ -1,6 +1,7 @@
 //! The library behind the `berth` command: conversion from Hugging Face checkpoints, inspection
-//! and the `run` command's safetensors I/O.
+//! the `run` command's safetensors I/O, and `berth bench`.
 
+pub mod bench;
 pub mod cache;
 pub mod convert;
 pub mod inspect;

@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth::format::BerthFile;
 use berth::tokenizer::{EncodeOptions, Tokenizer, Truncation};
+use berth_tools::bench;
 use berth_tools::convert::{self, OutDtype, Report};
 use berth_tools::inspect;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -28,6 +29,16 @@ enum DtypeArg {
     F32,
     F16,
     Int8,
+}
+
+impl From<DtypeArg> for OutDtype {
+    fn from(d: DtypeArg) -> OutDtype {
+        match d {
+            DtypeArg::F32 => OutDtype::F32,
+            DtypeArg::F16 => OutDtype::F16,
+            DtypeArg::Int8 => OutDtype::Int8,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,6 +132,65 @@ enum Command {
         #[arg(long = "prefix", default_value = "")]
         prefixes: Vec<String>,
     },
+    /// Time the fast forward pass on issue 5's workloads, each in a fresh process.
+    ///
+    /// Workloads: M1 (all-MiniLM-L6-v2, 1 x 128 tokens), M2 (MiniLM, 32 sequences of 10-128
+    /// tokens, run padding-free), B1 (BERT-base shapes with random weights, 1 x 128), B2
+    /// (BERT-base, 1 x 512), B3 (BERT-base, 8 x 128). Each runs at every dtype and thread count
+    /// asked for: warm-up, then at least --runs timed runs of the encoder forward pass on
+    /// tokenised text; prints median, p10, p90 and min, GFLOP/s of the real tokens and the
+    /// fraction of this machine's measured peak, the cold start (process start to the first
+    /// result) and the peak RSS. MiniLM comes from scripts/fetch-minilm.sh's cache; the random
+    /// BERT-base is written once under the cache's bench/ folder.
+    ///
+    /// Example: berth bench --workload M1,B1 --threads 1 --json
+    Bench {
+        /// Run every workload on this file instead of the default models (its own dtype).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Workloads, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "M1,M2,B1,B2,B3")]
+        workload: Vec<String>,
+        /// Dtypes the default models are converted to, comma-separated.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "f32,f16,int8"
+        )]
+        dtype: Vec<DtypeArg>,
+        /// Thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Timed runs per record (at least; more until --min-time has passed).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Seconds each record measures for, at least.
+        #[arg(long, default_value_t = 1.0)]
+        min_time: f64,
+        /// Print a JSON array of records instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write the workloads' token ids and checkpoint folders as JSON to this file (what
+        /// benches/peers.py feeds the peers) instead of timing.
+        #[arg(long)]
+        export_inputs: Option<PathBuf>,
+    },
+    /// The process `berth bench` times (not for direct use).
+    #[command(hide = true)]
+    BenchChild {
+        model: PathBuf,
+        #[arg(long)]
+        workload: String,
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        runs: usize,
+        #[arg(long)]
+        min_time_ms: u64,
+        #[arg(long)]
+        warm_up_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -155,13 +225,8 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             dtype,
             quiet,
         } => {
-            let dtype = match dtype {
-                DtypeArg::F32 => OutDtype::F32,
-                DtypeArg::F16 => OutDtype::F16,
-                DtypeArg::Int8 => OutDtype::Int8,
-            };
             let opts = convert::Options {
-                dtype,
+                dtype: dtype.into(),
                 progress: !quiet && std::io::stderr().is_terminal(),
             };
             let start = Instant::now();
@@ -255,6 +320,79 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             for (name, shape) in written {
                 writeln!(out, "{name} {shape:?}")?;
             }
+            Ok(out)
+        }
+        Command::Bench {
+            model,
+            workload,
+            dtype,
+            threads,
+            runs,
+            min_time,
+            json,
+            export_inputs,
+        } => {
+            let workloads = workload
+                .iter()
+                .map(|w| {
+                    bench::Workload::parse(w.trim())
+                        .ok_or_else(|| format!("unknown workload {w:?} (M1, M2, B1, B2, B3)"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(path) = export_inputs {
+                let v = bench::export_inputs(model.as_deref(), &workloads)?;
+                std::fs::write(&path, serde_json::to_string(&v)?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                return Ok(out);
+            }
+            if threads.contains(&0) || threads.iter().any(|&t| t > 1024) {
+                return Err("--threads: each count must be 1..=1024".into());
+            }
+            if !(0.0..=3600.0).contains(&min_time) {
+                return Err("--min-time: seconds in 0..=3600".into());
+            }
+            let plan = bench::Plan {
+                model,
+                workloads,
+                dtypes: dtype.into_iter().map(OutDtype::from).collect(),
+                threads,
+                timing: bench::Timing {
+                    runs: runs.max(1),
+                    min_time: Duration::from_secs_f64(min_time),
+                    warm_up: Duration::from_millis(300),
+                },
+            };
+            if json {
+                let records = bench::run_plan(&plan, |_| {})?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
+            } else {
+                // Rows appear as they are measured.
+                let mut stdout = std::io::stdout().lock();
+                let header = bench::table(&[]);
+                stdout.write_all(header.as_bytes())?;
+                bench::run_plan(&plan, |r| {
+                    let row = bench::table(std::slice::from_ref(r));
+                    let row = row.lines().nth(1).unwrap_or_default();
+                    let _ = writeln!(stdout, "{row}");
+                })?;
+            }
+            Ok(out)
+        }
+        Command::BenchChild {
+            model,
+            workload,
+            threads,
+            runs,
+            min_time_ms,
+            warm_up_ms,
+        } => {
+            let workload = bench::Workload::parse(&workload).ok_or("unknown workload")?;
+            let timing = bench::Timing {
+                runs,
+                min_time: Duration::from_millis(min_time_ms),
+                warm_up: Duration::from_millis(warm_up_ms),
+            };
+            bench::child(&model, workload, threads.max(1), timing)?;
             Ok(out)
         }
     }

@@ -301,3 +301,114 @@ fn tokenize_matches_hugging_face() {
         .unwrap();
     assert_clean_failure(&out, "a line without a tab under --pair");
 }
+
+#[test]
+fn bench_runs_a_given_model_and_reports_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = convert_tiny("bert_model", dir.path(), "int8");
+    let args = [
+        "bench",
+        "--model",
+        &model,
+        "--workload",
+        "M1,m2",
+        "--threads",
+        "1,2",
+        "--runs",
+        "3",
+        "--min-time",
+        "0",
+        "--json",
+    ];
+    let out = berth(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 4, "two workloads x two thread counts");
+    for r in records {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert_eq!(r["dtype"], "int8");
+        assert!(f("runs") >= 3.0);
+        assert!(f("min_ms") <= f("p10_ms") && f("p10_ms") <= f("median_ms"));
+        assert!(f("median_ms") <= f("p90_ms") && f("median_ms") > 0.0);
+        assert!(f("gflops") > 0.0 && f("cold_start_ms") > 0.0);
+        if cfg!(target_os = "linux") {
+            assert!(f("peak_rss_mb") > 0.0);
+        }
+    }
+    let m2 = &records[2];
+    assert_eq!(
+        (m2["workload"].as_str(), m2["threads"].as_u64()),
+        (Some("M2"), Some(1))
+    );
+    // 32 sequences of 10..=128 tokens, padded to 128.
+    assert_eq!(m2["padded_tokens"], 32 * 128);
+    assert_eq!(m2["real_tokens"], 2131);
+
+    // The table form has a header and one row per record.
+    let table = berth(&[
+        "bench",
+        "--model",
+        &model,
+        "--workload",
+        "M1",
+        "--threads",
+        "1",
+        "--runs",
+        "2",
+        "--min-time",
+        "0",
+    ]);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let t = text(&table.stdout);
+    assert!(t.starts_with("load") && t.lines().count() == 2, "{t}");
+
+    // The inputs the peers script reads: the same windows.
+    let inputs = dir.path().join("inputs.json");
+    let out = berth(&[
+        "bench",
+        "--model",
+        &model,
+        "--workload",
+        "M2",
+        "--export-inputs",
+        inputs.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&inputs).unwrap()).unwrap();
+    let seqs = v["workloads"][0]["sequences"].as_array().unwrap();
+    let total: usize = seqs.iter().map(|s| s.as_array().unwrap().len()).sum();
+    assert_eq!((seqs.len(), total), (32, 2131));
+}
+
+#[test]
+fn bench_refuses_what_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = convert_tiny("bert_model", dir.path(), "f32");
+    // The tiny model has 128 positions; B2 needs 512.
+    let out = berth(&[
+        "bench",
+        "--model",
+        &model,
+        "--workload",
+        "B2",
+        "--runs",
+        "1",
+    ]);
+    assert_clean_failure(&out, "B2 on a 128-position model");
+    assert!(
+        text(&out.stderr).contains("512 positions"),
+        "{}",
+        text(&out.stderr)
+    );
+    for bad in [
+        vec!["--workload", "M9"],
+        vec!["--threads", "0"],
+        vec!["--min-time=-1"],
+    ] {
+        let mut args = vec!["bench", "--model", &model];
+        args.extend(bad.iter().copied());
+        let out = berth(&args);
+        assert_clean_failure(&out, &format!("{bad:?}"));
+    }
+}

@@ -25,7 +25,7 @@ use half::f16;
 use safetensors::{Dtype, SafeTensors};
 
 pub use berth::tokenizer::hf::TokenizerSource;
-use error::io;
+pub(crate) use error::io;
 pub use error::ConvertError;
 
 /// The element type of the linear weights in the output file.

@@ -1,0 +1,747 @@
+//! `berth bench`: the fast forward pass timed on issue 5's workloads, each (workload, dtype,
+//! thread count) in a fresh child process so that its cold start and peak RSS are its own.
+//!
+//! A record's time is the encoder forward pass on already tokenised inputs (tokenisation is not
+//! timed, as for the peers in `benches/peers.py`); its FLOPs count the real tokens' work.
+
+pub mod models;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth::config::ModelConfig;
+use berth::fast::{FastModel, Workspace};
+use berth::format::{BerthFile, DType};
+use berth::reference::Inputs;
+use berth::tokenizer::{EncodeOptions, Tokenizer};
+use serde_json::{json, Value};
+
+use crate::convert::OutDtype;
+
+/// The text the workloads' sequences are cut from: sentences of the tokenizer fixture corpus
+/// (Python's documentation), one per line.
+const TEXT: &str = include_str!("text.txt");
+
+/// A benchmark workload of issue 5: which default model, and the real lengths of its sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// all-MiniLM-L6-v2, 1 x 128 tokens.
+    M1,
+    /// all-MiniLM-L6-v2, 32 sequences of 10..=128 real tokens (padded to 128: 48% padding).
+    M2,
+    /// BERT-base shapes with random weights, 1 x 128.
+    B1,
+    /// BERT-base, 1 x 512.
+    B2,
+    /// BERT-base, 8 x 128.
+    B3,
+}
+
+/// Which model a workload runs when `--model` is not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultModel {
+    MiniLm,
+    BertBase,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 5] = [
+        Workload::M1,
+        Workload::M2,
+        Workload::B1,
+        Workload::B2,
+        Workload::B3,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::M1 => "M1",
+            Workload::M2 => "M2",
+            Workload::B1 => "B1",
+            Workload::B2 => "B2",
+            Workload::B3 => "B3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Workload> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.name().eq_ignore_ascii_case(s))
+    }
+
+    pub fn default_model(self) -> DefaultModel {
+        match self {
+            Workload::M1 | Workload::M2 => DefaultModel::MiniLm,
+            _ => DefaultModel::BertBase,
+        }
+    }
+
+    /// Each sequence's length in tokens, `[CLS]` and `[SEP]` included.
+    pub fn lengths(self) -> Vec<usize> {
+        match self {
+            Workload::M1 | Workload::B1 => vec![128],
+            // 32 lengths spread over 10..=128, the same as the forward bench's.
+            Workload::M2 => (0..32).map(|i| 10 + (i * 37) % 119).collect(),
+            Workload::B2 => vec![512],
+            Workload::B3 => vec![128; 8],
+        }
+    }
+
+    /// The padded width of its batch: 128 for M2 (as the peers run it), else the longest.
+    pub fn width(self) -> usize {
+        match self {
+            Workload::M2 => 128,
+            w => w.lengths().into_iter().max().unwrap_or(0),
+        }
+    }
+}
+
+/// A workload's batch: token ids padded to the longest sequence, and the attention mask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub batch: usize,
+    pub seq: usize,
+    pub input_ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+    /// Real tokens in each sequence.
+    pub lengths: Vec<usize>,
+}
+
+impl Batch {
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            batch: self.batch,
+            seq: self.seq,
+            input_ids: &self.input_ids,
+            attention_mask: Some(&self.attention_mask),
+            token_type_ids: None,
+        }
+    }
+
+    /// Each sequence's real ids (what the peers script feeds the peers).
+    pub fn sequences(&self) -> Vec<&[i64]> {
+        self.lengths
+            .iter()
+            .enumerate()
+            .map(|(b, &l)| &self.input_ids[b * self.seq..b * self.seq + l])
+            .collect()
+    }
+}
+
+/// Why a workload cannot run on a model.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("workload {workload} needs {needed} positions; the model has {max}")]
+    TooLong {
+        workload: &'static str,
+        needed: usize,
+        max: usize,
+    },
+    #[error("the model's vocabulary ({0} ids) is too small for a benchmark text")]
+    TinyVocab(usize),
+}
+
+/// The token stream the windows are cut from: the text tokenised without special tokens, or
+/// with no tokenizer, ids spread over the vocabulary.
+fn token_stream(
+    tokenizer: Option<&Tokenizer>,
+    vocab: usize,
+) -> Result<(Vec<i64>, i64, i64), BenchError> {
+    if let Some(tok) = tokenizer {
+        let plain = EncodeOptions {
+            add_special_tokens: false,
+            max_length: Some(usize::MAX),
+            ..EncodeOptions::default()
+        };
+        let mut stream = Vec::new();
+        for line in TEXT.lines() {
+            if let Ok(e) = tok.encode(line, &plain) {
+                stream.extend(e.ids.iter().map(|&i| i64::from(i)));
+            }
+        }
+        // [CLS] and [SEP]: what the tokenizer puts around an empty text.
+        let ends = tok.encode("", &EncodeOptions::default()).ok();
+        if let Some(&[cls, sep]) = ends.as_ref().map(|e| e.ids.as_slice()) {
+            if stream.len() >= 1024 {
+                return Ok((stream, i64::from(cls), i64::from(sep)));
+            }
+        }
+    }
+    if vocab < 200 {
+        return Err(BenchError::TinyVocab(vocab));
+    }
+    let v = vocab as i64;
+    let stream = (0..4096i64).map(|i| 103 + (i * 131) % (v - 103)).collect();
+    Ok((stream, 101, 102))
+}
+
+/// The batch of `workload` for a model: sequence `i` is `[CLS]`, a window of the token stream
+/// starting at a deterministic offset, `[SEP]`; padding is id 0 with mask 0.
+pub fn batch(
+    workload: Workload,
+    config: &ModelConfig,
+    tokenizer: Option<&Tokenizer>,
+) -> Result<Batch, BenchError> {
+    let lengths = workload.lengths();
+    let seq = workload.width();
+    if seq > config.max_position_embeddings {
+        return Err(BenchError::TooLong {
+            workload: workload.name(),
+            needed: seq,
+            max: config.max_position_embeddings,
+        });
+    }
+    let (stream, cls, sep) = token_stream(tokenizer, config.vocab_size)?;
+    let span = stream.len() - seq;
+    let mut input_ids = vec![0i64; lengths.len() * seq];
+    let mut attention_mask = vec![0i64; lengths.len() * seq];
+    for (b, &len) in lengths.iter().enumerate() {
+        let start = (b * 211) % span;
+        let row = &mut input_ids[b * seq..(b + 1) * seq];
+        row[0] = cls;
+        row[1..len - 1].copy_from_slice(&stream[start..start + len - 2]);
+        row[len - 1] = sep;
+        attention_mask[b * seq..b * seq + len].fill(1);
+    }
+    Ok(Batch {
+        batch: lengths.len(),
+        seq,
+        input_ids,
+        attention_mask,
+        lengths,
+    })
+}
+
+/// FLOPs of a BERT encoder over sequences of the given lengths: the GEMMs (4 H^2 + 2 H I
+/// multiply-adds per token) and attention (2 L^2 H per sequence), two operations per
+/// multiply-add.
+pub fn flops(lengths: &[usize], config: &ModelConfig) -> f64 {
+    let (h, i) = (config.hidden_size as f64, config.intermediate_size as f64);
+    let per_layer: f64 = lengths
+        .iter()
+        .map(|&l| {
+            let l = l as f64;
+            2.0 * l * (4.0 * h * h + 2.0 * h * i) + 4.0 * l * l * h
+        })
+        .sum();
+    per_layer * config.num_layers as f64
+}
+
+/// Order statistics of a run's times, in ms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub min: f64,
+}
+
+impl Stats {
+    /// `None` for no samples.
+    pub fn of(samples: &[f64]) -> Option<Stats> {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        if n == 0 {
+            return None;
+        }
+        // Linear interpolation between closest ranks (numpy's default).
+        let q = |p: f64| {
+            let x = p * (n - 1) as f64;
+            let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+            s[lo] + (s[hi] - s[lo]) * (x - lo as f64)
+        };
+        Some(Stats {
+            median: q(0.5),
+            p10: q(0.1),
+            p90: q(0.9),
+            min: s[0],
+        })
+    }
+}
+
+/// How long a child warms up and measures.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// At least this many timed runs...
+    pub runs: usize,
+    /// ...and more until this much time has passed.
+    pub min_time: Duration,
+    /// Untimed runs before, at least 2, and until this much time has passed.
+    pub warm_up: Duration,
+}
+
+/// What the child prints after its first result, so that the parent can time the cold start.
+const FIRST: &str = "berth-bench-first-result";
+
+/// The child: loads `model`, runs `workload` once (the cold start ends there), warms up, times
+/// the runs, and prints one JSON line with the times and the process's peak RSS.
+pub fn child(
+    model: &Path,
+    workload: Workload,
+    threads: usize,
+    timing: Timing,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let file = BerthFile::open(model)?;
+    let tokenizer = Tokenizer::from_file(&file);
+    let fast = FastModel::with_threads(&file, threads)?;
+    let b = batch(workload, fast.config(), tokenizer.as_ref())?;
+    let mut ws = Workspace::default();
+    fast.forward(&b.inputs(), &mut ws)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{FIRST}")?;
+    out.flush()?;
+    let start = Instant::now();
+    let mut warm = 0;
+    while warm < 2 || start.elapsed() < timing.warm_up {
+        fast.forward(&b.inputs(), &mut ws)?;
+        warm += 1;
+    }
+    let mut times = Vec::with_capacity(timing.runs);
+    let start = Instant::now();
+    while times.len() < timing.runs || start.elapsed() < timing.min_time {
+        let t = Instant::now();
+        let o = fast.forward(&b.inputs(), &mut ws)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(o);
+    }
+    let record = json!({
+        "times_ms": times,
+        "peak_rss_mb": peak_rss_mb(),
+        "isa": fast.kernels().isa.name(),
+        "int8_kernel": fast.kernels().int8,
+        "real_tokens": b.lengths.iter().sum::<usize>(),
+        "padded_tokens": b.batch * b.seq,
+        "gflop": flops(&b.lengths, fast.config()) / 1e9,
+    });
+    writeln!(out, "{record}")?;
+    Ok(())
+}
+
+/// This process's peak resident set (`VmHWM`), on Linux.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// One (workload, model, thread count) to run in a child.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub workload: Workload,
+    /// The model's label in the report (`minilm`, `bert-base`, or the file's name).
+    pub model_name: String,
+    pub model: PathBuf,
+    pub dtype: &'static str,
+    pub threads: usize,
+}
+
+/// The arithmetic peak of one core for a dtype's kernels (GFLOP/s, or GOP/s for int8), measured
+/// with register-only loops; `None` where berth has no such loop (NEON).
+pub fn peak_per_core(dtype: &str) -> Option<f64> {
+    use berth_kernels::{peak, Isa};
+    let k = berth_kernels::kernels().ok()?;
+    let f = |run: fn(u64) -> Option<u64>| {
+        run(1)?;
+        let mut best = 0.0f64;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let ops = run(200_000)?;
+            best = best.max(ops as f64 / t.elapsed().as_secs_f64() / 1e9);
+        }
+        Some(best)
+    };
+    match (k.isa, dtype) {
+        (Isa::Avx512, "int8") if k.int8.contains("vnni") => f(peak::vnni_i8_avx512),
+        (Isa::Avx2, "int8") if k.int8.contains("vnni") => f(peak::vnni_i8_avx),
+        (_, "int8") => None,
+        (Isa::Avx512, _) => f(peak::fma_f32_avx512),
+        (Isa::Avx2, _) => f(peak::fma_f32_avx2),
+        _ => None,
+    }
+}
+
+/// Runs `job` in a child process of this executable (`berth bench-child`) and returns its
+/// record.
+pub fn run_job(job: &Job, timing: Timing, peak: Option<f64>) -> Result<Value, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+    let spawned = Instant::now();
+    let mut child = Command::new(exe)
+        .arg("bench-child")
+        .arg(&job.model)
+        .args(["--workload", job.workload.name()])
+        .args(["--threads", &job.threads.to_string()])
+        .args(["--runs", &timing.runs.to_string()])
+        .args(["--min-time-ms", &timing.min_time.as_millis().to_string()])
+        .args(["--warm-up-ms", &timing.warm_up.as_millis().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the benchmark process: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut cold_ms = None;
+    let mut record = None;
+    for line in lines.by_ref() {
+        let line = line.map_err(|e| format!("reading the benchmark process: {e}"))?;
+        if line == FIRST {
+            cold_ms = Some(spawned.elapsed().as_secs_f64() * 1e3);
+        } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            record = Some(v);
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for the benchmark process: {e}"))?;
+    let what = format!(
+        "{} {} {} {}t",
+        job.workload.name(),
+        job.model_name,
+        job.dtype,
+        job.threads
+    );
+    let (Some(cold_ms), Some(r)) = (cold_ms, record) else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err.trim();
+        return Err(format!(
+            "{what}: {}",
+            err.strip_prefix("error: ").unwrap_or(err)
+        ));
+    };
+    let times: Vec<f64> = r["times_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let stats = Stats::of(&times).ok_or_else(|| format!("{what}: no timed runs"))?;
+    let gflop = r["gflop"].as_f64().unwrap_or(0.0);
+    let gflops = gflop / (stats.median / 1e3);
+    let peak_all = peak.map(|p| p * job.threads as f64);
+    let file_mb = std::fs::metadata(&job.model)
+        .map(|m| m.len() as f64 / (1 << 20) as f64)
+        .ok();
+    Ok(json!({
+        "workload": job.workload.name(),
+        "model": job.model_name,
+        "dtype": job.dtype,
+        "threads": job.threads,
+        "isa": r["isa"],
+        "int8_kernel": r["int8_kernel"],
+        "batch": job.workload.lengths().len(),
+        "real_tokens": r["real_tokens"],
+        "padded_tokens": r["padded_tokens"],
+        "runs": times.len(),
+        "median_ms": stats.median,
+        "p10_ms": stats.p10,
+        "p90_ms": stats.p90,
+        "min_ms": stats.min,
+        "gflop": gflop,
+        "gflops": gflops,
+        "peak_gflops": peak_all,
+        "peak_fraction": peak_all.map(|p| gflops / p),
+        "cold_start_ms": cold_ms,
+        "peak_rss_mb": r["peak_rss_mb"],
+        "file_mb": file_mb,
+    }))
+}
+
+/// What `berth bench` was asked to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// A file to run every workload on instead of the default models.
+    pub model: Option<PathBuf>,
+    pub workloads: Vec<Workload>,
+    /// Ignored with `model` (the file has its own).
+    pub dtypes: Vec<OutDtype>,
+    pub threads: Vec<usize>,
+    pub timing: Timing,
+}
+
+/// The linear weights' dtype of a file, by the name the converter uses.
+fn file_dtype(file: &BerthFile) -> &'static str {
+    match file
+        .tensor("encoder.layer.0.attention.self.query.weight")
+        .map(|t| t.info.dtype)
+    {
+        Some(DType::F16) => "f16",
+        Some(DType::I8) => "int8",
+        _ => "f32",
+    }
+}
+
+/// The (model name, dtype name, path) each workload runs, preparing the default models (and
+/// converting them) on first use.
+struct Models {
+    explicit: Option<(String, &'static str, PathBuf)>,
+    prepared: Vec<((DefaultModel, &'static str), PathBuf)>,
+}
+
+impl Models {
+    fn new(model: Option<&Path>) -> Result<Models, Box<dyn std::error::Error>> {
+        let explicit = match model {
+            Some(path) => {
+                let file = BerthFile::open(path)?;
+                let name = path
+                    .file_stem()
+                    .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+                Some((name, file_dtype(&file), path.to_owned()))
+            }
+            None => None,
+        };
+        Ok(Models {
+            explicit,
+            prepared: Vec::new(),
+        })
+    }
+
+    fn get(
+        &mut self,
+        which: DefaultModel,
+        dtype: OutDtype,
+    ) -> Result<(String, &'static str, PathBuf), Box<dyn std::error::Error>> {
+        if let Some(e) = &self.explicit {
+            return Ok(e.clone());
+        }
+        let name = match which {
+            DefaultModel::MiniLm => "minilm",
+            DefaultModel::BertBase => "bert-base",
+        };
+        let key = (which, dtype.name());
+        if let Some((_, p)) = self.prepared.iter().find(|(k, _)| *k == key) {
+            return Ok((name.into(), dtype.name(), p.clone()));
+        }
+        let checkpoint = match which {
+            DefaultModel::MiniLm => crate::cache::fetched_minilm_dir()?,
+            DefaultModel::BertBase => models::bert_base_checkpoint()?,
+        };
+        let path = models::converted(&checkpoint, name, dtype)?;
+        self.prepared.push((key, path.clone()));
+        Ok((name.into(), dtype.name(), path))
+    }
+}
+
+/// Runs the plan, calling `each` with every record as it is measured, and returns them all.
+pub fn run_plan(
+    plan: &Plan,
+    mut each: impl FnMut(&Value),
+) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+    let mut models = Models::new(plan.model.as_deref())?;
+    let dtypes: Vec<OutDtype> = if plan.model.is_some() {
+        vec![OutDtype::F32]
+    } else {
+        plan.dtypes.clone()
+    };
+    let mut peaks: Vec<(&'static str, Option<f64>)> = Vec::new();
+    let mut records = Vec::new();
+    for &workload in &plan.workloads {
+        for &dtype in &dtypes {
+            let (model_name, dtype_name, model) = models.get(workload.default_model(), dtype)?;
+            let peak = match peaks.iter().find(|(d, _)| *d == dtype_name) {
+                Some(&(_, p)) => p,
+                None => {
+                    let p = peak_per_core(dtype_name);
+                    peaks.push((dtype_name, p));
+                    p
+                }
+            };
+            for &threads in &plan.threads {
+                let job = Job {
+                    workload,
+                    model_name: model_name.clone(),
+                    model: model.clone(),
+                    dtype: dtype_name,
+                    threads,
+                };
+                let r = run_job(&job, plan.timing, peak)?;
+                each(&r);
+                records.push(r);
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The workloads' inputs for the peers script: per workload, the checkpoint directory the peers
+/// load (absent with `--model`), the padded width and each sequence's real ids.
+pub fn export_inputs(
+    model: Option<&Path>,
+    workloads: &[Workload],
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let mut models = Models::new(model)?;
+    let mut out = Vec::new();
+    for &w in workloads {
+        let (name, _, path) = models.get(w.default_model(), OutDtype::F32)?;
+        let file = BerthFile::open(&path)?;
+        let b = batch(w, file.config(), Tokenizer::from_file(&file).as_ref())?;
+        let checkpoint = match (model, w.default_model()) {
+            (Some(_), _) => None,
+            (None, DefaultModel::MiniLm) => Some(crate::cache::fetched_minilm_dir()?),
+            (None, DefaultModel::BertBase) => Some(models::bert_base_checkpoint()?),
+        };
+        out.push(json!({
+            "workload": w.name(),
+            "model": name,
+            "checkpoint": checkpoint,
+            "seq": b.seq,
+            "sequences": b.sequences(),
+            "gflop": flops(&b.lengths, file.config()) / 1e9,
+        }));
+    }
+    Ok(json!({ "workloads": out }))
+}
+
+/// The records as a table for a terminal.
+pub fn table(records: &[Value]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<4} {:<10} {:<5} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+        "load",
+        "model",
+        "dtype",
+        "thr",
+        "median ms",
+        "p10 ms",
+        "p90 ms",
+        "min ms",
+        "GFLOP/s",
+        "%peak",
+        "cold ms",
+        "RSS MB"
+    );
+    let num = |v: &Value, prec: usize| match v.as_f64() {
+        Some(x) => format!("{x:.prec$}"),
+        None => "-".to_owned(),
+    };
+    for r in records {
+        let peak = match r["peak_fraction"].as_f64() {
+            Some(f) => format!("{:.0}%", f * 100.0),
+            None => "-".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<4} {:<10} {:<5} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+            r["workload"].as_str().unwrap_or("?"),
+            r["model"].as_str().unwrap_or("?"),
+            r["dtype"].as_str().unwrap_or("?"),
+            r["threads"],
+            num(&r["median_ms"], 2),
+            num(&r["p10_ms"], 2),
+            num(&r["p90_ms"], 2),
+            num(&r["min_ms"], 2),
+            num(&r["gflops"], 1),
+            peak,
+            num(&r["cold_start_ms"], 1),
+            num(&r["peak_rss_mb"], 1),
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_interpolate_like_numpy() {
+        let s = Stats::of(&[5.0, 1.0, 4.0, 2.0, 3.0]).unwrap();
+        assert_eq!(s.median, 3.0);
+        assert_eq!(s.min, 1.0);
+        // numpy.percentile([1,2,3,4,5], 10) == 1.4, 90 -> 4.6
+        assert!((s.p10 - 1.4).abs() < 1e-12 && (s.p90 - 4.6).abs() < 1e-12);
+        let even = Stats::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(even.median, 2.5);
+        assert!(Stats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn workloads_have_the_issues_shapes() {
+        let m2 = Workload::M2.lengths();
+        assert_eq!(m2.len(), 32);
+        assert!(m2.iter().all(|&l| (10..=128).contains(&l)));
+        assert_eq!(m2.iter().copied().max(), Some(126));
+        let padding = 1.0 - m2.iter().sum::<usize>() as f64 / (32.0 * 128.0);
+        assert!((0.45..0.5).contains(&padding), "{padding}");
+        assert_eq!(Workload::B2.lengths(), vec![512]);
+        assert_eq!(Workload::B3.lengths(), vec![128; 8]);
+        for w in Workload::ALL {
+            assert_eq!(Workload::parse(&w.name().to_lowercase()), Some(w));
+        }
+    }
+
+    #[test]
+    fn flops_match_the_published_counts() {
+        // PEERS.md: M1 is 2.87 GFLOP, B1 22.35, B2 96.6.
+        let minilm = ModelConfig {
+            hidden_size: 384,
+            intermediate_size: 1536,
+            num_layers: 6,
+            ..tiny_config()
+        };
+        let base = ModelConfig {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_layers: 12,
+            ..tiny_config()
+        };
+        let g = |l: &[usize], c: &ModelConfig| flops(l, c) / 1e9;
+        assert!((g(&[128], &minilm) - 2.87).abs() < 0.01);
+        assert!((g(&[128], &base) - 22.35).abs() < 0.01);
+        assert!((g(&[512], &base) - 96.6).abs() < 0.05);
+    }
+
+    fn tiny_config() -> ModelConfig {
+        ModelConfig {
+            family: berth::config::Family::Bert,
+            head: berth::config::Head::None,
+            hidden_act: berth::config::Activation::Gelu,
+            has_pooler: false,
+            pooling: berth::config::Pooling::None,
+            normalize: false,
+            problem_type: berth::config::ProblemType::Unspecified,
+            tied_decoder: false,
+            vocab_size: 1000,
+            hidden_size: 8,
+            num_layers: 1,
+            num_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            labels: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn batches_are_windows_with_specials_and_padding() {
+        let cfg = tiny_config();
+        let b = batch(Workload::M2, &cfg, None).unwrap();
+        assert_eq!((b.batch, b.seq), (32, 128));
+        for (s, &len) in b.sequences().iter().zip(&b.lengths) {
+            assert_eq!(s.len(), len);
+            assert_eq!((s[0], s[len - 1]), (101, 102));
+            assert!(s.iter().all(|&i| (0..1000).contains(&i)));
+        }
+        let masked: i64 = b.attention_mask.iter().sum();
+        assert_eq!(masked as usize, b.lengths.iter().sum::<usize>());
+        let short = ModelConfig {
+            max_position_embeddings: 256,
+            ..cfg.clone()
+        };
+        assert!(matches!(
+            batch(Workload::B2, &short, None),
+            Err(BenchError::TooLong { needed: 512, .. })
+        ));
+        let tiny = ModelConfig {
+            vocab_size: 50,
+            ..cfg
+        };
+        assert!(matches!(
+            batch(Workload::M1, &tiny, None),
+            Err(BenchError::TinyVocab(50))
+        ));
+    }
+}

@@ -337,8 +337,10 @@ def main():
                         dict(s, engine=peer, workload=name, threads=t, note=note,
                              gflop=work["gflop"])
                     )
-        if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=1))
+            # After each workload, so that a long run's finished part survives.
+            if args.json:
+                Path(args.json).write_text(json.dumps(rows, indent=1))
+            print(table(rows, [name], threads, peers), file=sys.stderr)
         print(table(rows, workloads, threads, peers))
         notes = sorted({(r["engine"], r["note"]) for r in rows if r.get("note")})
         for engine, note in notes:

@@ -22,7 +22,8 @@ pub struct Kernels {
     /// The path this table is for.
     pub isa: Isa,
     pub f16_to_f32: fn(&[f16], &mut [f32]),
-    pub quantize_row_i8: fn(&[f32], &mut [i8]) -> f32,
+    /// Asymmetric per-row quantisation of activations ([`quant::quantize_row_asym`]).
+    pub quantize_row_asym: fn(&[f32], &mut [i8]) -> (f32, i32),
     pub layer_norm: fn(LayerNormRows<'_>),
     pub softmax: fn(&mut [f32]),
     pub gelu: fn(&mut [f32]),
@@ -42,7 +43,7 @@ impl Kernels {
     pub const REFERENCE: Kernels = Kernels {
         isa: Isa::Scalar,
         f16_to_f32: convert::f16_to_f32,
-        quantize_row_i8: quant::quantize_row_i8,
+        quantize_row_asym: quant::quantize_row_asym,
         layer_norm: elementwise::layer_norm_ref,
         softmax: elementwise::softmax_ref,
         gelu: elementwise::gelu_ref,
@@ -167,11 +168,11 @@ mod x86 {
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
+    simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
     simd_entry!(layer_norm_avx2, "avx2,fma,f16c", [Avx2], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx2, "avx2,fma,f16c", [Avx2], elementwise::softmax, (x: &mut [f32]));
     simd_entry!(gelu_avx2, "avx2,fma,f16c", [Avx2], elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(quantize_avx2, "avx2,fma,f16c", [Avx2], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
+    simd_entry!(quantize_avx2, "avx2,fma,f16c", [Avx2], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
 
     fn f16_to_f32_avx512(s: &[f16], d: &mut [f32]) {
         // SAFETY: installed only by `Kernels::for_isa(Isa::Avx512)`, after detection.
@@ -193,7 +194,7 @@ mod x86 {
         }
         k.gemm_f16 = gemm_f16_avx512;
         k.f16_to_f32 = f16_to_f32_avx512;
-        k.quantize_row_i8 = quantize_avx512;
+        k.quantize_row_asym = quantize_avx512;
         k.layer_norm = layer_norm_avx512;
         k.softmax = softmax_avx512;
         k.gelu = gelu_avx512;
@@ -210,7 +211,7 @@ mod x86 {
         }
         k.gemm_f16 = gemm_f16_avx2;
         k.f16_to_f32 = f16_to_f32_f16c;
-        k.quantize_row_i8 = quantize_avx2;
+        k.quantize_row_asym = quantize_avx2;
         k.layer_norm = layer_norm_avx2;
         k.softmax = softmax_avx2;
         k.gelu = gelu_avx2;
@@ -231,7 +232,7 @@ mod arm {
     simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row, (s: &[f32], d: &mut [i8]) -> f32);
+    simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
 
     /// The f16 slice conversion stays on the reference: `half` already converts with the
     /// hardware's `fcvt` on aarch64 CPUs that have fp16 (the GEMM widens with `fcvtl`).
@@ -244,7 +245,7 @@ mod arm {
             k.gemm_i8 = gemm_i8_neon;
         }
         k.gemm_f16 = gemm_f16_neon;
-        k.quantize_row_i8 = quantize_neon;
+        k.quantize_row_asym = quantize_neon;
         k.layer_norm = layer_norm_neon;
         k.softmax = softmax_neon;
         k.gelu = gelu_neon;

@@ -1,7 +1,8 @@
-//! Symmetric int8 quantisation of rows: the scheme berth uses for weights (one scale per output
-//! channel, chosen at conversion) and, later, for activations (one scale per token).
+//! int8 quantisation of rows: symmetric for weights (one scale per output channel, chosen at
+//! conversion: [`quantize_row_i8`]), asymmetric for activations (one scale and zero point per
+//! token, at run time: [`quantize_row_asym`]).
 //!
-//! For a row `x`, `scale = max |x_i| / 127` and `q_i = round_half_away(x_i / scale)` in
+//! Symmetric: for a row `x`, `scale = max |x_i| / 127` and `q_i = round_half_away(x_i / scale)` in
 //! `-127 ..= 127`; -128 is never produced, so that negation stays exact and the unsigned-offset
 //! trick of VNNI kernels cannot overflow. A row of zeros gets scale 1.0 (and all-zero `q`), so
 //! that a scale is always finite and positive. The reconstruction `scale * q_i` differs from
@@ -34,51 +35,101 @@ pub fn dequantize_row_i8(src: &[i8], scale: f32, dst: &mut [f32]) {
     }
 }
 
-/// The same quantisation, generic SIMD body. Bit-identical to [`quantize_row_i8`]: the maximum
-/// is exact, the division is IEEE, and rounding half away from zero is computed exactly as
-/// `trunc(q) + (|q - trunc(q)| >= 0.5 ? sign(q) : 0)`.
+/// Asymmetric uint8 quantisation of a row, the scheme of int8 GEMM activations (one scale and
+/// one zero point per token): with `hi = max(0, max x)` and `lo = min(0, min x)`,
+/// `scale = (hi - lo) / 255`, `zero = round_half_away(-lo / scale)` (at most 255) and
+/// `q_i = clamp(round_half_away(x_i / scale) + zero, 0, 255)`, so that `x_i ~ scale * (q_i - zero)`.
+/// A row of zeros gets scale 1.0 and zero point 0.
+///
+/// Against the symmetric scheme this spends all 256 codes on the row's actual range: a row
+/// that is all of one sign (GELU outputs, nearly) gets twice the resolution. The reconstruction
+/// is within `scale / 2` of `x_i` (plus one rounding of the division), except where the clamp
+/// bites at the row's extremes (rounding `zero` and `x / scale` up together can reach 256),
+/// where it is within `scale`.
+///
+/// `dst` receives `q_i - 128` (in `-128..=127`): the bytes the int8 GEMM packs (it adds the
+/// 128 back with the unsigned-offset trick where the instruction wants unsigned bytes).
+/// Returns `(scale, zero)`. Inputs must be finite.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn quantize_row_asym(src: &[f32], dst: &mut [i8]) -> (f32, i32) {
+    assert_eq!(src.len(), dst.len(), "quantize_row_asym: length mismatch");
+    let (hi, neg_lo) = src
+        .iter()
+        .fold((0.0f32, 0.0f32), |(h, l), &x| (h.max(x), l.max(-x)));
+    let (scale, zero) = asym_params(hi, neg_lo);
+    for (q, x) in dst.iter_mut().zip(src) {
+        *q = ((x / scale).round() + zero).clamp(0.0, 255.0) as i32 as i8 ^ i8::MIN;
+    }
+    (scale, zero as i32)
+}
+
+/// Scale and zero point (as an integral f32) from the row's `max(0, max x)` and
+/// `max(0, max -x)`; shared by both bodies so that they agree bit for bit.
+fn asym_params(hi: f32, neg_lo: f32) -> (f32, f32) {
+    let range = hi + neg_lo;
+    if range > 0.0 {
+        let scale = range / 255.0;
+        (scale, (neg_lo / scale).round().min(255.0))
+    } else {
+        (1.0, 0.0)
+    }
+}
+
+/// [`quantize_row_asym`], generic SIMD body, bit-identical to it: the extremes are exact, the
+/// parameters come from the same scalar code, the division is IEEE, and rounding half away from
+/// zero is computed exactly as `trunc(q) + (|q - trunc(q)| >= 0.5 ? sign(q) : 0)`.
 #[inline(always)]
-pub(crate) unsafe fn quantize_row<S: crate::simd::Simd>(src: &[f32], dst: &mut [i8]) -> f32 {
+pub(crate) unsafe fn quantize_row_asym_simd<S: crate::simd::Simd>(
+    src: &[f32],
+    dst: &mut [i8],
+) -> (f32, i32) {
     use crate::simd::{self, MAX_LANES};
-    assert_eq!(src.len(), dst.len(), "quantize_row_i8: length mismatch");
+    assert_eq!(src.len(), dst.len(), "quantize_row_asym: length mismatch");
     let l = S::LANES;
     // SAFETY: chunks of exactly LANES elements or the padded partial helpers and
     // a MAX_LANES stack buffer; the caller runs on S's ISA.
     unsafe {
-        let mut m = S::splat(0.0);
+        let zero = S::splat(0.0);
+        let (mut hi, mut neg_lo) = (zero, zero);
         let mut xs = src.chunks_exact(l);
         for c in &mut xs {
-            m = S::max(m, S::abs(S::load(c.as_ptr())));
+            let v = S::load(c.as_ptr());
+            hi = S::max(hi, v);
+            neg_lo = S::max(neg_lo, S::sub(zero, v));
         }
         if !xs.remainder().is_empty() {
-            m = S::max(m, S::abs(simd::load_partial::<S>(xs.remainder(), 0.0)));
+            // Padded with zeros, which the extremes start from anyway.
+            let v = simd::load_partial::<S>(xs.remainder(), 0.0);
+            hi = S::max(hi, v);
+            neg_lo = S::max(neg_lo, S::sub(zero, v));
         }
-        let max = S::reduce_max(m);
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let sv = S::splat(scale);
+        let (scale, zp) = asym_params(S::reduce_max(hi), S::reduce_max(neg_lo));
+        let (sv, zv) = (S::splat(scale), S::splat(zp));
         let mut xs = src.chunks_exact(l);
         let mut ds = dst.chunks_exact_mut(l);
         for (c, d) in (&mut xs).zip(&mut ds) {
-            S::store_i8(d.as_mut_ptr(), quant::<S>(S::load(c.as_ptr()), sv));
+            S::store_i8(d.as_mut_ptr(), quant_asym::<S>(S::load(c.as_ptr()), sv, zv));
         }
         let dt = ds.into_remainder();
         if !dt.is_empty() {
             let mut buf = [0i8; MAX_LANES];
             S::store_i8(
                 buf.as_mut_ptr(),
-                quant::<S>(simd::load_partial::<S>(xs.remainder(), 0.0), sv),
+                quant_asym::<S>(simd::load_partial::<S>(xs.remainder(), 0.0), sv, zv),
             );
             let n = dt.len();
             dt.copy_from_slice(&buf[..n]);
         }
-        scale
+        (scale, zp as i32)
     }
 }
 
-/// `round_half_away(v / sv)` clamped to `-127..=127`, lane-wise. A function, not a closure, so
-/// that it inlines into the caller's `#[target_feature]` body (see `simd::Map`).
+/// `clamp(round_half_away(v / sv) + zv, 0, 255) - 128`, lane-wise. A function, not a closure,
+/// so that it inlines into the caller's `#[target_feature]` body (see `simd::Map`).
 #[inline(always)]
-unsafe fn quant<S: crate::simd::Simd>(v: S::F, sv: S::F) -> S::F {
+unsafe fn quant_asym<S: crate::simd::Simd>(v: S::F, sv: S::F, zv: S::F) -> S::F {
     // SAFETY: lane arithmetic; the caller runs on S's ISA.
     unsafe {
         let q = S::div(v, sv);
@@ -89,8 +140,11 @@ unsafe fn quant<S: crate::simd::Simd>(v: S::F, sv: S::F) -> S::F {
             S::splat(1.0),
             S::splat(0.0),
         );
-        let r = S::add(t, S::copysign(half_or_more, q));
-        S::min(S::max(r, S::splat(-127.0)), S::splat(127.0))
+        let r = S::add(S::add(t, S::copysign(half_or_more, q)), zv);
+        S::sub(
+            S::min(S::max(r, S::splat(0.0)), S::splat(255.0)),
+            S::splat(128.0),
+        )
     }
 }
 
@@ -114,6 +168,46 @@ mod tests {
                 prop_assert!((x - y).abs() <= tol, "x={x} y={y} scale={scale}");
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn asymmetric_reconstruction_is_within_a_step(
+            row in prop::collection::vec(-1e3f32..1e3, 0..300),
+            shift in -1e3f32..1e3,
+        ) {
+            // Rows of one sign (shifted) and of both.
+            for row in [row.clone(), row.iter().map(|x| x.abs() + shift.abs()).collect()] {
+                let mut q = vec![0i8; row.len()];
+                let (scale, zero) = quantize_row_asym(&row, &mut q);
+                prop_assert!(scale.is_finite() && scale > 0.0);
+                prop_assert!((0..=255).contains(&zero));
+                let lo = row.iter().fold(0.0f32, |a, &x| a.min(x));
+                let hi = row.iter().fold(0.0f32, |a, &x| a.max(x));
+                for (x, qi) in row.iter().zip(&q) {
+                    let y = scale * ((i32::from(*qi) + 128 - zero) as f32);
+                    // Half a step inside the range; a whole step where the clamp bites at the
+                    // extremes; plus float rounding.
+                    let at_edge = *x == lo || *x == hi;
+                    let steps = if at_edge { 1.0 } else { 0.5 };
+                    let tol = scale * steps * (1.0 + 1e-5) + x.abs() * 1e-6;
+                    prop_assert!((x - y).abs() <= tol, "x={x} y={y} scale={scale} zero={zero}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn asymmetric_uses_every_code_on_one_signed_rows() {
+        let mut q = [0i8; 4];
+        let (scale, zero) = quantize_row_asym(&[0.0, 1.0, 2.55, 0.5], &mut q);
+        assert_eq!((scale, zero), (2.55 / 255.0, 0));
+        assert_eq!(q.map(|v| i32::from(v) + 128), [0, 100, 255, 50]);
+        let (scale, zero) = quantize_row_asym(&[-2.55, -1.0, 0.0, -0.5], &mut q);
+        assert_eq!((scale, zero), (2.55 / 255.0, 255));
+        assert_eq!(q.map(|v| i32::from(v) + 128), [0, 155, 255, 205]);
+        assert_eq!(quantize_row_asym(&[0.0; 4], &mut q), (1.0, 0));
+        assert_eq!(q, [-128; 4]);
     }
 
     #[test]

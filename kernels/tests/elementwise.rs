@@ -77,20 +77,30 @@ fn f16_widening_is_exact_on_every_path() {
 fn quantisation_is_bit_identical_on_every_path() {
     for k in tables() {
         for n in lengths() {
-            for (seed, scale) in [(1, 1.0f32), (2, 1e-3), (3, 300.0), (4, 0.0)] {
-                let mut x = values(n, seed, scale);
+            for (seed, scale, shift) in [
+                (1, 1.0f32, 0.0f32),
+                (2, 1e-3, 0.0),
+                (3, 300.0, 0.0),
+                (4, 0.0, 0.0),
+                // Rows of one sign, and mostly one sign.
+                (5, 1.0, 1.0),
+                (6, 1.0, -1.0),
+                (7, 2.0, 0.5),
+            ] {
+                let mut x: Vec<f32> = values(n, seed, scale).iter().map(|v| v + shift).collect();
                 // Values exactly half-way between steps, to exercise the rounding rule.
                 if n > 3 {
                     let m = x.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
                     x[0] = m;
-                    let step = m / 127.0;
+                    let step = m / 255.0;
                     x[1] = 2.5 * step;
                     x[2] = -3.5 * step;
                 }
                 let (mut qr, mut qk) = (vec![0i8; n], vec![0i8; n]);
-                let sr = (Kernels::REFERENCE.quantize_row_i8)(&x, &mut qr);
-                let sk = (k.quantize_row_i8)(&x, &mut qk);
+                let (sr, zr) = (Kernels::REFERENCE.quantize_row_asym)(&x, &mut qr);
+                let (sk, zk) = (k.quantize_row_asym)(&x, &mut qk);
                 assert_eq!(sk.to_bits(), sr.to_bits(), "{} n={n} seed={seed}", k.isa);
+                assert_eq!(zk, zr, "{} n={n} seed={seed}", k.isa);
                 assert_eq!(qk, qr, "{} n={n} seed={seed}", k.isa);
             }
         }

@@ -11,7 +11,7 @@ mod common;
 use berth_kernels::gemm::{
     gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8Buf, Weights,
 };
-use berth_kernels::quant::quantize_row_i8;
+use berth_kernels::quant::{quantize_row_asym, quantize_row_i8};
 use berth_kernels::{supported_isas, tolerance, variants, Kernels};
 use half::f16;
 
@@ -93,16 +93,16 @@ impl Packed {
     }
 }
 
-/// The activations the reference multiplies: A itself, or for int8 each row quantised and
-/// dequantised.
+/// The activations the reference multiplies: A itself, or for int8 each row quantised
+/// (asymmetrically, as the GEMM does) and dequantised.
 fn effective_a(wt: Wt, a: &[f32], rows: usize, lda: usize, k: usize) -> Vec<f32> {
     let mut out = a.to_vec();
     if wt == Wt::I8 {
         let mut q = vec![0i8; k];
         for i in 0..rows {
-            let s = quantize_row_i8(&a[i * lda..i * lda + k], &mut q);
+            let (s, z) = quantize_row_asym(&a[i * lda..i * lda + k], &mut q);
             for (o, &qi) in out[i * lda..i * lda + k].iter_mut().zip(&q) {
-                *o = s * f32::from(qi);
+                *o = s * (i32::from(qi) + 128 - z) as f32;
             }
         }
     }
@@ -392,11 +392,13 @@ fn threads_are_bit_identical() {
     }
 }
 
-/// int8 sums are exact on every variant: A's rows are multiples of 2^-5 with a +-127 step in
-/// each, so they quantise exactly with scale 2^-5; the weights are integers with power-of-two
-/// scales; every sum stays below 2^24. Then every output, without bias or epilogue, is
-/// `sum * 2^-5 * w_scale` exactly: any error in an i32 sum (the +128 offset correction, a
-/// lost group of 4, a saturated pair) shows as a mismatch.
+/// int8 sums are exact on every variant: row `i` of A is `(c - z_i) / 32` for codes `c` in
+/// `0..=255` that include both 0 and 255 (with one element, 255 and `z_i = 0`), so it quantises
+/// exactly to those codes with scale 2^-5 and zero point `z_i`; the weights are integers with
+/// power-of-two scales; every sum stays below 2^24. Then every output, without bias or
+/// epilogue, is `sum (c - z_i) w * 2^-5 * w_scale` exactly: any error in an i32 sum (the
+/// zero-point correction, the offset, a lost group of 4, a saturated pair) shows as a
+/// mismatch.
 #[test]
 fn int8_sums_are_exact() {
     let shapes = (0..=17)
@@ -416,14 +418,33 @@ fn int8_sums_are_exact() {
     };
     for (m, n, k) in shapes {
         let seed = (m * 131 + n * 17 + k) as u64;
-        let mut qa = ints(m * k, seed);
+        // Codes 0..=255, minus the row's zero point.
+        let codes: Vec<i32> = ints(m * k, seed)
+            .iter()
+            .map(|&q| i32::from(q) + 128)
+            .collect();
+        let mut qa = vec![0i32; m * k];
         for i in 0..m {
-            if k > 0 {
-                // A full-scale step in every row fixes the row's scale at 2^-5.
-                qa[i * k + (i % k)] = if i % 2 == 0 { 127 } else { -127 };
+            let row = &mut qa[i * k..(i + 1) * k];
+            row.copy_from_slice(&codes[i * k..(i + 1) * k]);
+            let zero = match k {
+                0 => 0,
+                1 => {
+                    row[0] = 255;
+                    0
+                }
+                _ => {
+                    // Both extremes fix the row's range at 255 steps of 2^-5.
+                    row[i % k] = 0;
+                    row[(i + 1) % k] = 255;
+                    (i as i32 * 37) % 256
+                }
+            };
+            for c in row.iter_mut() {
+                *c -= zero;
             }
         }
-        let a: Vec<f32> = qa.iter().map(|&q| f32::from(q) / 32.0).collect();
+        let a: Vec<f32> = qa.iter().map(|&q| q as f32 / 32.0).collect();
         let qw = ints(n * k, seed + 1);
         let w_scale: Vec<f32> = (0..n).map(|j| 2f32.powi(-(j as i32 % 5))).collect();
         let packed = PackedI8Buf::from_rows(&qw, w_scale.clone(), n, k);

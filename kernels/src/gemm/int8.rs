@@ -1,17 +1,19 @@
-//! int8 GEMM: weights quantised per output channel (at conversion), activations quantised per
-//! row on the fly (one scale per token), exact i32 sums, f32 output:
+//! int8 GEMM: weights quantised symmetrically per output channel (at conversion), activations
+//! quantised asymmetrically per row on the fly (one scale and zero point per token), exact i32
+//! sums, f32 output:
 //!
-//! `C[i][j] = a_scale[i] * w_scale[j] * sum_k qa[i][k] * qw[j][k] (+ bias) (+ epilogue)`
+//! `C[i][j] = a_scale[i] * w_scale[j] * sum_k (qa[i][k] - zero[i]) * qw[j][k] (+ bias) (+ epilogue)`
 //!
-//! with both quantisations by [`crate::quant::quantize_row_i8`]'s rule (`-127..=127`).
+//! with the weights by [`crate::quant::quantize_row_i8`]'s rule (`-127..=127`) and the
+//! activations by [`crate::quant::quantize_row_asym`]'s (`0..=255`).
 //!
 //! Layout (docs/KERNELS.md, "Packed weight layout, int8"): K is padded with zeros to a multiple of 4 (`kp`);
 //! output channels form panels of [`PANEL`]; a panel holds, for each group of 4 k, the 4 bytes
 //! of each of its 32 channels in turn (128 bytes), so that one vector load gives `LANES`
 //! channels x 4 k, the operand shape of `vpdpbusd` and `sdot`. Byte `(n, k)` is at
 //! `(n / 32) * 32 * kp + (k / 4) * 128 + (n % 32) * 4 + k % 4`. Beside it, per channel: the f32
-//! scale and the i32 sum of the channel's quantised weights (for the unsigned-offset trick of
-//! `vpdpbusd`: `sum (a + 128) w = sum a w + 128 sum w`).
+//! scale and the i32 sum of the channel's quantised weights, for the zero-point correction:
+//! `sum (qa - zero) w = sum qa w - zero sum w`.
 
 use super::{kernel, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::quant;
@@ -157,6 +159,7 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
     resize(&mut scratch.packed_a_i8, mc_rows * kp, 0);
     resize(&mut scratch.row_i8, kp, 0);
     resize(&mut scratch.a_scale, mc_rows, 0.0);
+    resize(&mut scratch.a_zp, mc_rows, 0);
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
@@ -172,6 +175,8 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
                 let row = ic + ir;
                 let mut a_scale = [0.0f32; MR];
                 a_scale.copy_from_slice(&scratch.a_scale[ir..ir + MR]);
+                let mut a_zp = [0i32; MR];
+                a_zp.copy_from_slice(&scratch.a_zp[ir..ir + MR]);
                 let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
                 let a = scratch.packed_a_i8[ir * kp..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
@@ -185,6 +190,7 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
                         groups,
                         a,
                         &a_scale,
+                        &a_zp,
                         wp,
                         cs_pad.as_ptr(),
                         ws_pad.as_ptr(),
@@ -202,9 +208,11 @@ fn resize<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
     }
 }
 
-/// Quantises `mc` rows of A (all of K, one scale per row into `scratch.a_scale`) and packs them
-/// into MR-row micro-panels: panel `q` holds, for each group of 4 k, the 4 bytes of each of its
-/// MR rows (zero past `k` and past `mc`), offset by 128 when `D` multiplies unsigned bytes.
+/// Quantises `mc` rows of A (all of K; per row a scale into `scratch.a_scale` and the zero
+/// point as [`DotI8::to_f32`] takes it into `scratch.a_zp`) and packs them into MR-row
+/// micro-panels: panel `q` holds, for each group of 4 k, the 4 bytes of each of its MR rows
+/// (`q - 128`, or `q` when `D` multiplies unsigned bytes; zero past `k`, and rows past `mc`
+/// have scale 0).
 #[inline(always)]
 fn pack_a_i8<D: DotI8, const MR: usize>(
     a: &[f32],
@@ -214,8 +222,12 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
     scratch: &mut GemmScratch,
 ) {
     let kp = k.div_ceil(4) * 4;
-    // XOR 0x80 adds 128 to a two's-complement byte: -127..=127 becomes 1..=255.
-    let offset = if D::OFFSET { 0x8080_8080u32 } else { 0 };
+    // XOR 0x80 adds 128 to a two's-complement byte: `q - 128` becomes `q`.
+    let (offset, zp_shift) = if D::OFFSET {
+        (0x8080_8080u32, 0)
+    } else {
+        (0, 128)
+    };
     let rows = mc.div_ceil(MR) * MR;
     let row_q = &mut scratch.row_i8[..kp];
     // The K padding stays zero (the buffer may hold a longer row of an earlier call).
@@ -224,11 +236,15 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
         let (q, ri) = (r / MR, r % MR);
         if r < mc {
             // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
-            scratch.a_scale[r] =
-                unsafe { quant::quantize_row::<D::S>(&a[r * lda..r * lda + k], &mut row_q[..k]) };
+            let (scale, zero) = unsafe {
+                quant::quantize_row_asym_simd::<D::S>(&a[r * lda..r * lda + k], &mut row_q[..k])
+            };
+            scratch.a_scale[r] = scale;
+            scratch.a_zp[r] = zero - zp_shift;
         } else {
             row_q[..k].fill(0);
             scratch.a_scale[r] = 0.0;
+            scratch.a_zp[r] = 0;
         }
         let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
         for (g, four) in row_q.chunks_exact(4).enumerate() {

@@ -121,14 +121,16 @@ pub(super) unsafe fn run<S: Simd, E: Elem, const MR: usize, const NV: usize, con
     }
 }
 
-/// The int8 microkernel: `groups` groups of 4 along K; the exact i32 sums are scaled by the
-/// row's activation scale and the channel's weight scale.
+/// The int8 microkernel: `groups` groups of 4 along K; the exact i32 sums, corrected by each
+/// row's zero point (`a_zp`, as [`DotI8::to_f32`] takes it), are scaled by the row's activation
+/// scale and the channel's weight scale.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
     groups: usize,
     a: *const u8,
     a_scale: &[f32; MR],
+    a_zp: &[i32; MR],
     w: *const i8,
     col_sum: *const i32,
     w_scale: *const f32,
@@ -158,7 +160,7 @@ pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
         for j in 0..NV {
             let ws = D::S::load(w_scale.add(j * l));
             for i in 0..MR {
-                let v = D::to_f32(acc[i][j], col_sum.add(j * l));
+                let v = D::to_f32(acc[i][j], col_sum.add(j * l), a_zp[i]);
                 f[i][j] = D::S::mul(D::S::mul(v, ws), D::S::splat(a_scale[i]));
             }
         }

@@ -353,11 +353,13 @@ pub struct GemmScratch {
     packed_a_i8: Vec<u8>,
     row_i8: Vec<i8>,
     a_scale: Vec<f32>,
+    a_zp: Vec<i32>,
 }
 
 /// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
 /// accumulation over the packed weights (f16 widened exactly). int8: each row of A quantised by
-/// [`crate::quant::quantize_row_i8`], exact integer sums, scaled by both scales in f64. Then
+/// [`crate::quant::quantize_row_asym`], exact integer sums of `(qa - zero) * qw`, scaled by both
+/// scales in f64. Then
 /// bias and epilogue in f64 (GELU through libm's erf).
 pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
     p.check();
@@ -366,9 +368,12 @@ pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
     let mut row_q = vec![0i8; k];
     for i in 0..m {
         let row = &p.a[i * p.lda..i * p.lda + k];
-        let a_scale = match p.w {
-            Weights::I8(_) => f64::from(crate::quant::quantize_row_i8(row, &mut row_q)),
-            _ => 0.0,
+        let (a_scale, a_zero) = match p.w {
+            Weights::I8(_) => {
+                let (s, z) = crate::quant::quantize_row_asym(row, &mut row_q);
+                (f64::from(s), i64::from(z))
+            }
+            _ => (0.0, 0),
         };
         for j in 0..n {
             let mut acc = match p.w {
@@ -377,7 +382,8 @@ pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
                 Weights::I8(w) => {
                     let dot: i64 = (0..k)
                         .map(|kk| {
-                            i64::from(row_q[kk]) * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
+                            (i64::from(row_q[kk]) + 128 - a_zero)
+                                * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
                         })
                         .sum();
                     dot as f64 * a_scale * f64::from(w.scale[j])

@@ -126,7 +126,7 @@ impl Simd for Avx2 {
     }
     #[inline(always)]
     unsafe fn store_i8(p: *mut i8, v: __m256) {
-        // SAFETY: AVX2; `p` is valid for 8 writes. Lanes are integral and in -127..=127, so the
+        // SAFETY: AVX2; `p` is valid for 8 writes. Lanes are integral and in -128..=127, so the
         // conversions and the saturating packs are exact. packs works within 128-bit halves:
         // dwords 0..3 land in bytes 0..3 and dwords 4..7 in bytes 16..19; the permute gathers
         // them into the low 8 bytes.
@@ -173,11 +173,11 @@ impl DotI8 for AvxVnni {
         unsafe { _mm256_dpbusd_avx_epi32(acc, a, w) }
     }
     #[inline(always)]
-    unsafe fn to_f32(acc: __m256i, col_sum: *const i32) -> __m256 {
-        // SAFETY: `col_sum` is valid for 8 reads (trait contract). 128 x col_sum is at most
-        // 128 x 127 x K in magnitude, inside i32 for the K the trait allows.
+    unsafe fn to_f32(acc: __m256i, col_sum: *const i32, zp: i32) -> __m256 {
+        // SAFETY: `col_sum` is valid for 8 reads (trait contract); AVX2. Wrapping i32
+        // arithmetic gives the true sum (trait contract).
         unsafe {
-            let cs = _mm256_slli_epi32::<7>(_mm256_loadu_si256(col_sum.cast()));
+            let cs = _mm256_mullo_epi32(_mm256_loadu_si256(col_sum.cast()), _mm256_set1_epi32(zp));
             _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, cs))
         }
     }
@@ -185,10 +185,11 @@ impl DotI8 for AvxVnni {
 
 /// int8 dot products on AVX2 without VNNI: `vpmaddubsw` multiplies unsigned by signed bytes
 /// and adds adjacent pairs into i16 with saturation, then `vpmaddwd` by ones adds the pairs
-/// into i32. To keep the i16 sums exact, activations stay signed (no offset): the unsigned
-/// operand is `|a|` and the signed one is `w` with `a`'s sign applied (`vpsignb`), so each
-/// product is `a * w` and a pair sums to at most 2 x 127 x 127 = 32,258 < 32,767 in magnitude.
-/// Both factors are in `-127..=127`, so `|a|` and the sign flip of `w` never meet -128.
+/// into i32. To keep the i16 sums exact, activations stay signed (`q - 128`, no offset): the
+/// unsigned operand is `|a|` (at most 128: `vpabsb` of -128 is the unsigned byte 128) and the
+/// signed one is `w` with `a`'s sign applied (`vpsignb`; `w` is in `-127..=127`, so its
+/// negation is exact), so each product is `a * w` and a pair sums to at most
+/// 2 x 128 x 127 = 32,512 < 32,767 in magnitude.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2Madd;
 
@@ -227,8 +228,8 @@ impl DotI8 for Avx2Madd {
         }
     }
     #[inline(always)]
-    unsafe fn to_f32(acc: __m256i, _col_sum: *const i32) -> __m256 {
-        // SAFETY: AVX.
-        unsafe { _mm256_cvtepi32_ps(acc) }
+    unsafe fn to_f32(acc: __m256i, col_sum: *const i32, zp: i32) -> __m256 {
+        // SAFETY: as `AvxVnni::to_f32` (AVX2; `col_sum` valid for 8 reads).
+        unsafe { AvxVnni::to_f32(acc, col_sum, zp) }
     }
 }

@@ -129,7 +129,7 @@ impl Simd for Avx512 {
     }
 }
 
-/// int8 dot products with AVX-512 VNNI `vpdpbusd`: unsigned activations (offset by 128) times
+/// int8 dot products with AVX-512 VNNI `vpdpbusd`: unsigned activations (the codes `q`) times
 /// signed weights, four products summed into each i32 lane without saturation (the instruction
 /// does not saturate, and the sum of 4 is at most 4 x 32,385).
 #[derive(Clone, Copy, Debug)]
@@ -163,11 +163,11 @@ impl DotI8 for Avx512Vnni {
         unsafe { _mm512_dpbusd_epi32(acc, a, w) }
     }
     #[inline(always)]
-    unsafe fn to_f32(acc: __m512i, col_sum: *const i32) -> __m512 {
-        // SAFETY: `col_sum` is valid for 16 reads (trait contract). 128 x col_sum is at most
-        // 128 x 127 x K in magnitude, inside i32 for the K the trait allows.
+    unsafe fn to_f32(acc: __m512i, col_sum: *const i32, zp: i32) -> __m512 {
+        // SAFETY: `col_sum` is valid for 16 reads (trait contract); AVX-512 F. Wrapping i32
+        // arithmetic gives the true sum (trait contract).
         unsafe {
-            let cs = _mm512_slli_epi32::<7>(_mm512_loadu_si512(col_sum.cast()));
+            let cs = _mm512_mullo_epi32(_mm512_loadu_si512(col_sum.cast()), _mm512_set1_epi32(zp));
             _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, cs))
         }
     }

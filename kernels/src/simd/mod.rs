@@ -50,7 +50,7 @@ pub(crate) trait Simd {
     unsafe fn select_ge(a: Self::F, b: Self::F, x: Self::F, y: Self::F) -> Self::F;
     unsafe fn reduce_add(a: Self::F) -> f32;
     unsafe fn reduce_max(a: Self::F) -> f32;
-    /// Stores lanes holding integral values in `-127..=127` as `i8`.
+    /// Stores lanes holding integral values in `-128..=127` as `i8`.
     unsafe fn store_i8(p: *mut i8, v: Self::F);
 }
 
@@ -61,15 +61,17 @@ pub(crate) trait Simd {
 /// activations with that channel's 4 weights (the weights of `LANES` channels are `4 * LANES`
 /// consecutive bytes, channel-major within the group: docs/KERNELS.md, "Packed weight layout, int8").
 ///
-/// Sums are exact: activations and weights are in `-127..=127` (the quantiser never makes
-/// -128), so with the +128 offset a product is at most 255 x 127 = 32,385 in magnitude, and the
-/// i32 lanes hold any K up to 66,000; every implementation states why its intermediates cannot
-/// saturate.
+/// Sums are exact: activations are stored as `q - 128` in `-128..=127` (`q` the asymmetric
+/// code, `0..=255`) and weights are in `-127..=127` (the weight quantiser never makes -128), so
+/// a product is at most 255 x 127 = 32,385 in magnitude with the +128 offset (128 x 127
+/// without), and the i32 lanes hold any K up to 66,000; every implementation states why its
+/// intermediates cannot saturate.
 pub(crate) trait DotI8 {
     /// The f32 vocabulary of the same ISA and lane count, for the epilogue.
     type S: Simd;
-    /// Whether activations are stored as `a + 128` (unsigned) and the sums corrected by
-    /// `128 x` the channel's weight sum: `vpdpbusd` multiplies unsigned by signed bytes.
+    /// Whether the activation bytes are multiplied as unsigned (`q`, the stored `q - 128` with
+    /// its top bit flipped: `vpdpbusd` multiplies unsigned by signed bytes) rather than signed
+    /// (`q - 128`). The row's zero-point correction differs by 128 accordingly.
     const OFFSET: bool;
     /// i32 accumulators.
     type I: Copy;
@@ -84,9 +86,11 @@ pub(crate) trait DotI8 {
     /// Loads `4 * LANES` weight bytes.
     unsafe fn load_w(p: *const i8) -> Self::W;
     unsafe fn dot(acc: Self::I, a: Self::A, w: Self::W) -> Self::I;
-    /// The exact sum as f32: `acc`, less `128 * col_sum` when `OFFSET` (`col_sum` valid for
-    /// `LANES` values), converted (exactly below 2^24, else rounded once).
-    unsafe fn to_f32(acc: Self::I, col_sum: *const i32) -> <Self::S as Simd>::F;
+    /// The exact sum as f32: `acc - zp * col_sum` (`col_sum` valid for `LANES` values; `zp` the
+    /// row's zero point, less 128 unless `OFFSET`), in wrapping i32 arithmetic, whose result is
+    /// the true one because the true sum `sum (q - zero) w` is within 255 x 127 x K < 2^31;
+    /// converted exactly below 2^24, else rounded once.
+    unsafe fn to_f32(acc: Self::I, col_sum: *const i32, zp: i32) -> <Self::S as Simd>::F;
 }
 
 /// Loads `src` (at most `S::LANES` elements) into a vector, the missing lanes set to `pad`.

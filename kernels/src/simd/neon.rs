@@ -130,7 +130,7 @@ impl Simd for Neon {
     }
     #[inline(always)]
     unsafe fn store_i8(p: *mut i8, v: float32x4_t) {
-        // SAFETY: NEON; `p` is valid for 4 writes. Lanes are integral and in -127..=127, so the
+        // SAFETY: NEON; `p` is valid for 4 writes. Lanes are integral and in -128..=127, so the
         // narrowing moves are exact.
         unsafe {
             let w = vmovn_s32(vcvtq_s32_f32(v));
@@ -185,14 +185,15 @@ impl DotI8 for NeonDot {
         acc
     }
     #[inline(always)]
-    unsafe fn to_f32(acc: int32x4_t, _col_sum: *const i32) -> float32x4_t {
-        // SAFETY: NEON.
-        unsafe { vcvtq_f32_s32(acc) }
+    unsafe fn to_f32(acc: int32x4_t, col_sum: *const i32, zp: i32) -> float32x4_t {
+        // SAFETY: `col_sum` is valid for 4 reads (trait contract); NEON. `mls` wraps, which
+        // gives the true sum (trait contract).
+        unsafe { vcvtq_f32_s32(vmlsq_s32(acc, vld1q_s32(col_sum), vdupq_n_s32(zp))) }
     }
 }
 
 /// int8 dot products on plain NEON: `smull`/`smull2` make the 16 i16 products (each at most
-/// 127 x 127 = 16,129 in magnitude, exact), `saddlp` widens adjacent pairs into i32 and `addp`
+/// 128 x 127 = 16,256 in magnitude, exact), `saddlp` widens adjacent pairs into i32 and `addp`
 /// adds the pairs of pairs, one sum of 4 per channel.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NeonMull;
@@ -230,8 +231,8 @@ impl DotI8 for NeonMull {
         }
     }
     #[inline(always)]
-    unsafe fn to_f32(acc: int32x4_t, col_sum: *const i32) -> float32x4_t {
-        // SAFETY: as `NeonDot::to_f32` (NEON only).
-        unsafe { NeonDot::to_f32(acc, col_sum) }
+    unsafe fn to_f32(acc: int32x4_t, col_sum: *const i32, zp: i32) -> float32x4_t {
+        // SAFETY: as `NeonDot::to_f32` (NEON only; `col_sum` valid for 4 reads).
+        unsafe { NeonDot::to_f32(acc, col_sum, zp) }
     }
 }

@@ -18,6 +18,7 @@ pub fn minilm_berth(dtype: OutDtype) -> PathBuf {
         &Options {
             dtype,
             progress: false,
+            smoothing: true,
         },
     )
     .unwrap_or_else(|e| panic!("converting MiniLM: {e}"));

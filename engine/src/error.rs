@@ -153,6 +153,8 @@ pub enum FormatError {
     },
     #[error("tensor `{name}`: layout {reason}")]
     LayoutMismatch { name: String, reason: String },
+    #[error("tensor `{name}`: {reason}")]
+    BadInputScale { name: String, reason: String },
     #[error("tensor `{name}`: packed weights are inconsistent: {reason}")]
     BadPackedWeights { name: String, reason: String },
     #[error("tensor `{name}`: element {index} is {value}")]

@@ -20,7 +20,7 @@ use std::ops::Range;
 use berth_kernels::elementwise::LayerNormRows;
 use berth_kernels::gemm::{
     self, pack_cols_into, pack_rows_into, packed_len, Epilogue, Gemm, GemmScratch, MatMut,
-    PackedI8Buf, Weights,
+    PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::Kernels;
 use half::f16;
@@ -50,20 +50,35 @@ impl Packed<'_> {
     }
 }
 
-/// A linear layer: `y = x W^T + b`, `W` `[n, k]`.
+/// A linear layer: `y = x W^T + b`, `W` `[n, k]`; for int8 weights with input scales (format
+/// 1.2), `y = (x * input_scale) W^T + b`, the product taken as the GEMM quantises `x`.
 struct Dense<'f> {
     w: Packed<'f>,
     bias: &'f [f32],
+    input_scale: Option<&'f [f32]>,
     n: usize,
     k: usize,
 }
 
 impl<'f> Dense<'f> {
-    /// `{prefix}.weight` and `{prefix}.bias`.
+    /// `{prefix}.weight`, `{prefix}.bias`, and `{prefix}.input_scale` when the file has it (the
+    /// reader allows it only beside int8 weights, with the weight's K elements).
     fn load(file: &'f BerthFile, prefix: &str) -> Result<Dense<'f>, FormatError> {
         let w = tensor(file, &format!("{prefix}.weight"))?;
         let bias = f32_tensor(file, &format!("{prefix}.bias"))?;
-        Dense::from_view(w, bias)
+        let name = format!("{prefix}.input_scale");
+        let input_scale = match file.tensor(&name) {
+            Some(_) => Some(f32_tensor(file, &name)?),
+            None => None,
+        };
+        let mut dense = Dense::from_view(w, bias)?;
+        if let Some(s) = input_scale {
+            if s.len() != dense.k || !matches!(dense.w.weights(), Weights::I8(_)) {
+                return Err(unreadable(&name));
+            }
+        }
+        dense.input_scale = input_scale;
+        Ok(dense)
     }
 
     fn from_view(w: TensorView<'f>, bias: &'f [f32]) -> Result<Dense<'f>, FormatError> {
@@ -104,9 +119,21 @@ impl<'f> Dense<'f> {
         Ok(Dense {
             w: packed,
             bias,
+            input_scale: None,
             n,
             k,
         })
+    }
+
+    /// The weights as the GEMM takes them, with the input scales attached.
+    fn weights(&self) -> Weights<'_> {
+        match self.w.weights() {
+            Weights::I8(p) => Weights::I8(PackedI8 {
+                input_scale: self.input_scale,
+                ..p
+            }),
+            w => w,
+        }
     }
 
     /// `c = a W^T + b (+ epilogue)` for `rows` rows of `a` (row stride `lda`) into `c` (row
@@ -127,7 +154,7 @@ impl<'f> Dense<'f> {
             k: self.k,
             a,
             lda,
-            w: self.w.weights(),
+            w: self.weights(),
             bias: Some(self.bias),
             epilogue,
             c: MatMut::new(c, rows, self.n, ldc),
@@ -372,6 +399,7 @@ impl<'f> FastModel<'f> {
                     Dense {
                         w: word.packed(cfg.vocab_size, cfg.hidden_size),
                         bias,
+                        input_scale: None,
                         n: cfg.vocab_size,
                         k: cfg.hidden_size,
                     }
@@ -429,33 +457,11 @@ impl<'f> FastModel<'f> {
     /// sequence whose first token is masked is refused when the model reads that token (the
     /// pooler, CLS pooling), since padded tokens are not computed.
     pub fn forward(&self, inputs: &Inputs<'_>, ws: &mut Workspace) -> Result<Outputs, InputError> {
-        let (mask, types) = check_inputs(&self.config, inputs)?;
+        self.gather(inputs, ws)?;
+        self.encode(ws, None);
         let cfg = &self.config;
-        if ws.gemm.len() < self.threads {
-            ws.gemm.resize_with(self.threads, GemmScratch::default);
-            ws.heads.resize_with(self.threads, HeadScratch::default);
-        }
         let run = self.run();
         let (batch, seq, h) = (inputs.batch, inputs.seq, cfg.hidden_size);
-        let needs_first = cfg.has_pooler || cfg.pooling == Pooling::Cls;
-        ws.tokens.clear();
-        ws.seqs.clear();
-        for b in 0..batch {
-            let start = ws.tokens.len();
-            if needs_first && mask[b * seq] == 0 {
-                return Err(InputError::FirstTokenMasked { batch: b });
-            }
-            for pos in 0..seq {
-                let i = b * seq + pos;
-                if mask[i] == 1 {
-                    // In range: `check_inputs` bounded ids and types by the config.
-                    ws.tokens
-                        .push((inputs.input_ids[i] as usize, types[i] as usize, pos));
-                }
-            }
-            ws.seqs.push((start..ws.tokens.len(), b));
-        }
-        self.encode(ws);
 
         let t = ws.tokens.len();
         let x = &ws.x[..t * h];
@@ -569,6 +575,59 @@ impl<'f> FastModel<'f> {
         Ok(out)
     }
 
+    /// Runs the encoder on a batch and folds into `ranges` the largest magnitude each input
+    /// feature of each encoder linear layer takes over the batch's real tokens: what int8
+    /// conversion calibrates its smoothing with (the converter runs this on an f32 file).
+    pub fn observe_input_ranges(
+        &self,
+        inputs: &Inputs<'_>,
+        ws: &mut Workspace,
+        ranges: &mut InputRanges,
+    ) -> Result<(), InputError> {
+        let cfg = &self.config;
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        ranges.layers.resize_with(cfg.num_layers, || LayerRanges {
+            qkv: vec![0.0; h],
+            attn_out: vec![0.0; h],
+            up: vec![0.0; h],
+            down: vec![0.0; i],
+        });
+        self.gather(inputs, ws)?;
+        self.encode(ws, Some(ranges));
+        Ok(())
+    }
+
+    /// Checks the inputs and lays out the batch's real tokens in `ws` (padding-free), with the
+    /// per-thread scratch.
+    fn gather(&self, inputs: &Inputs<'_>, ws: &mut Workspace) -> Result<(), InputError> {
+        let (mask, types) = check_inputs(&self.config, inputs)?;
+        let cfg = &self.config;
+        if ws.gemm.len() < self.threads {
+            ws.gemm.resize_with(self.threads, GemmScratch::default);
+            ws.heads.resize_with(self.threads, HeadScratch::default);
+        }
+        let (batch, seq) = (inputs.batch, inputs.seq);
+        let needs_first = cfg.has_pooler || cfg.pooling == Pooling::Cls;
+        ws.tokens.clear();
+        ws.seqs.clear();
+        for b in 0..batch {
+            let start = ws.tokens.len();
+            if needs_first && mask[b * seq] == 0 {
+                return Err(InputError::FirstTokenMasked { batch: b });
+            }
+            for pos in 0..seq {
+                let i = b * seq + pos;
+                if mask[i] == 1 {
+                    // In range: `check_inputs` bounded ids and types by the config.
+                    ws.tokens
+                        .push((inputs.input_ids[i] as usize, types[i] as usize, pos));
+                }
+            }
+            ws.seqs.push((start..ws.tokens.len(), b));
+        }
+        Ok(())
+    }
+
     /// The GEMM epilogue for the model's activation: fused for GELU (erf), none for the others,
     /// which [`Self::activate_rest`] applies in a pass of their own.
     fn activation_epilogue(&self) -> Epilogue<'static> {
@@ -586,8 +645,9 @@ impl<'f> FastModel<'f> {
     }
 
     /// The encoder over `ws.tokens` (grouped by `ws.seqs`): the last hidden state of every
-    /// real token into `ws.x`.
-    fn encode(&self, ws: &mut Workspace) {
+    /// real token into `ws.x`; with `ranges` (sized to the model), each linear layer's input
+    /// ranges are folded in too.
+    fn encode(&self, ws: &mut Workspace, mut ranges: Option<&mut InputRanges>) {
         let cfg = &self.config;
         let run = self.run();
         let k = self.kernels;
@@ -621,9 +681,13 @@ impl<'f> FastModel<'f> {
             grow(&mut hs.packed_v, packed_len(d, longest));
         }
         let parts = self.threads.min(heads);
-        for layer in &self.layers {
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut seen = ranges.as_deref_mut().map(|r| &mut r.layers[l]);
             let x = &ws.x[..t * h];
             let g = &mut ws.gemm[..];
+            if let Some(r) = seen.as_deref_mut() {
+                fold_abs_max(&mut r.qkv, x);
+            }
             layer
                 .query
                 .run(&run, x, h, t, Epilogue::None, &mut ws.q, h, g);
@@ -648,6 +712,9 @@ impl<'f> FastModel<'f> {
                 Some(pool) if parts > 1 => pool.install(|| att.heads(0..heads, ctx, scratch)),
                 _ => att.heads(0..heads, ctx, scratch),
             }
+            if let Some(r) = seen.as_deref_mut() {
+                fold_abs_max(&mut r.attn_out, &ws.ctx[..t * h]);
+            }
             // attn = LayerNorm(ctx W_o^T + b_o + x)
             let x = &ws.x[..t * h];
             let attn = &mut ws.attn[..t * h];
@@ -656,15 +723,51 @@ impl<'f> FastModel<'f> {
                 .attn_out
                 .run(&run, &ws.ctx, h, t, residual, attn, h, g);
             layer.attn_norm.run(k, attn, eps);
+            if let Some(r) = seen.as_deref_mut() {
+                fold_abs_max(&mut r.up, attn);
+            }
             // x = LayerNorm(act(attn W_up^T + b_up) W_down^T + b_down + attn)
             let mid = &mut ws.inter[..t * inter];
             let epi = self.activation_epilogue();
             layer.up.run(&run, attn, h, t, epi, mid, inter, g);
             self.activate_rest(mid);
+            if let Some(r) = seen {
+                fold_abs_max(&mut r.down, mid);
+            }
             let x = &mut ws.x[..t * h];
             let residual = Epilogue::Residual { r: &*attn, ld: h };
             layer.down.run(&run, mid, inter, t, residual, x, h, g);
             layer.out_norm.run(k, x, eps);
+        }
+    }
+}
+
+/// The largest magnitude each input feature of each encoder linear layer took, over the
+/// tokens [`FastModel::observe_input_ranges`] has seen.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InputRanges {
+    /// One per encoder layer.
+    pub layers: Vec<LayerRanges>,
+}
+
+/// One encoder layer's input ranges, per input feature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerRanges {
+    /// The input of the query, key and value projections (`hidden` features).
+    pub qkv: Vec<f32>,
+    /// The attention output projection's input: the heads' context (`hidden`).
+    pub attn_out: Vec<f32>,
+    /// The FFN up projection's input (`hidden`).
+    pub up: Vec<f32>,
+    /// The FFN down projection's input: the activation's output (`intermediate`).
+    pub down: Vec<f32>,
+}
+
+/// `acc[j] = max(acc[j], |x[r][j]|)` over the rows of `x` (row length `acc.len()`).
+fn fold_abs_max(acc: &mut [f32], x: &[f32]) {
+    for row in x.chunks_exact(acc.len()) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a = a.max(v.abs());
         }
     }
 }

@@ -91,6 +91,25 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<Expected> {
     list.0
 }
 
+/// The optional tensors a file of format 1.2 may add: `{linear}.input_scale`, `[in_features]`
+/// f32, beside the weight of any linear layer stored as int8 (the factors the int8 GEMM
+/// multiplies its input by before quantising it; docs/FORMAT.md). Derived from
+/// [`expected_tensors`]' linear weights.
+pub fn input_scales(cfg: &ModelConfig) -> Vec<Expected> {
+    expected_tensors(cfg)
+        .into_iter()
+        .filter(|e| e.role == Role::Linear)
+        .filter_map(|e| {
+            let prefix = e.name.strip_suffix(".weight")?;
+            Some(Expected {
+                name: format!("{prefix}.input_scale"),
+                shape: vec![e.shape[1]],
+                role: Role::Vector,
+            })
+        })
+        .collect()
+}
+
 struct List(Vec<Expected>);
 
 impl List {
@@ -160,6 +179,18 @@ mod tests {
         let cls = expected_tensors(&cfg(Head::SequenceClassification));
         let w = cls.iter().find(|e| e.name == "classifier.weight").unwrap();
         assert_eq!(w.shape, vec![3, 4]);
+    }
+
+    #[test]
+    fn input_scales_follow_the_linear_layers() {
+        let scales = input_scales(&cfg(Head::MaskedLm));
+        // 6 linears per layer, the pooler and the transform; the tied decoder has no weight.
+        assert_eq!(scales.len(), 2 * 6 + 1 + 1);
+        let down = scales
+            .iter()
+            .find(|e| e.name == "encoder.layer.1.output.dense.input_scale")
+            .unwrap();
+        assert_eq!((down.shape.as_slice(), down.role), (&[8][..], Role::Vector));
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn each_corruption_gets_its_named_error() {
             preamble(|p| p.endian = 0x0403_0201),
         ),
         ("UnsupportedVersion", preamble(|p| p.major = 2)),
-        ("UnsupportedVersion", preamble(|p| p.minor = 2)),
+        ("UnsupportedVersion", preamble(|p| p.minor = 3)),
         ("UnsupportedChecksum", preamble(|p| p.checksum_algo = 2)),
         ("NonZeroReserved", preamble(|p| p.flags = 1)),
         ("NonZeroReserved", preamble(|p| p.reserved = 1 << 40)),
@@ -360,6 +360,7 @@ fn each_corruption_gets_its_named_error() {
     ];
 
     cases.extend(layout_cases());
+    cases.extend(input_scale_cases());
 
     let mut distinct = BTreeSet::new();
     for (i, (want, bytes)) in cases.iter().enumerate() {
@@ -386,6 +387,61 @@ fn each_corruption_gets_its_named_error() {
 
 /// Panels where they may not be, packed weights that contradict themselves, and int8 rows too
 /// long for exact sums.
+/// Input scales (format 1.2): only beside int8 weights, f32, `[in_features]`, finite and > 0,
+/// and not in a file that says 1.1.
+fn input_scale_cases() -> Vec<(&'static str, Vec<u8>)> {
+    fn beside(dtype: DType, edit: impl FnOnce(&mut TensorData)) -> Vec<u8> {
+        tensor_list(|t| {
+            let w = t
+                .iter()
+                .find(|t| t.dtype == dtype && t.name.starts_with("encoder.") && t.shape.len() == 2)
+                .unwrap();
+            let prefix = w.name.strip_suffix(".weight").unwrap().to_owned();
+            let k = w.shape[1];
+            t.retain(|t| t.name != format!("{prefix}.input_scale"));
+            let mut s = TensorData::f32(format!("{prefix}.input_scale"), &[k], &vec![1.5; k]);
+            edit(&mut s);
+            t.push(s);
+        })
+    }
+    let mut in_1_1 = beside(DType::I8, |_| {});
+    let mut p = RawPreamble::decode(in_1_1[..64].try_into().unwrap());
+    p.minor = 1;
+    in_1_1[..64].copy_from_slice(&p.encode());
+    raw::reseal(&mut in_1_1);
+    vec![
+        ("BadInputScale", beside(DType::F16, |_| {})),
+        ("BadInputScale", beside(DType::F32, |_| {})),
+        (
+            "BadInputScale",
+            beside(DType::I8, |s| {
+                let v: Vec<half::f16> = vec![half::f16::ONE; s.shape[0]];
+                *s = TensorData::f16(s.name.clone(), &s.shape, &v);
+            }),
+        ),
+        (
+            "ShapeMismatch",
+            beside(DType::I8, |s| {
+                let k = s.shape[0] + 1;
+                *s = TensorData::f32(s.name.clone(), &[k], &vec![1.0; k]);
+            }),
+        ),
+        (
+            "NonFiniteScale",
+            beside(DType::I8, |s| {
+                s.bytes[4..8].copy_from_slice(&0.0f32.to_le_bytes())
+            }),
+        ),
+        (
+            "NonFiniteScale",
+            beside(DType::I8, |s| {
+                s.bytes[0..4].copy_from_slice(&f32::NAN.to_le_bytes())
+            }),
+        ),
+        ("UnexpectedTensor", in_1_1),
+    ]
+}
+
 fn layout_cases() -> Vec<(&'static str, Vec<u8>)> {
     let panels =
         |dtype: DType| move |t: &TensorData| t.layout == Layout::Panels && t.dtype == dtype;

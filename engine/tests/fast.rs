@@ -40,23 +40,26 @@ fn config(head: Head, act: Activation) -> ModelConfig {
     c
 }
 
-/// Every linear weight in `dtype` and `layout`; embeddings f16 when the weights are f16.
+/// Every linear weight in `dtype` and `layout`; embeddings f16 when the weights are f16; int8
+/// weights in panels come with input scales (format 1.2), row-major ones without.
 fn tensors(cfg: &ModelConfig, dtype: DType, layout: Layout, seed: u64) -> Vec<TensorData> {
     let mut rng = Lcg(seed);
-    expected_tensors(cfg)
-        .iter()
-        .map(|e| {
-            let (dt, lay, scale) = match e.role {
-                Role::Vector => (DType::F32, Layout::RowMajor, 1.0),
-                Role::Embedding if dtype == DType::F16 => (DType::F16, Layout::RowMajor, 1.0),
-                Role::Embedding => (DType::F32, Layout::RowMajor, 1.0),
-                // Weights of about BERT's scale relative to their fan-in (std 0.12 at 64), so
-                // that attention is not saturated and int8 error is what real models show.
-                Role::Linear => (dtype, layout, 0.2),
-            };
-            tensor_scaled(&e.name, &e.shape, dt, lay, scale, &mut rng)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for e in expected_tensors(cfg) {
+        let (dt, lay, scale) = match e.role {
+            Role::Vector => (DType::F32, Layout::RowMajor, 1.0),
+            Role::Embedding if dtype == DType::F16 => (DType::F16, Layout::RowMajor, 1.0),
+            Role::Embedding => (DType::F32, Layout::RowMajor, 1.0),
+            // Weights of about BERT's scale relative to their fan-in (std 0.12 at 64), so
+            // that attention is not saturated and int8 error is what real models show.
+            Role::Linear => (dtype, layout, 0.2),
+        };
+        out.push(tensor_scaled(&e.name, &e.shape, dt, lay, scale, &mut rng));
+        if e.role == Role::Linear && dt == DType::I8 && lay == Layout::Panels {
+            out.push(common::input_scale(&e, &mut rng));
+        }
+    }
+    out
 }
 
 /// Three sequences of 40 positions: all real, suffix padding (23 real), and holes.

@@ -126,6 +126,31 @@ pub(crate) unsafe fn quantize_row_asym_simd<S: crate::simd::Simd>(
     }
 }
 
+/// `out[i] = x[i] * m[i]`, each product rounded once, as the scalar product is (what the int8
+/// GEMM does to a row of A with the weights' input scales before quantising it).
+///
+/// # Panics
+/// If the lengths differ.
+#[inline(always)]
+pub(crate) unsafe fn mul_into<S: crate::simd::Simd>(x: &[f32], m: &[f32], out: &mut [f32]) {
+    assert!(
+        x.len() == m.len() && m.len() == out.len(),
+        "mul_into: length mismatch"
+    );
+    let l = S::LANES;
+    let body = x.len() / l * l;
+    for i in (0..body).step_by(l) {
+        // SAFETY: `i + LANES <= body <= len` for all three slices; the caller runs on S's ISA.
+        unsafe {
+            let v = S::mul(S::load(x.as_ptr().add(i)), S::load(m.as_ptr().add(i)));
+            S::store(out.as_mut_ptr().add(i), v);
+        }
+    }
+    for i in body..x.len() {
+        out[i] = x[i] * m[i];
+    }
+}
+
 /// `clamp(round_half_away(v / sv) + zv, 0, 255) - 128`, lane-wise. A function, not a closure,
 /// so that it inlines into the caller's `#[target_feature]` body (see `simd::Map`).
 #[inline(always)]

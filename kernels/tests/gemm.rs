@@ -9,7 +9,7 @@
 mod common;
 
 use berth_kernels::gemm::{
-    gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8Buf, Weights,
+    gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::quant::{quantize_row_asym, quantize_row_i8};
 use berth_kernels::{supported_isas, tolerance, variants, Kernels};
@@ -84,23 +84,39 @@ impl Packed {
         p
     }
 
-    fn weights(&self) -> Weights<'_> {
+    fn weights<'a>(&'a self, input_scale: Option<&'a [f32]>) -> Weights<'a> {
         match &self.i8 {
-            Some(b) => Weights::I8(b.view()),
+            Some(b) => Weights::I8(PackedI8 {
+                input_scale,
+                ..b.view()
+            }),
             None if !self.f16.is_empty() => Weights::F16(&self.f16),
             None => Weights::F32(&self.f32),
         }
     }
 }
 
-/// The activations the reference multiplies: A itself, or for int8 each row quantised
-/// (asymmetrically, as the GEMM does) and dequantised.
-fn effective_a(wt: Wt, a: &[f32], rows: usize, lda: usize, k: usize) -> Vec<f32> {
+/// The activations the reference multiplies: A itself, or for int8 each row multiplied by the
+/// input scales (if any), quantised (asymmetrically, as the GEMM does) and dequantised.
+fn effective_a(
+    wt: Wt,
+    a: &[f32],
+    rows: usize,
+    lda: usize,
+    k: usize,
+    input_scale: Option<&[f32]>,
+) -> Vec<f32> {
     let mut out = a.to_vec();
     if wt == Wt::I8 {
         let mut q = vec![0i8; k];
         for i in 0..rows {
-            let (s, z) = quantize_row_asym(&a[i * lda..i * lda + k], &mut q);
+            let mut row = a[i * lda..i * lda + k].to_vec();
+            if let Some(m) = input_scale {
+                for (x, f) in row.iter_mut().zip(m) {
+                    *x *= f;
+                }
+            }
+            let (s, z) = quantize_row_asym(&row, &mut q);
             for (o, &qi) in out[i * lda..i * lda + k].iter_mut().zip(&q) {
                 *o = s * (i32::from(qi) + 128 - z) as f32;
             }
@@ -118,7 +134,10 @@ fn check(tables: &[Kernels], wt: Wt, c: &Case) {
     let a = values(m.max(1) * c.lda, seed);
     let w = values(n * k, seed + 1);
     let packed = Packed::new(wt, &w, n, k);
-    let a_eff = effective_a(wt, &a, m, c.lda, k);
+    // Half the int8 cases carry input scales, as smoothed files do.
+    let factors: Vec<f32> = (0..k).map(|i| [0.25, 1.7, 3.0, 0.6][i % 4]).collect();
+    let input_scale = (wt == Wt::I8 && (m + n + k) % 2 == 1).then_some(&factors[..]);
+    let a_eff = effective_a(wt, &a, m, c.lda, k, input_scale);
     let bias = values(n, seed + 2);
     let ldr = n + 3;
     let res = values(m.max(1) * ldr, seed + 3);
@@ -135,7 +154,7 @@ fn check(tables: &[Kernels], wt: Wt, c: &Case) {
                 k,
                 a: &a,
                 lda: c.lda,
-                w: packed.weights(),
+                w: packed.weights(input_scale),
                 bias: c.bias.then_some(&bias[..]),
                 epilogue,
                 c: MatMut::new(&mut out, m, n, c.ldc),
@@ -349,6 +368,10 @@ fn threads_are_bit_identical() {
             let a = values(m * k, 5);
             let w = values(n * k, 6);
             let packed = Packed::new(wt, &w, n, k);
+            let factors = values(k, 9)
+                .iter()
+                .map(|v| v.abs() + 0.5)
+                .collect::<Vec<_>>();
             let bias = values(n, 7);
             let res = values(m * n, 8);
             for epilogue in [
@@ -363,7 +386,8 @@ fn threads_are_bit_identical() {
                         k,
                         a: &a,
                         lda: k,
-                        w: packed.weights(),
+                        // Input scales for int8 (ignored by float weights' packing).
+                        w: packed.weights(Some(&factors)),
                         bias: Some(&bias),
                         epilogue,
                         c: MatMut::new(&mut out, m, n, n),

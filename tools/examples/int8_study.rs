@@ -25,6 +25,7 @@ fn main() {
     let opts = |dtype| Options {
         dtype,
         progress: false,
+        smoothing: true,
     };
     let f32c = convert_dir(&dir, &opts(OutDtype::F32)).unwrap();
     let i8c = convert_dir(&dir, &opts(OutDtype::Int8)).unwrap();
@@ -83,8 +84,14 @@ fn main() {
         let tensors: Vec<_> = i8c
             .tensors
             .iter()
-            .zip(&f32c.tensors)
-            .map(|(q, f)| if keep(&q.name) { f.clone() } else { q.clone() })
+            .filter_map(|q| {
+                if !keep(&q.name) {
+                    return Some(q.clone());
+                }
+                // A kept layer: its f32 weights as the checkpoint has them, without the
+                // smoothing (whose input scales only come beside int8 weights).
+                f32c.tensors.iter().find(|f| f.name == q.name).cloned()
+            })
             .collect();
         let path = tmp.path().join("m.berth");
         berth::format::write_file(&path, &i8c.config, i8c.tokenizer.as_ref(), &tensors).unwrap();

@@ -7,3 +7,7 @@ pub mod convert;
 pub mod inspect;
 pub mod run;
 pub mod tokenize;
+
+/// English text (sentences of Python's documentation, one per line, from the tokenizer fixture
+/// corpus): what `berth bench` cuts its workloads from and int8 conversion calibrates on.
+pub const CORPUS: &str = include_str!("corpus.txt");

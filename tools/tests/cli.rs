@@ -412,3 +412,53 @@ fn bench_refuses_what_it_cannot_run() {
         assert_clean_failure(&out, &format!("{bad:?}"));
     }
 }
+
+/// int8 conversion smooths the encoder's linear layers when the checkpoint has a tokenizer to
+/// calibrate with (here the tiny model with the first 512 entries of MiniLM's vocabulary),
+/// storing one input scale per linear layer; `--no-smoothing` stores none.
+#[test]
+fn int8_conversion_smooths_with_a_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tiny");
+    support::copy_dir(&reference().join("tiny/bert_model"), &src);
+    let vocab = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizer/vocab.txt"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = vocab.lines().take(512).collect();
+    std::fs::write(src.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
+    let scales = |extra: &[&str]| {
+        let out_path = dir.path().join("t.berth");
+        let mut args = vec![
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+            "--dtype",
+            "int8",
+        ];
+        args.extend(extra);
+        let out = berth(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let report = text(&out.stdout);
+        let out = berth(&["inspect", out_path.to_str().unwrap(), "--verify", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let names: Vec<String> = v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .filter(|n| n.ends_with(".input_scale"))
+            .collect();
+        (names, report)
+    };
+    let (names, report) = scales(&[]);
+    // 2 layers x (query, key, value, attention output, up, down).
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert!(names.contains(&"encoder.layer.1.output.dense.input_scale".to_owned()));
+    assert!(report.contains("smoothed"), "{report}");
+    let (names, report) = scales(&["--no-smoothing"]);
+    assert!(names.is_empty(), "{names:?}");
+    assert!(!report.contains("smoothed"), "{report}");
+}

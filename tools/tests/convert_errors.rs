@@ -15,6 +15,7 @@ type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
 const OPTS: Options = Options {
     dtype: OutDtype::F32,
     progress: false,
+    smoothing: true,
 };
 
 fn tiny(task: &str) -> std::path::PathBuf {

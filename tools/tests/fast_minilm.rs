@@ -4,10 +4,10 @@
 //!   and within 2e-4 of transformers;
 //! - sentence embeddings of the 48 reference sentences, run as one padded batch (padding-free
 //!   inside), equal bit for bit to each sentence run alone, with min cosine to
-//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16) and >= 0.992 (int8: per-channel
-//!   weights and asymmetric per-token activations, measured 0.99283 at sentence 46 (0.98260
-//!   with symmetric activations), where weight-only int8 through the reference gives 0.99565;
-//!   issue 5's accuracy work is to raise it to 0.998).
+//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16) and >= 0.996 (int8: smoothed
+//!   per-channel weights and asymmetric per-token activations, measured 0.99675 at sentence
+//!   46; 0.99283 without the smoothing, 0.98260 with symmetric activations too; issue 5's
+//!   accuracy work is to raise it to 0.998).
 
 mod support;
 
@@ -146,5 +146,5 @@ fn f16_embeddings() {
 #[test]
 fn int8_embeddings() {
     let cos = embeddings(OutDtype::Int8);
-    assert!(cos >= 0.992, "{cos}");
+    assert!(cos >= 0.996, "{cos}");
 }

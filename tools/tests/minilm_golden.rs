@@ -2,7 +2,8 @@
 //! through the reference forward pass, against transformers and sentence-transformers:
 //! - f32 `last_hidden_state` within 2e-4 absolute of transformers (8 sentences, every token);
 //! - sentence embeddings of all 48 reference sentences, from the reference ids, with cosine to
-//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16), >= 0.995 (int8).
+//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16), >= 0.998 (int8, weights only:
+//!   the reference keeps activations in f32; measured 0.99884 with smoothing, 0.99565 without).
 
 mod support;
 
@@ -110,7 +111,7 @@ fn f16_embeddings_match_sentence_transformers() {
 #[test]
 fn int8_embeddings_match_sentence_transformers() {
     let (cos, i) = min_cosine(OutDtype::Int8);
-    assert!(cos >= 0.995, "sentence {i}: {cos}");
+    assert!(cos >= 0.998, "sentence {i}: {cos}");
 }
 
 /// The converted vocabulary maps the reference ids to the reference tokens, and the tokenizer

@@ -30,6 +30,7 @@ fn model(task: &str, dtype: OutDtype) -> ReferenceModel {
         &Options {
             dtype,
             progress: false,
+            smoothing: true,
         },
     )
     .unwrap();

@@ -20,6 +20,7 @@ fn minilm_config() -> TokenizerConfig {
         &Options {
             dtype: OutDtype::F32,
             progress: false,
+            smoothing: true,
         },
     )
     .unwrap();

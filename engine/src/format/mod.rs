@@ -15,7 +15,7 @@ pub const MAGIC: [u8; 8] = *b"\x89BERTH\r\n";
 pub const ENDIAN_MARKER: u32 = 0x0102_0304;
 pub const FORMAT_MAJOR: u16 = 1;
 /// 1.1 added layout 2 (GEMM panels); a 1.1 reader reads 1.0 files unchanged.
-pub const FORMAT_MINOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 2;
 /// CRC-32 (ISO-HDLC), as `crc32fast` computes it.
 pub const CHECKSUM_CRC32: u32 = 1;
 pub const PREAMBLE_LEN: usize = 64;

@@ -160,6 +160,8 @@ impl<'a> TensorView<'a> {
                 q: self.as_i8()?,
                 scale: self.scales()?,
                 col_sum: self.panel_sums()?,
+                // A sibling tensor: the caller attaches it.
+                input_scale: None,
             })),
         }
     }
@@ -589,7 +591,7 @@ pub fn parse(file: &[u8]) -> Result<Header, FormatError> {
     };
     let data = &file[data_offset..];
     let tensors = decode_tensors(&raw.tensors, pre.data_len, pre.minor)?;
-    check_tensor_set(&config, &tensors)?;
+    check_tensor_set(&config, &tensors, pre.minor)?;
     check_scales(&tensors, data)?;
     Ok(Header {
         major: pre.major,
@@ -923,8 +925,13 @@ fn place(
     Ok(offset as usize..end as usize)
 }
 
-/// Checks the directory against the tensor set the config implies.
-fn check_tensor_set(config: &ModelConfig, tensors: &[TensorInfo]) -> Result<(), FormatError> {
+/// Checks the directory against the tensor set the config implies, and the optional input
+/// scales of format 1.2 (f32, row-major, beside int8 weights only).
+fn check_tensor_set(
+    config: &ModelConfig,
+    tensors: &[TensorInfo],
+    minor: u16,
+) -> Result<(), FormatError> {
     let mut seen: HashMap<&str, &TensorInfo> = HashMap::with_capacity(tensors.len());
     for t in tensors {
         if seen.insert(t.name.as_str(), t).is_some() {
@@ -936,11 +943,32 @@ fn check_tensor_set(config: &ModelConfig, tensors: &[TensorInfo]) -> Result<(), 
     let expected = schema::expected_tensors(config);
     let by_name: HashMap<&str, &schema::Expected> =
         expected.iter().map(|e| (e.name.as_str(), e)).collect();
+    let optional = schema::input_scales(config);
+    let optional: HashMap<&str, &schema::Expected> =
+        optional.iter().map(|e| (e.name.as_str(), e)).collect();
     for t in tensors {
-        let Some(e) = by_name.get(t.name.as_str()) else {
-            return Err(FormatError::UnexpectedTensor {
-                name: t.name.clone(),
-            });
+        let e = match (by_name.get(t.name.as_str()), optional.get(t.name.as_str())) {
+            (Some(e), _) => e,
+            (None, Some(e)) if minor >= 2 => {
+                let bad = |reason: &str| FormatError::BadInputScale {
+                    name: t.name.clone(),
+                    reason: reason.into(),
+                };
+                let weight = t.name.replace(".input_scale", ".weight");
+                match seen.get(weight.as_str()) {
+                    Some(w) if w.dtype == DType::I8 => {}
+                    _ => return Err(bad("input scales come only beside int8 weights")),
+                }
+                if t.dtype != DType::F32 || t.layout != Layout::RowMajor {
+                    return Err(bad("input scales are f32, row-major"));
+                }
+                e
+            }
+            _ => {
+                return Err(FormatError::UnexpectedTensor {
+                    name: t.name.clone(),
+                })
+            }
         };
         if t.shape != e.shape {
             return Err(FormatError::ShapeMismatch {
@@ -973,10 +1001,15 @@ fn check_tensor_set(config: &ModelConfig, tensors: &[TensorInfo]) -> Result<(), 
     Ok(())
 }
 
-/// Every quantisation scale must be finite and positive. Reads only the scale blocks.
+/// Every quantisation scale and every input scale must be finite and positive. Reads only the
+/// scale blocks and the input-scale tensors (one value per input feature of a linear layer).
 fn check_scales(tensors: &[TensorInfo], data: &[u8]) -> Result<(), FormatError> {
     for t in tensors {
-        let Some(range) = &t.scales else { continue };
+        let range = match &t.scales {
+            Some(r) => r,
+            None if t.name.ends_with(".input_scale") => &t.data,
+            None => continue,
+        };
         for (index, chunk) in data[range.clone()].chunks_exact(4).enumerate() {
             let value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             if !(value.is_finite() && value > 0.0) {

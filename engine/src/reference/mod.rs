@@ -98,6 +98,7 @@ impl Weights<'_> {
             bias: self.get(&format!("{prefix}.bias"))?,
             in_features,
             out_features,
+            input_scale: self.get(&format!("{prefix}.input_scale")).ok(),
         })
     }
 
@@ -366,6 +367,7 @@ impl ReferenceModel {
                         bias: w.get("cls.predictions.bias")?,
                         in_features: h,
                         out_features: cfg.vocab_size,
+                        input_scale: None,
                     },
                 })
             }

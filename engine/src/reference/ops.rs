@@ -24,13 +24,15 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
 }
 
-/// `nn.Linear`: `y = x W^T + b` with `W` `[out, in]` row-major.
+/// `nn.Linear`: `y = x W^T + b` with `W` `[out, in]` row-major; with input scales (an int8
+/// file's smoothing, format 1.2), `y = (x * input_scale) W^T + b`, the product in f32.
 #[derive(Clone, Debug)]
 pub struct Linear {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub in_features: usize,
     pub out_features: usize,
+    pub input_scale: Option<Vec<f32>>,
 }
 
 impl Linear {
@@ -38,7 +40,17 @@ impl Linear {
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let rows = x.len() / self.in_features;
         let mut y = Vec::with_capacity(rows * self.out_features);
+        let mut scaled = vec![0.0f32; self.in_features];
         for xr in x.chunks_exact(self.in_features) {
+            let xr = match &self.input_scale {
+                Some(m) => {
+                    for ((s, x), f) in scaled.iter_mut().zip(xr).zip(m) {
+                        *s = x * f;
+                    }
+                    &scaled[..]
+                }
+                None => xr,
+            };
             for (w, b) in self.weight.chunks_exact(self.in_features).zip(&self.bias) {
                 y.push((dot(xr, w) + f64::from(*b)) as f32);
             }

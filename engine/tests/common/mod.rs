@@ -7,7 +7,7 @@ use berth::config::{
     Vocab,
 };
 use berth::format::{DType, Layout, TensorData};
-use berth::schema::{expected_tensors, Role};
+use berth::schema::{expected_tensors, Expected, Role};
 use half::f16;
 
 /// A deterministic stream of values in [-1, 1) (a 64-bit LCG; no dependency needed).
@@ -138,26 +138,37 @@ pub fn tensor_scaled(
     }
 }
 
+/// An int8 linear weight's input scales (format 1.2): `[in_features]` factors in `[0.5, 2)`.
+pub fn input_scale(weight: &Expected, rng: &mut Lcg) -> TensorData {
+    let prefix = weight.name.strip_suffix(".weight").unwrap();
+    let k = weight.shape[1];
+    let values: Vec<f32> = (0..k).map(|_| 1.25 + 0.75 * rng.next_f32()).collect();
+    TensorData::f32(format!("{prefix}.input_scale"), &[k], &values)
+}
+
 /// The tensors of `cfg`; linear weights cycle through i8, f16, f32 and alternate row-major and
-/// panels, so every pair appears (the micro model has at least 6 linear weights).
+/// panels, so every pair appears (the micro model has at least 6 linear weights); every other
+/// int8 weight has input scales.
 pub fn micro_tensors(cfg: &ModelConfig, seed: u64) -> Vec<TensorData> {
     let mut rng = Lcg(seed);
     let mut linear = 0;
-    expected_tensors(cfg)
-        .iter()
-        .map(|e| {
-            let (dtype, layout) = match e.role {
-                Role::Vector => (DType::F32, Layout::RowMajor),
-                Role::Embedding => (DType::F16, Layout::RowMajor),
-                Role::Linear => {
-                    linear += 1;
-                    let layout = [Layout::RowMajor, Layout::Panels][linear % 2];
-                    ([DType::I8, DType::F16, DType::F32][linear % 3], layout)
-                }
-            };
-            tensor_in(&e.name, &e.shape, dtype, layout, &mut rng)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for e in expected_tensors(cfg) {
+        let (dtype, layout) = match e.role {
+            Role::Vector => (DType::F32, Layout::RowMajor),
+            Role::Embedding => (DType::F16, Layout::RowMajor),
+            Role::Linear => {
+                linear += 1;
+                let layout = [Layout::RowMajor, Layout::Panels][linear % 2];
+                ([DType::I8, DType::F16, DType::F32][linear % 3], layout)
+            }
+        };
+        out.push(tensor_in(&e.name, &e.shape, dtype, layout, &mut rng));
+        if dtype == DType::I8 && linear % 6 == 3 {
+            out.push(input_scale(&e, &mut rng));
+        }
+    }
+    out
 }
 
 /// A valid micro file (sequence classification, with tokenizer).

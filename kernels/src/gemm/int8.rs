@@ -43,6 +43,9 @@ pub struct PackedI8<'a> {
     pub scale: &'a [f32],
     /// `N` sums of each channel's quantised weights.
     pub col_sum: &'a [i32],
+    /// `K` factors that multiply each row of A before it is quantised (SmoothQuant's scale
+    /// migration: the converter divided the weights' columns by them), or none for all 1.
+    pub input_scale: Option<&'a [f32]>,
 }
 
 impl<'a> PackedI8<'a> {
@@ -51,6 +54,9 @@ impl<'a> PackedI8<'a> {
         assert_eq!(self.q.len(), packed_len_i8(n, k), "gemm: w is not n x k");
         assert_eq!(self.scale.len(), n, "gemm: int8 scale length");
         assert_eq!(self.col_sum.len(), n, "gemm: int8 col_sum length");
+        if let Some(s) = self.input_scale {
+            assert_eq!(s.len(), k, "gemm: int8 input_scale length");
+        }
     }
 
     pub(super) fn split_at_panel(
@@ -68,11 +74,13 @@ impl<'a> PackedI8<'a> {
                 q: ql,
                 scale: sl,
                 col_sum: cl,
+                input_scale: self.input_scale,
             },
             PackedI8 {
                 q: qr,
                 scale: sr,
                 col_sum: cr,
+                input_scale: self.input_scale,
             },
         )
     }
@@ -126,11 +134,13 @@ impl PackedI8Buf {
         }
     }
 
+    /// The weights borrowed, without input scales (set `input_scale` on the view for them).
     pub fn view(&self) -> PackedI8<'_> {
         PackedI8 {
             q: &self.q,
             scale: &self.scale,
             col_sum: &self.col_sum,
+            input_scale: None,
         }
     }
 }
@@ -158,12 +168,15 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
     let mc_rows = MC.div_ceil(MR) * MR;
     resize(&mut scratch.packed_a_i8, mc_rows * kp, 0);
     resize(&mut scratch.row_i8, kp, 0);
+    if w.input_scale.is_some() {
+        resize(&mut scratch.row_f32, k, 0.0);
+    }
     resize(&mut scratch.a_scale, mc_rows, 0.0);
     resize(&mut scratch.a_zp, mc_rows, 0);
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
-        pack_a_i8::<D, MR>(&p.a[ic * p.lda..], p.lda, mc, k, scratch);
+        pack_a_i8::<D, MR>(&p.a[ic * p.lda..], p.lda, mc, k, w.input_scale, scratch);
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;
@@ -212,13 +225,14 @@ fn resize<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
 /// point as [`DotI8::to_f32`] takes it into `scratch.a_zp`) and packs them into MR-row
 /// micro-panels: panel `q` holds, for each group of 4 k, the 4 bytes of each of its MR rows
 /// (`q - 128`, or `q` when `D` multiplies unsigned bytes; zero past `k`, and rows past `mc`
-/// have scale 0).
+/// have scale 0). With `input_scale`, each row is first multiplied by it, element by element.
 #[inline(always)]
 fn pack_a_i8<D: DotI8, const MR: usize>(
     a: &[f32],
     lda: usize,
     mc: usize,
     k: usize,
+    input_scale: Option<&[f32]>,
     scratch: &mut GemmScratch,
 ) {
     let kp = k.div_ceil(4) * 4;
@@ -235,10 +249,16 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
     for r in 0..rows {
         let (q, ri) = (r / MR, r % MR);
         if r < mc {
+            let mut row = &a[r * lda..r * lda + k];
+            if let Some(m) = input_scale {
+                let scaled = &mut scratch.row_f32[..k];
+                // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
+                unsafe { quant::mul_into::<D::S>(row, m, scaled) };
+                row = scaled;
+            }
             // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
-            let (scale, zero) = unsafe {
-                quant::quantize_row_asym_simd::<D::S>(&a[r * lda..r * lda + k], &mut row_q[..k])
-            };
+            let (scale, zero) =
+                unsafe { quant::quantize_row_asym_simd::<D::S>(row, &mut row_q[..k]) };
             scratch.a_scale[r] = scale;
             scratch.a_zp[r] = zero - zp_shift;
         } else {

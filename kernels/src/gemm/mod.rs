@@ -354,22 +354,34 @@ pub struct GemmScratch {
     row_i8: Vec<i8>,
     a_scale: Vec<f32>,
     a_zp: Vec<i32>,
+    /// One row of A times the int8 weights' input scales.
+    row_f32: Vec<f32>,
 }
 
 /// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
 /// accumulation over the packed weights (f16 widened exactly). int8: each row of A quantised by
-/// [`crate::quant::quantize_row_asym`], exact integer sums of `(qa - zero) * qw`, scaled by both
-/// scales in f64. Then
+/// [`crate::quant::quantize_row_asym`] (after multiplying it by the input scales, if any, in
+/// f32), exact integer sums of `(qa - zero) * qw`, scaled by both scales in f64. Then
 /// bias and epilogue in f64 (GELU through libm's erf).
 pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
     p.check();
     let (m, n, k) = (p.m(), p.n(), p.k);
     let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
     let mut row_q = vec![0i8; k];
+    let mut scaled = vec![0.0f32; k];
     for i in 0..m {
         let row = &p.a[i * p.lda..i * p.lda + k];
         let (a_scale, a_zero) = match p.w {
-            Weights::I8(_) => {
+            Weights::I8(w) => {
+                let row = match w.input_scale {
+                    Some(m) => {
+                        for ((o, x), f) in scaled.iter_mut().zip(row).zip(m) {
+                            *o = x * f;
+                        }
+                        &scaled[..]
+                    }
+                    None => row,
+                };
                 let (s, z) = crate::quant::quantize_row_asym(row, &mut row_q);
                 (f64::from(s), i64::from(z))
             }

@@ -22,7 +22,7 @@ use crate::convert::OutDtype;
 
 /// The text the workloads' sequences are cut from: sentences of the tokenizer fixture corpus
 /// (Python's documentation), one per line.
-const TEXT: &str = include_str!("text.txt");
+const TEXT: &str = crate::CORPUS;
 
 /// A benchmark workload of issue 5: which default model, and the real lengths of its sequences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -174,6 +174,7 @@ pub fn converted(checkpoint: &Path, name: &str, dtype: OutDtype) -> Result<PathB
         &Options {
             dtype,
             progress: false,
+            smoothing: true,
         },
     )?;
     Ok(out)
@@ -202,6 +203,7 @@ mod tests {
             &Options {
                 dtype: OutDtype::F32,
                 progress: false,
+                smoothing: true,
             },
         )
         .unwrap();

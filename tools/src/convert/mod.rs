@@ -9,11 +9,13 @@
 //! - `f32`: everything f32.
 //! - `f16`: linear weights and embedding tables f16; biases and LayerNorm f32.
 //! - `int8`: linear weights int8, symmetric per output channel; embeddings, biases and
-//!   LayerNorm f32.
+//!   LayerNorm f32; with a tokenizer, the encoder's linear layers smoothed first (`smooth`),
+//!   their input scales stored beside them (format 1.2).
 
 mod config;
 mod error;
 mod json;
+pub mod smooth;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,6 +64,20 @@ pub struct Options {
     pub dtype: OutDtype,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// int8 only: calibrate and apply the scale migration of [`smooth`] (needs a tokenizer for
+    /// the calibration texts; without one the file is quantised without it, with a note).
+    pub smoothing: bool,
+}
+
+impl Options {
+    /// `dtype`, no progress bar, smoothing on.
+    pub fn new(dtype: OutDtype) -> Options {
+        Options {
+            dtype,
+            progress: false,
+            smoothing: true,
+        }
+    }
 }
 
 /// How one tensor was stored, and what storing it cost in accuracy.
@@ -377,10 +393,8 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
     } else {
         indicatif::ProgressBar::hidden()
     };
-    bar.set_message("converting");
-    let mut tensors = Vec::with_capacity(expected.len());
-    let mut reports = Vec::with_capacity(expected.len());
-    let mut params = 0u64;
+    bar.set_message("reading");
+    let mut values = Vec::with_capacity(expected.len());
     for e in &expected {
         let (hf, view) = checkpoint.view(&names, &e.name)?;
         if view.shape() != e.shape.as_slice() {
@@ -390,17 +404,9 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
                 found: view.shape().to_vec(),
             });
         }
-        let values = tensor_f32(hf, &view)?;
-        // Linear weights go in the GEMM's panels, read in place at run time.
-        let panels = e.role == Role::Linear;
-        let dtype = opts.dtype.storage(e.role);
-        let (data, report) = store(&e.name, &e.shape, &values, dtype, panels)?;
-        params += values.len() as u64;
-        tensors.push(data);
-        reports.push(report);
+        values.push(tensor_f32(hf, &view)?);
         bar.inc(1);
     }
-    bar.finish_and_clear();
 
     let tokenizer = berth::tokenizer::hf::read_tokenizer(
         dir,
@@ -425,6 +431,54 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
     if let Some(t) = &tokenizer {
         t.validate(&cfg)?;
     }
+
+    // int8: migrate activation outliers into the weights (smooth.rs), per encoder layer.
+    let mut input_scales: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    if opts.dtype == OutDtype::Int8 && opts.smoothing {
+        match &tokenizer {
+            Some(t) => {
+                bar.set_message("calibrating");
+                let f32_tensors: Vec<TensorData> = expected
+                    .iter()
+                    .zip(&values)
+                    .map(|(e, v)| TensorData::f32(e.name.clone(), &e.shape, v))
+                    .collect();
+                let (ranges, cal) = smooth::calibrate(&cfg, t, &f32_tensors)?;
+                drop(f32_tensors);
+                smooth_layers(&cfg, &expected, &mut values, &ranges, &mut input_scales);
+                notes.push(format!(
+                    "int8: smoothed the encoder's linear layers (SmoothQuant, alpha {}), calibrated on {} built-in texts ({} tokens)",
+                    smooth::ALPHA, cal.texts, cal.tokens
+                ));
+            }
+            None => notes.push(
+                "int8: no tokenizer to calibrate with, so the linear layers are not smoothed (less accurate)".into(),
+            ),
+        }
+    }
+
+    bar.set_message("converting");
+    let mut tensors = Vec::with_capacity(expected.len() + input_scales.len());
+    let mut reports = Vec::with_capacity(expected.len() + input_scales.len());
+    let mut params = 0u64;
+    for (e, values) in expected.iter().zip(&values) {
+        // Linear weights go in the GEMM's panels, read in place at run time.
+        let panels = e.role == Role::Linear;
+        let dtype = opts.dtype.storage(e.role);
+        let (data, report) = store(&e.name, &e.shape, values, dtype, panels)?;
+        params += values.len() as u64;
+        tensors.push(data);
+        reports.push(report);
+        let prefix = e.name.strip_suffix(".weight").unwrap_or(&e.name);
+        if let Some(scale) = input_scales.get(&format!("{prefix}.input_scale")) {
+            let name = format!("{prefix}.input_scale");
+            let (data, report) = store(&name, &[scale.len()], scale, DType::F32, false)?;
+            tensors.push(data);
+            reports.push(report);
+        }
+    }
+    bar.finish_and_clear();
+
     Ok(Converted {
         report: Report {
             architecture: cfg.head.architecture(),
@@ -439,6 +493,50 @@ pub fn convert_dir(dir: &Path, opts: &Options) -> Result<Converted, ConvertError
         tokenizer,
         tensors,
     })
+}
+
+/// Smooths each encoder layer's linear weights in `values` (row-major f32, in `expected`'s
+/// order) for the measured input `ranges`, recording each layer's input scales by name.
+fn smooth_layers(
+    cfg: &ModelConfig,
+    expected: &[schema::Expected],
+    values: &mut [Vec<f32>],
+    ranges: &berth::fast::InputRanges,
+    input_scales: &mut BTreeMap<String, Vec<f32>>,
+) {
+    let index = |name: &str| expected.iter().position(|e| e.name == name);
+    for (l, r) in ranges.layers.iter().enumerate().take(cfg.num_layers) {
+        let p = format!("encoder.layer.{l}");
+        let groups: [(&[f32], Vec<String>); 4] = [
+            (
+                &r.qkv,
+                ["query", "key", "value"]
+                    .map(|q| format!("{p}.attention.self.{q}"))
+                    .to_vec(),
+            ),
+            (&r.attn_out, vec![format!("{p}.attention.output.dense")]),
+            (&r.up, vec![format!("{p}.intermediate.dense")]),
+            (&r.down, vec![format!("{p}.output.dense")]),
+        ];
+        for (x_max, prefixes) in groups {
+            let ids: Vec<usize> = prefixes
+                .iter()
+                .filter_map(|q| index(&format!("{q}.weight")))
+                .collect();
+            if ids.len() != prefixes.len() {
+                continue;
+            }
+            let mut w_max = vec![0.0f32; x_max.len()];
+            for &i in &ids {
+                smooth::fold_column_max(&mut w_max, &values[i]);
+            }
+            let s = smooth::factors(x_max, &w_max);
+            for (&i, q) in ids.iter().zip(&prefixes) {
+                let scale = smooth::migrate(&mut values[i], &s);
+                input_scales.insert(format!("{q}.input_scale"), scale);
+            }
+        }
+    }
 }
 
 /// Converts a checkpoint directory and writes the `.berth` file.

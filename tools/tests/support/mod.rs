@@ -35,6 +35,7 @@ pub fn convert_minilm(dtype: berth_tools::convert::OutDtype) -> (tempfile::TempD
         &berth_tools::convert::Options {
             dtype,
             progress: false,
+            smoothing: true,
         },
     )
     .unwrap();

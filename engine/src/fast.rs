@@ -8,11 +8,13 @@
 //! in transformers (the mask adds `f32::MIN`), so dropping them changes nothing for the real
 //! tokens; padded positions are not computed and read as 0 in the outputs.
 //!
-//! Threads: the GEMMs split N between the threads of the model's pool on panel boundaries, and
-//! attention splits heads, so results are bit-identical for any thread count. Attention runs
-//! per (sequence, head) through the GEMM kernel (scores, softmax, weighted values); the fused
-//! online-softmax attention kernel and the allocation-free output API come next (issue 5). The
-//! fast path is held against [`crate::reference`] by `engine/tests/fast.rs` (every head, weight
+//! Threads: a call hands itself to the model's pool once; the GEMMs split N (or M) between its
+//! threads on panel boundaries, and attention splits heads, so results are bit-identical for
+//! any thread count. Attention runs per (sequence, head) through the GEMM kernel (scores,
+//! softmax, weighted values); the fused online-softmax attention kernel comes next (issue 5).
+//! [`FastModel::forward_into`] reuses the caller's [`Workspace`] and [`Outputs`] and allocates
+//! nothing once they have grown (on more than one thread, rayon's job queue takes a block per 63
+//! calls). The fast path is held against [`crate::reference`] by `engine/tests/fast.rs` (every head, weight
 //! type and kernel table) and `tools/tests/fast_minilm.rs` (MiniLM).
 
 use std::ops::Range;
@@ -28,7 +30,7 @@ use half::f16;
 use crate::config::{Activation, Head, ModelConfig, Pooling};
 use crate::error::{FormatError, InputError};
 use crate::format::{BerthFile, DType, Layout, TensorView};
-use crate::reference::{activate, check_inputs, pool, Inputs, Outputs, Tensor};
+use crate::reference::{activate, pool_into, validate_inputs, Inputs, Outputs, Tensor};
 
 /// A linear layer's weights as the GEMM reads them: in place from a file that stores panels,
 /// or packed at load from a row-major (format 1.0) file.
@@ -265,10 +267,9 @@ enum FastHead<'f> {
 }
 
 /// The buffers of a forward pass, grown to the largest batch seen and reused: after a warm-up
-/// with the largest batch, the encoder allocates nothing. (This first version's `forward` still
-/// allocates its inputs' checked copies, the head and pooling steps and the returned
-/// [`Outputs`]; the allocation-free output API is issue 5's.) One workspace serves one call at a
-/// time; give each calling thread its own.
+/// with the largest batch, [`FastModel::forward_into`] allocates nothing ([`FastModel::forward`]
+/// allocates only the [`Outputs`] it returns). One workspace serves one call at a time; give
+/// each calling thread its own.
 #[derive(Debug, Default)]
 pub struct Workspace {
     /// Real tokens: (id, type, position).
@@ -286,6 +287,13 @@ pub struct Workspace {
     gemm: Vec<GemmScratch>,
     /// One per thread.
     heads: Vec<HeadScratch>,
+    /// The output steps: first tokens, pooler output, head output, masked-LM transform, and
+    /// the pooling accumulator.
+    firsts: Vec<f32>,
+    pooled: Vec<f32>,
+    head: Vec<f32>,
+    transform: Vec<f32>,
+    pool_acc: Vec<f64>,
 }
 
 /// What one thread's attention heads need.
@@ -302,6 +310,46 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
         v.resize(len, 0.0);
     }
     &mut v[..len]
+}
+
+fn grow_f64(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// `t` reshaped to `shape` and zeroed, in its own buffers (no allocation once they are large
+/// enough).
+fn reuse<'t>(t: &'t mut Tensor, shape: &[usize]) -> &'t mut [f32] {
+    t.shape.clear();
+    t.shape.extend_from_slice(shape);
+    t.data.clear();
+    t.data.resize(shape.iter().product(), 0.0);
+    &mut t.data
+}
+
+/// [`reuse`] on an optional output, made on first use.
+fn reuse_opt<'t>(t: &'t mut Option<Tensor>, shape: &[usize]) -> &'t mut [f32] {
+    reuse(t.get_or_insert_with(Tensor::default), shape)
+}
+
+/// Column `col` of the real tokens' rows of `src` (`width` wide) into `dst` (`[batch, seq]`)
+/// at each token's position; padded positions stay as they are (0).
+fn scatter_column(
+    seqs: &[(Range<usize>, usize)],
+    tokens: &[(usize, usize, usize)],
+    seq: usize,
+    src: &[f32],
+    width: usize,
+    col: usize,
+    dst: &mut [f32],
+) {
+    for (r, b) in seqs {
+        for i in r.clone() {
+            dst[b * seq + tokens[i].2] = src[i * width + col];
+        }
+    }
 }
 
 /// The model on the fast path, borrowing its weights from a loaded file.
@@ -457,122 +505,152 @@ impl<'f> FastModel<'f> {
     /// sequence whose first token is masked is refused when the model reads that token (the
     /// pooler, CLS pooling), since padded tokens are not computed.
     pub fn forward(&self, inputs: &Inputs<'_>, ws: &mut Workspace) -> Result<Outputs, InputError> {
+        let mut out = Outputs::default();
+        self.forward_into(inputs, ws, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`FastModel::forward`] into `out`, reusing its buffers: once `ws` and `out` have seen a
+    /// batch as large, the call allocates nothing (engine/tests/alloc.rs counts). Outputs the
+    /// model does not produce are set to `None`.
+    pub fn forward_into(
+        &self,
+        inputs: &Inputs<'_>,
+        ws: &mut Workspace,
+        out: &mut Outputs,
+    ) -> Result<(), InputError> {
+        // One hand-over to the pool per call: the GEMMs and attention inside then run on its
+        // threads directly (an `install` from a worker of the same pool runs inline), which
+        // saves a wake-up per step and keeps rayon's job queue from allocating per step.
+        match &self.pool {
+            Some(pool) => pool.install(|| self.forward_on_pool(inputs, ws, out)),
+            None => self.forward_on_pool(inputs, ws, out),
+        }
+    }
+
+    fn forward_on_pool(
+        &self,
+        inputs: &Inputs<'_>,
+        ws: &mut Workspace,
+        out: &mut Outputs,
+    ) -> Result<(), InputError> {
         self.gather(inputs, ws)?;
         self.encode(ws, None);
         let cfg = &self.config;
         let run = self.run();
         let (batch, seq, h) = (inputs.batch, inputs.seq, cfg.hidden_size);
-
         let t = ws.tokens.len();
-        let x = &ws.x[..t * h];
-        let scatter = |width: usize, src: &[f32]| {
-            let mut out = vec![0.0f32; batch * seq * width];
-            for (r, b) in &ws.seqs {
+        let Workspace {
+            tokens,
+            seqs,
+            x,
+            gemm,
+            firsts,
+            pooled,
+            head,
+            transform,
+            pool_acc,
+            ..
+        } = ws;
+        let x = &x[..t * h];
+        let scatter = |width: usize, src: &[f32], dst: &mut [f32]| {
+            for (r, b) in seqs.iter() {
                 for i in r.clone() {
-                    let pos = ws.tokens[i].2;
-                    out[(b * seq + pos) * width..][..width]
+                    let pos = tokens[i].2;
+                    dst[(b * seq + pos) * width..][..width]
                         .copy_from_slice(&src[i * width..(i + 1) * width]);
                 }
             }
-            out
         };
-        let tensor = |shape: Vec<usize>, data: Vec<f32>| Tensor { shape, data };
-        // The first token of each sequence (validated real where it is read).
-        let firsts: Vec<f32> = ws
-            .seqs
-            .iter()
-            .flat_map(|(r, _)| {
-                if r.is_empty() {
-                    vec![0.0; h]
-                } else {
-                    x[r.start * h..(r.start + 1) * h].to_vec()
+        scatter(h, x, reuse(&mut out.last_hidden_state, &[batch, seq, h]));
+        // The first token of each sequence (validated real where it is read), and the pooler.
+        let pooled = match &self.pooler {
+            Some(p) => {
+                let firsts = grow(firsts, batch * h);
+                for ((r, _), f) in seqs.iter().zip(firsts.chunks_exact_mut(h)) {
+                    match r.is_empty() {
+                        true => f.fill(0.0),
+                        false => f.copy_from_slice(&x[r.start * h..(r.start + 1) * h]),
+                    }
                 }
-            })
-            .collect();
-        let pooled = self.pooler.as_ref().map(|p| {
-            let mut y = vec![0.0f32; batch * h];
-            p.run(
-                &run,
-                &firsts,
-                h,
-                batch,
-                Epilogue::None,
-                &mut y,
-                h,
-                &mut ws.gemm,
-            );
-            for v in &mut y {
-                *v = v.tanh();
+                let y = grow(pooled, batch * h);
+                p.run(&run, firsts, h, batch, Epilogue::None, y, h, gemm);
+                for v in y.iter_mut() {
+                    *v = v.tanh();
+                }
+                reuse_opt(&mut out.pooler_output, &[batch, h]).copy_from_slice(y);
+                Some(&*y)
             }
-            y
-        });
-        let mut out = Outputs {
-            last_hidden_state: tensor(vec![batch, seq, h], scatter(h, x)),
-            pooler_output: pooled.clone().map(|p| tensor(vec![batch, h], p)),
-            logits: None,
-            start_logits: None,
-            end_logits: None,
-            sentence_embedding: None,
+            None => {
+                out.pooler_output = None;
+                None
+            }
         };
-        if cfg.pooling != Pooling::None {
-            let mut emb = Vec::with_capacity(batch * h);
-            for (r, _) in &ws.seqs {
-                let ones = vec![1i64; r.len()];
-                let rows = &x[r.start * h..r.end * h];
+        if cfg.pooling == Pooling::None {
+            out.sentence_embedding = None;
+        } else {
+            let emb = reuse_opt(&mut out.sentence_embedding, &[batch, h]);
+            let acc = grow_f64(pool_acc, h);
+            for ((r, _), e) in seqs.iter().zip(emb.chunks_exact_mut(h)) {
                 if r.is_empty() && cfg.pooling == Pooling::Cls {
-                    emb.extend(std::iter::repeat_n(0.0, h));
+                    e.fill(0.0);
                 } else {
-                    emb.extend(pool(cfg.pooling, cfg.normalize, rows, &ones, h));
+                    let rows = x[r.start * h..r.end * h].chunks_exact(h);
+                    let first = &x[r.start * h..(r.start * h + h).min(r.end * h)];
+                    pool_into(cfg.pooling, cfg.normalize, first, rows, acc, e);
                 }
             }
-            out.sentence_embedding = Some(tensor(vec![batch, h], emb));
         }
+        let (mut logits, mut start_end) = (false, false);
         match &self.head {
             FastHead::None => {}
             FastHead::Sequence(c) => {
-                let pooled = pooled.unwrap_or_default();
-                let mut y = vec![0.0f32; batch * c.n];
-                c.run(
-                    &run,
-                    &pooled,
-                    h,
-                    batch,
-                    Epilogue::None,
-                    &mut y,
-                    c.n,
-                    &mut ws.gemm,
-                );
-                out.logits = Some(tensor(vec![batch, c.n], y));
+                // Validation guarantees a pooler with this head.
+                if let Some(p) = pooled {
+                    let y = reuse_opt(&mut out.logits, &[batch, c.n]);
+                    c.run(&run, p, h, batch, Epilogue::None, y, c.n, gemm);
+                    logits = true;
+                }
             }
             FastHead::Token(c) => {
-                let mut y = vec![0.0f32; t * c.n];
-                c.run(&run, x, h, t, Epilogue::None, &mut y, c.n, &mut ws.gemm);
-                let y = scatter(c.n, &y);
+                let y = grow(head, t * c.n);
+                c.run(&run, x, h, t, Epilogue::None, y, c.n, gemm);
                 if cfg.head == Head::QuestionAnswering {
-                    let (start, end) = y.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
-                    out.start_logits = Some(tensor(vec![batch, seq], start));
-                    out.end_logits = Some(tensor(vec![batch, seq], end));
+                    let start = reuse_opt(&mut out.start_logits, &[batch, seq]);
+                    scatter_column(seqs, tokens, seq, y, 2, 0, start);
+                    let end = reuse_opt(&mut out.end_logits, &[batch, seq]);
+                    scatter_column(seqs, tokens, seq, y, 2, 1, end);
+                    start_end = true;
                 } else {
-                    out.logits = Some(tensor(vec![batch, seq, c.n], y));
+                    scatter(c.n, y, reuse_opt(&mut out.logits, &[batch, seq, c.n]));
+                    logits = true;
                 }
             }
             FastHead::MaskedLm {
-                transform,
+                transform: dense,
                 norm,
                 decoder,
             } => {
-                let mut tr = vec![0.0f32; t * h];
+                let tr = grow(transform, t * h);
                 let epi = self.activation_epilogue();
-                transform.run(&run, x, h, t, epi, &mut tr, h, &mut ws.gemm);
-                self.activate_rest(&mut tr);
-                norm.run(self.kernels, &mut tr, cfg.layer_norm_eps as f32);
-                let mut y = vec![0.0f32; t * decoder.n];
+                dense.run(&run, x, h, t, epi, tr, h, gemm);
+                self.activate_rest(tr);
+                norm.run(self.kernels, tr, cfg.layer_norm_eps as f32);
                 let v = decoder.n;
-                decoder.run(&run, &tr, h, t, Epilogue::None, &mut y, v, &mut ws.gemm);
-                out.logits = Some(tensor(vec![batch, seq, v], scatter(v, &y)));
+                let y = grow(head, t * v);
+                decoder.run(&run, tr, h, t, Epilogue::None, y, v, gemm);
+                scatter(v, y, reuse_opt(&mut out.logits, &[batch, seq, v]));
+                logits = true;
             }
         }
-        Ok(out)
+        if !logits {
+            out.logits = None;
+        }
+        if !start_end {
+            out.start_logits = None;
+            out.end_logits = None;
+        }
+        Ok(())
     }
 
     /// Runs the encoder on a batch and folds into `ranges` the largest magnitude each input
@@ -593,14 +671,17 @@ impl<'f> FastModel<'f> {
             down: vec![0.0; i],
         });
         self.gather(inputs, ws)?;
-        self.encode(ws, Some(ranges));
+        match &self.pool {
+            Some(pool) => pool.install(|| self.encode(ws, Some(ranges))),
+            None => self.encode(ws, Some(ranges)),
+        }
         Ok(())
     }
 
     /// Checks the inputs and lays out the batch's real tokens in `ws` (padding-free), with the
     /// per-thread scratch.
     fn gather(&self, inputs: &Inputs<'_>, ws: &mut Workspace) -> Result<(), InputError> {
-        let (mask, types) = check_inputs(&self.config, inputs)?;
+        validate_inputs(&self.config, inputs)?;
         let cfg = &self.config;
         if ws.gemm.len() < self.threads {
             ws.gemm.resize_with(self.threads, GemmScratch::default);
@@ -612,15 +693,15 @@ impl<'f> FastModel<'f> {
         ws.seqs.clear();
         for b in 0..batch {
             let start = ws.tokens.len();
-            if needs_first && mask[b * seq] == 0 {
+            if needs_first && inputs.mask(b * seq) == 0 {
                 return Err(InputError::FirstTokenMasked { batch: b });
             }
             for pos in 0..seq {
                 let i = b * seq + pos;
-                if mask[i] == 1 {
-                    // In range: `check_inputs` bounded ids and types by the config.
-                    ws.tokens
-                        .push((inputs.input_ids[i] as usize, types[i] as usize, pos));
+                if inputs.mask(i) == 1 {
+                    // In range: `validate_inputs` bounded ids and types by the config.
+                    let tt = inputs.token_type(i) as usize;
+                    ws.tokens.push((inputs.input_ids[i] as usize, tt, pos));
                 }
             }
             ws.seqs.push((start..ws.tokens.len(), b));

@@ -18,7 +18,7 @@ use crate::error::{FormatError, InputError};
 use crate::format::BerthFile;
 
 /// A dense f32 tensor, row-major.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
@@ -36,8 +36,20 @@ pub struct Inputs<'a> {
     pub token_type_ids: Option<&'a [i64]>,
 }
 
+impl Inputs<'_> {
+    /// Element `idx` (row-major) of the attention mask, 1 when there is none.
+    pub fn mask(&self, idx: usize) -> i64 {
+        self.attention_mask.map_or(1, |m| m[idx])
+    }
+
+    /// Element `idx` (row-major) of the token types, 0 when there are none.
+    pub fn token_type(&self, idx: usize) -> i64 {
+        self.token_type_ids.map_or(0, |t| t[idx])
+    }
+}
+
 /// The outputs, under transformers' names. Which are present depends on the model.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outputs {
     /// `[batch, seq, hidden]`.
     pub last_hidden_state: Tensor,
@@ -463,13 +475,10 @@ impl ReferenceModel {
     }
 }
 
-/// Checks a batch against `cfg` (shapes, id ranges, mask values, length) and returns the mask
-/// and token types, defaulted where absent. Shared by the reference and the fast path, so both
-/// refuse exactly the same inputs.
-pub(crate) fn check_inputs(
-    cfg: &ModelConfig,
-    inputs: &Inputs<'_>,
-) -> Result<(Vec<i64>, Vec<i64>), InputError> {
+/// Checks the inputs against the config without allocating: lengths, positions, token ids,
+/// token types and mask values. A missing mask reads as all ones, missing types as all zeros.
+/// Shared by the reference and the fast path, so both refuse exactly the same inputs.
+pub(crate) fn validate_inputs(cfg: &ModelConfig, inputs: &Inputs<'_>) -> Result<(), InputError> {
     let Inputs { batch, seq, .. } = *inputs;
     let expected = batch.saturating_mul(seq);
     let check_len = |what, found: usize| {
@@ -495,20 +504,12 @@ pub(crate) fn check_inputs(
             max: cfg.max_position_embeddings,
         });
     }
-    let mask = match inputs.attention_mask {
-        Some(m) => {
-            check_len("attention_mask", m.len())?;
-            m.to_vec()
-        }
-        None => vec![1; expected],
-    };
-    let types = match inputs.token_type_ids {
-        Some(t) => {
-            check_len("token_type_ids", t.len())?;
-            t.to_vec()
-        }
-        None => vec![0; expected],
-    };
+    if let Some(m) = inputs.attention_mask {
+        check_len("attention_mask", m.len())?;
+    }
+    if let Some(t) = inputs.token_type_ids {
+        check_len("token_type_ids", t.len())?;
+    }
     for idx in 0..expected {
         let (b, pos) = (idx / seq, idx % seq);
         let id = inputs.input_ids[idx];
@@ -520,44 +521,82 @@ pub(crate) fn check_inputs(
                 vocab_size: cfg.vocab_size,
             });
         }
-        if !(0..cfg.type_vocab_size as i64).contains(&types[idx]) {
+        let tt = inputs.token_type(idx);
+        if !(0..cfg.type_vocab_size as i64).contains(&tt) {
             return Err(InputError::TypeIdOutOfRange {
                 batch: b,
                 pos,
-                id: types[idx],
+                id: tt,
                 type_vocab_size: cfg.type_vocab_size,
             });
         }
-        if !matches!(mask[idx], 0 | 1) {
+        let m = inputs.mask(idx);
+        if !matches!(m, 0 | 1) {
             return Err(InputError::BadMask {
                 batch: b,
                 pos,
-                value: mask[idx],
+                value: m,
             });
         }
     }
-    Ok((mask, types))
+    Ok(())
+}
+
+/// [`validate_inputs`], then the mask and token types, defaulted where absent.
+pub(crate) fn check_inputs(
+    cfg: &ModelConfig,
+    inputs: &Inputs<'_>,
+) -> Result<(Vec<i64>, Vec<i64>), InputError> {
+    validate_inputs(cfg, inputs)?;
+    let n = inputs.batch * inputs.seq;
+    Ok((
+        (0..n).map(|i| inputs.mask(i)).collect(),
+        (0..n).map(|i| inputs.token_type(i)).collect(),
+    ))
 }
 
 /// sentence-transformers' `Pooling` (one mode) and optional `Normalize`, for one sequence
 /// `x` `[seq, h]` with its attention mask.
 pub fn pool(mode: Pooling, normalize: bool, x: &[f32], mask: &[i64], h: usize) -> Vec<f32> {
-    let rows = || {
-        x.chunks_exact(h)
-            .zip(mask)
-            .filter(|(_, &m)| m == 1)
-            .map(|(r, _)| r)
-    };
-    let count = mask.iter().filter(|&&m| m == 1).count();
-    let mut out: Vec<f64> = match mode {
-        Pooling::None => return Vec::new(),
-        Pooling::Cls => x[..h].iter().map(|&v| f64::from(v)).collect(),
+    if mode == Pooling::None {
+        return Vec::new();
+    }
+    let rows = x
+        .chunks_exact(h)
+        .zip(mask)
+        .filter(|(_, &m)| m == 1)
+        .map(|(r, _)| r);
+    let mut out = vec![0.0f32; h];
+    pool_into(mode, normalize, &x[..h], rows, &mut vec![0.0; h], &mut out);
+    out
+}
+
+/// [`pool`] into `out` (`h` values) over the real `rows` (each `h` long) with `first` the
+/// sequence's first token (CLS pooling), accumulating in `acc` (`h` f64): no allocation. The
+/// fast path pools through this too, so the two agree bit for bit.
+pub(crate) fn pool_into<'a>(
+    mode: Pooling,
+    normalize: bool,
+    first: &[f32],
+    rows: impl Iterator<Item = &'a [f32]>,
+    acc: &mut [f64],
+    out: &mut [f32],
+) {
+    match mode {
+        Pooling::None => return,
+        Pooling::Cls => {
+            for (a, &v) in acc.iter_mut().zip(first) {
+                *a = f64::from(v);
+            }
+        }
         Pooling::Mean | Pooling::MeanSqrtLen => {
-            let mut sum = vec![0.0f64; h];
-            for r in rows() {
-                for (s, v) in sum.iter_mut().zip(r) {
+            acc.fill(0.0);
+            let mut count = 0usize;
+            for r in rows {
+                for (s, v) in acc.iter_mut().zip(r) {
                     *s += f64::from(*v);
                 }
+                count += 1;
             }
             // sentence-transformers clamps the token count at 1e-9.
             let denom = if mode == Pooling::Mean {
@@ -565,25 +604,28 @@ pub fn pool(mode: Pooling, normalize: bool, x: &[f32], mask: &[i64], h: usize) -
             } else {
                 (count as f64).max(1e-9).sqrt()
             };
-            sum.iter().map(|s| s / denom).collect()
+            for s in acc.iter_mut() {
+                *s /= denom;
+            }
         }
         Pooling::Max => {
             // Masked positions are set to -1e9 before the max, as sentence-transformers does.
-            let mut m = vec![-1e9f64; h];
-            for r in rows() {
-                for (a, v) in m.iter_mut().zip(r) {
+            acc.fill(-1e9);
+            for r in rows {
+                for (a, v) in acc.iter_mut().zip(r) {
                     *a = a.max(f64::from(*v));
                 }
             }
-            m
         }
-    };
+    }
     if normalize {
         // torch.nn.functional.normalize: x / max(||x||, 1e-12).
-        let norm = out.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
-        for v in &mut out {
+        let norm = acc.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        for v in acc.iter_mut() {
             *v /= norm;
         }
     }
-    out.into_iter().map(|v| v as f32).collect()
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        *o = *a as f32;
+    }
 }

@@ -10,8 +10,8 @@
 //!
 //! Threads: a call hands itself to the model's pool once; the GEMMs split N (or M) between its
 //! threads on panel boundaries, and attention splits heads, so results are bit-identical for
-//! any thread count. Attention runs per (sequence, head) through the GEMM kernel (scores,
-//! softmax, weighted values); the fused online-softmax attention kernel comes next (issue 5).
+//! any thread count. Attention runs per (sequence, head) in the fused online-softmax kernel
+//! (`berth_kernels::attention`), which never holds more than a tile of the scores.
 //! [`FastModel::forward_into`] reuses the caller's [`Workspace`] and [`Outputs`] and allocates
 //! nothing once they have grown (on more than one thread, rayon's job queue takes a block per 63
 //! calls). The fast path is held against [`crate::reference`] by `engine/tests/fast.rs` (every head, weight
@@ -19,10 +19,10 @@
 
 use std::ops::Range;
 
+use berth_kernels::attention::{AttentionHead, AttentionScratch};
 use berth_kernels::elementwise::LayerNormRows;
 use berth_kernels::gemm::{
-    self, pack_cols_into, pack_rows_into, packed_len, Epilogue, Gemm, GemmScratch, MatMut,
-    PackedI8, PackedI8Buf, Weights,
+    self, Epilogue, Gemm, GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::Kernels;
 use half::f16;
@@ -299,10 +299,7 @@ pub struct Workspace {
 /// What one thread's attention heads need.
 #[derive(Debug, Default)]
 struct HeadScratch {
-    scores: Vec<f32>,
-    packed_k: Vec<f32>,
-    packed_v: Vec<f32>,
-    gemm: GemmScratch,
+    attention: AttentionScratch,
 }
 
 fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -737,7 +734,6 @@ impl<'f> FastModel<'f> {
         let d = h / heads;
         let eps = cfg.layer_norm_eps as f32;
         let t = ws.tokens.len();
-        let longest = ws.seqs.iter().map(|(r, _)| r.len()).max().unwrap_or(0);
 
         // Embeddings: word + token type + position, then LayerNorm.
         let x = grow(&mut ws.x, t * h);
@@ -756,11 +752,6 @@ impl<'f> FastModel<'f> {
         grow(&mut ws.ctx, t * h);
         grow(&mut ws.attn, t * h);
         grow(&mut ws.inter, t * inter);
-        for hs in &mut ws.heads {
-            grow(&mut hs.scores, longest * longest);
-            grow(&mut hs.packed_k, packed_len(longest, d));
-            grow(&mut hs.packed_v, packed_len(d, longest));
-        }
         let parts = self.threads.min(heads);
         for (l, layer) in self.layers.iter().enumerate() {
             let mut seen = ranges.as_deref_mut().map(|r| &mut r.layers[l]);
@@ -893,53 +884,32 @@ impl Attention<'_> {
     }
 
     /// One head, every sequence: `softmax(Q K^T / sqrt(d)) V` into columns `col .. col + d` of
-    /// `ctx`.
+    /// `ctx`, by the fused attention kernel (one call per sequence: its tokens are all real).
     fn head(&self, head: usize, col: usize, ctx: &mut MatMut<'_>, s: &mut HeadScratch) {
         let (h, d) = (self.h, self.d);
         let scale = (d as f32).powf(-0.5);
-        let kernels = self.kernels;
         for (r, _) in self.seqs {
             let n = r.len();
             if n == 0 {
                 continue;
             }
             let off = r.start * h + head * d;
-            let pk = &mut s.packed_k[..packed_len(n, d)];
-            pack_rows_into(&self.k[off..], h, n, d, pk);
-            let scores = &mut s.scores[..n * n];
-            kernels.gemm(
-                Gemm {
-                    k: d,
-                    a: &self.q[off..],
-                    lda: h,
-                    w: Weights::F32(pk),
-                    bias: None,
-                    epilogue: Epilogue::None,
-                    c: MatMut::new(scores, n, n, n),
-                },
-                &mut s.gemm,
-            );
-            for row in scores.chunks_exact_mut(n) {
-                for v in row.iter_mut() {
-                    *v *= scale;
-                }
-                (kernels.softmax)(row);
-            }
-            let pv = &mut s.packed_v[..packed_len(d, n)];
-            pack_cols_into(&self.v[off..], h, d, n, pv);
             let (_, rest) = ctx.rows_mut(r.clone()).split_cols(col);
             let (out, _) = rest.split_cols(d);
-            kernels.gemm(
-                Gemm {
-                    k: n,
-                    a: scores,
-                    lda: n,
-                    w: Weights::F32(pv),
-                    bias: None,
-                    epilogue: Epilogue::None,
-                    c: out,
+            (self.kernels.attention)(
+                AttentionHead {
+                    n,
+                    d,
+                    q: &self.q[off..],
+                    ldq: h,
+                    k: &self.k[off..],
+                    ldk: h,
+                    v: &self.v[off..],
+                    ldv: h,
+                    scale,
+                    out,
                 },
-                &mut s.gemm,
+                &mut s.attention,
             );
         }
     }

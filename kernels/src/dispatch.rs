@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use half::f16;
 
+use crate::attention::{self, AttentionHead, AttentionScratch};
 use crate::elementwise::{self, LayerNormRows};
 use crate::gemm::{self, Gemm, GemmScratch, Weights};
 use crate::isa::{cpu_features, Isa, IsaError};
@@ -36,6 +37,8 @@ pub struct Kernels {
     pub gemm_f16: fn(Gemm<'_>, &mut GemmScratch),
     /// GEMM with int8 weights.
     pub gemm_i8: fn(Gemm<'_>, &mut GemmScratch),
+    /// Fused attention of one (sequence, head) ([`crate::attention`]).
+    pub attention: fn(AttentionHead<'_>, &mut AttentionScratch),
 }
 
 impl Kernels {
@@ -48,6 +51,7 @@ impl Kernels {
         softmax: elementwise::softmax_ref,
         gelu: elementwise::gelu_ref,
         int8: "scalar",
+        attention: attention::attention_ref,
         gemm_f32: gemm::gemm_ref,
         gemm_f16: gemm::gemm_ref,
         gemm_i8: gemm::gemm_ref,
@@ -169,6 +173,8 @@ mod x86 {
     simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
+    simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
+    simd_entry!(attention_avx2, "avx2,fma,f16c", [Avx2], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(layer_norm_avx2, "avx2,fma,f16c", [Avx2], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx2, "avx2,fma,f16c", [Avx2], elementwise::softmax, (x: &mut [f32]));
     simd_entry!(gelu_avx2, "avx2,fma,f16c", [Avx2], elementwise::gelu, (x: &mut [f32]));
@@ -195,6 +201,7 @@ mod x86 {
         k.gemm_f16 = gemm_f16_avx512;
         k.f16_to_f32 = f16_to_f32_avx512;
         k.quantize_row_asym = quantize_avx512;
+        k.attention = attention_avx512;
         k.layer_norm = layer_norm_avx512;
         k.softmax = softmax_avx512;
         k.gelu = gelu_avx512;
@@ -212,6 +219,7 @@ mod x86 {
         k.gemm_f16 = gemm_f16_avx2;
         k.f16_to_f32 = f16_to_f32_f16c;
         k.quantize_row_asym = quantize_avx2;
+        k.attention = attention_avx2;
         k.layer_norm = layer_norm_avx2;
         k.softmax = softmax_avx2;
         k.gelu = gelu_avx2;
@@ -233,6 +241,7 @@ mod arm {
     simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
+    simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
 
     /// The f16 slice conversion stays on the reference: `half` already converts with the
     /// hardware's `fcvt` on aarch64 CPUs that have fp16 (the GEMM widens with `fcvtl`).
@@ -246,6 +255,7 @@ mod arm {
         }
         k.gemm_f16 = gemm_f16_neon;
         k.quantize_row_asym = quantize_neon;
+        k.attention = attention_neon;
         k.layer_norm = layer_norm_neon;
         k.softmax = softmax_neon;
         k.gelu = gelu_neon;

@@ -61,3 +61,16 @@ pub fn gemm_f32(k: usize, sum_abs: f32) -> f32 {
 pub fn gemm_i8(sum_abs: f32) -> f32 {
     3.0 * f32::EPSILON * sum_abs + 1e-30
 }
+
+/// Fused attention output `o = sum_j p_j v_j / sum_j p_j` for a query row, against the f64
+/// twin. A score `scale * q.k` is an f32 chain of `d` fused multiply-adds (at most `d + 1`
+/// roundings relative to `score_abs = scale * max_j sum_c |q_c k_jc|`); a score error `e`
+/// changes a weight `p_j` by a factor `e^e` and so the output by at most `2 e v_abs`; the
+/// exponential adds 2.4e-7 relative (allow 1e-6, which also covers the rescaling and the final
+/// division), and the weighted sum accumulates `n` f32 terms (`n` roundings of values no larger
+/// than `v_abs`, the column's largest value magnitude). Allow
+/// `v_abs * (2 (d + 1) 2^-24 score_abs + 1e-6 + 2 n 2^-24)`.
+pub fn attention(n: usize, d: usize, score_abs: f32, v_abs: f32) -> f32 {
+    let eps = f32::EPSILON / 2.0;
+    v_abs * (2.0 * (d as f32 + 1.0) * eps * score_abs + 1e-6 + 2.0 * n as f32 * eps) + 1e-30
+}

@@ -206,6 +206,15 @@ impl<'a> MatMut<'a> {
         self.ld
     }
 
+    /// Row `i` (its `cols` elements). Panics if `i >= rows`.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        assert!(i < self.rows, "MatMut: row out of range");
+        // SAFETY: row i < rows starts at i * ld and holds cols <= ld elements, inside the
+        // extent `new` checked (or the parent view's, for a split); `&mut self` makes it the
+        // only access for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(i * self.ld), self.cols) }
+    }
+
     /// Rows `range` of this view, as a view that borrows it.
     pub fn rows_mut(&mut self, range: std::ops::Range<usize>) -> MatMut<'_> {
         assert!(
@@ -363,12 +372,19 @@ pub struct GemmScratch {
 /// [`crate::quant::quantize_row_asym`] (after multiplying it by the input scales, if any, in
 /// f32), exact integer sums of `(qa - zero) * qw`, scaled by both scales in f64. Then
 /// bias and epilogue in f64 (GELU through libm's erf).
-pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
+pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     p.check();
     let (m, n, k) = (p.m(), p.n(), p.k);
     let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
-    let mut row_q = vec![0i8; k];
-    let mut scaled = vec![0.0f32; k];
+    // In the scratch, so that the scalar path allocates nothing either once it has grown.
+    if scratch.row_i8.len() < k {
+        scratch.row_i8.resize(k, 0);
+    }
+    if scratch.row_f32.len() < k {
+        scratch.row_f32.resize(k, 0.0);
+    }
+    let row_q = &mut scratch.row_i8[..k];
+    let scaled = &mut scratch.row_f32[..k];
     for i in 0..m {
         let row = &p.a[i * p.lda..i * p.lda + k];
         let (a_scale, a_zero) = match p.w {
@@ -378,11 +394,11 @@ pub fn gemm_ref(mut p: Gemm<'_>, _scratch: &mut GemmScratch) {
                         for ((o, x), f) in scaled.iter_mut().zip(row).zip(m) {
                             *o = x * f;
                         }
-                        &scaled[..]
+                        &*scaled
                     }
                     None => row,
                 };
-                let (s, z) = crate::quant::quantize_row_asym(row, &mut row_q);
+                let (s, z) = crate::quant::quantize_row_asym(row, row_q);
                 (f64::from(s), i64::from(z))
             }
             _ => (0.0, 0),

@@ -12,12 +12,12 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use berth::config::{Head, ModelConfig};
+use berth::config::{Activation, Head, ModelConfig};
 use berth::fast::{FastModel, Workspace};
 use berth::format::{encode, BerthFile, DType, Layout as TensorLayout, TensorData};
 use berth::reference::{Inputs, Outputs};
 use berth::schema::{expected_tensors, Role};
-use common::{micro_config, tensor_scaled, Lcg};
+use common::{tensor_scaled, Lcg};
 
 struct Counting;
 
@@ -47,14 +47,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn config(head: Head) -> ModelConfig {
-    let mut c = micro_config(head);
-    c.vocab_size = 50;
-    c.hidden_size = 64;
-    c.num_heads = 4;
-    c.intermediate_size = 96;
-    c.num_layers = 2;
-    c.max_position_embeddings = 40;
-    c
+    common::small_config(head, Activation::Gelu)
 }
 
 /// Linear weights in `dtype`, in panels, with input scales for int8.

@@ -20,24 +20,16 @@ use berth::format::{encode, BerthFile, DType, Layout, TensorData};
 use berth::reference::{Inputs, Outputs, ReferenceModel};
 use berth::schema::{expected_tensors, Role};
 use berth_kernels::Kernels;
-use common::{micro_config, tensor_scaled, Lcg};
+use common::{tensor_scaled, Lcg};
 
 const TOL_FLOAT: f32 = 1e-4;
 const INT8_REL: f32 = 0.08;
 
-/// A small model with tile-sized dimensions: hidden 64 in 4 heads of 16, intermediate 96 (not a
-/// multiple of the 32-channel panel), 2 layers, 40 positions, vocabulary 50 (the tied decoder's
-/// N, not a multiple of 32 either).
+/// A small model with tile-sized dimensions (`common::small_config`): hidden 64 in 4 heads of
+/// 16, intermediate 96 (not a multiple of the 32-channel panel), 2 layers, 40 positions,
+/// vocabulary 50 (the tied decoder's N, not a multiple of 32 either).
 fn config(head: Head, act: Activation) -> ModelConfig {
-    let mut c = micro_config(head);
-    c.hidden_act = act;
-    c.vocab_size = 50;
-    c.hidden_size = 64;
-    c.num_heads = 4;
-    c.intermediate_size = 96;
-    c.num_layers = 2;
-    c.max_position_embeddings = 40;
-    c
+    common::small_config(head, act)
 }
 
 /// Every linear weight in `dtype` and `layout`; embeddings f16 when the weights are f16; int8

@@ -6,54 +6,32 @@
 //!
 //!     cargo run --release -p berth-tools --example int8_study
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use berth::fast::{FastModel, Workspace};
 use berth::format::BerthFile;
 use berth::reference::Inputs;
 use berth_tools::convert::{convert_dir, Options, OutDtype};
-use safetensors::SafeTensors;
+use support::{cosine, read, reference};
 
 /// Which tensors of the int8 file to replace by their f32 version.
 type Keep = Box<dyn Fn(&str) -> bool>;
 
-fn floats(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<u8>) {
-    let t = st.tensor(name).unwrap();
-    (t.shape().to_vec(), t.data().to_vec())
-}
-
 fn main() {
-    let dir = berth_tools::cache::fetched_minilm_dir().unwrap();
-    let opts = |dtype| Options {
-        dtype,
-        progress: false,
-        smoothing: true,
-    };
-    let f32c = convert_dir(&dir, &opts(OutDtype::F32)).unwrap();
-    let i8c = convert_dir(&dir, &opts(OutDtype::Int8)).unwrap();
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference/minilm");
-    let tok_bytes = std::fs::read(fixtures.join("tokens.safetensors")).unwrap();
-    let tok = SafeTensors::deserialize(&tok_bytes).unwrap();
-    let emb_bytes = std::fs::read(fixtures.join("embeddings.safetensors")).unwrap();
-    let emb = SafeTensors::deserialize(&emb_bytes).unwrap();
-    let (ids_shape, ids) = floats(&tok, "input_ids");
-    let ids: Vec<i64> = ids
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let (_, lengths) = floats(&tok, "lengths");
-    let lengths: Vec<i64> = lengths
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let (emb_shape, want) = floats(&emb, "embeddings");
-    let want: Vec<f32> = want
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let (n, width, dim) = (ids_shape[0], ids_shape[1], emb_shape[1]);
+    let dir = support::minilm_dir();
+    let f32c = convert_dir(&dir, &Options::new(OutDtype::F32)).unwrap();
+    let i8c = convert_dir(&dir, &Options::new(OutDtype::Int8)).unwrap();
+    let tokens = read(&reference().join("minilm/tokens.safetensors"));
+    let emb = read(&reference().join("minilm/embeddings.safetensors"));
+    let ids = &tokens["input_ids"];
+    let want = &emb["embeddings"].f32;
+    let (n, width, dim) = (ids.shape[0], ids.shape[1], emb["embeddings"].shape[1]);
+    let lengths = &tokens["lengths"].i64;
     let mask: Vec<i64> = (0..n * width)
         .map(|i| i64::from((i % width) < lengths[i / width] as usize))
         .collect();
+    let ids = &ids.i64;
 
     let kinds = [
         "attention.self.query",
@@ -103,7 +81,7 @@ fn main() {
                 &Inputs {
                     batch: n,
                     seq: width,
-                    input_ids: &ids,
+                    input_ids: ids,
                     attention_mask: Some(&mask),
                     token_type_ids: None,
                 },
@@ -112,17 +90,7 @@ fn main() {
             .unwrap();
         let got = out.sentence_embedding.unwrap().data;
         let cos: Vec<f64> = (0..n)
-            .map(|i| {
-                let (a, b) = (&got[i * dim..(i + 1) * dim], &want[i * dim..(i + 1) * dim]);
-                let dot: f64 = a
-                    .iter()
-                    .zip(b)
-                    .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                    .sum();
-                let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-                let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-                dot / (na * nb)
-            })
+            .map(|i| cosine(&got[i * dim..(i + 1) * dim], &want[i * dim..(i + 1) * dim]))
             .collect();
         let (imin, min) =
             cos.iter()

@@ -138,6 +138,21 @@ pub fn tensor_scaled(
     }
 }
 
+/// The micro config grown to sizes that reach the kernels' edges (hidden 64 over 4 heads,
+/// intermediate 96 and vocabulary 50, not multiples of the 32-wide panels), 2 layers, 40
+/// positions, with activation `act`.
+pub fn small_config(head: Head, act: Activation) -> ModelConfig {
+    let mut c = micro_config(head);
+    c.hidden_act = act;
+    c.vocab_size = 50;
+    c.hidden_size = 64;
+    c.num_heads = 4;
+    c.intermediate_size = 96;
+    c.num_layers = 2;
+    c.max_position_embeddings = 40;
+    c
+}
+
 /// An int8 linear weight's input scales (format 1.2): `[in_features]` factors in `[0.5, 2)`.
 pub fn input_scale(weight: &Expected, rng: &mut Lcg) -> TensorData {
     let prefix = weight.name.strip_suffix(".weight").unwrap();

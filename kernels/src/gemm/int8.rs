@@ -180,10 +180,16 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;
-            // The NR channel sums and scales; a partial slice reads them padded with zeros.
+            // The NR channel sums and scales, in place; a partial slice reads them padded with
+            // zeros.
             let (mut cs_pad, mut ws_pad) = ([0i32; PANEL], [0.0f32; PANEL]);
-            cs_pad[..nc].copy_from_slice(&w.col_sum[jr..jr + nc]);
-            ws_pad[..nc].copy_from_slice(&w.scale[jr..jr + nc]);
+            let (cs, ws) = if nc == nr {
+                (w.col_sum[jr..].as_ptr(), w.scale[jr..].as_ptr())
+            } else {
+                cs_pad[..nc].copy_from_slice(&w.col_sum[jr..jr + nc]);
+                ws_pad[..nc].copy_from_slice(&w.scale[jr..jr + nc]);
+                (cs_pad.as_ptr(), ws_pad.as_ptr())
+            };
             for ir in (0..mc).step_by(MR) {
                 let row = ic + ir;
                 let mut a_scale = [0.0f32; MR];
@@ -196,19 +202,10 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
                 let wp = w.q.as_ptr().wrapping_add(w_off);
                 // SAFETY: `check` validated every size; the tile reads the packed A block
                 // (MR x kp bytes from `ir * kp`), `groups` weight groups of 128 bytes from
-                // `w_off` (4 NR of each), NR padded sums and scales, and C at (row, jr) with
-                // mr x nc valid.
+                // `w_off` (4 NR of each), NR sums and scales (in place when nc = NR, so
+                // `jr + NR <= n`; else padded), and C at (row, jr) with mr x nc valid.
                 unsafe {
-                    kernel::run_i8::<D, MR, NV>(
-                        groups,
-                        a,
-                        &a_scale,
-                        &a_zp,
-                        wp,
-                        cs_pad.as_ptr(),
-                        ws_pad.as_ptr(),
-                        &out,
-                    )
+                    kernel::run_i8::<D, MR, NV>(groups, a, &a_scale, &a_zp, wp, cs, ws, &out)
                 };
             }
         }

@@ -78,6 +78,21 @@ fn cols(j: usize, lanes: usize, nc: usize) -> std::ops::Range<usize> {
     (j * lanes).min(nc)..((j + 1) * lanes).min(nc)
 }
 
+/// `src` (at most LANES values) as a vector, zero-padded: a plain load when it is a whole
+/// vector (no copy through the stack, which the epilogue would otherwise pay per tile).
+#[inline(always)]
+unsafe fn load_cols<S: Simd>(src: &[f32]) -> S::F {
+    // SAFETY: a whole vector is LANES valid values; else the padded helper; the caller runs on
+    // S's ISA.
+    unsafe {
+        if src.len() == S::LANES {
+            S::load(src.as_ptr())
+        } else {
+            simd::load_partial::<S>(src, 0.0)
+        }
+    }
+}
+
 /// The float microkernel: `kc` steps of `a` (MR values) times `w` (NR weights of type `E`).
 /// With `SPILL`, the weights as widened to f32 are also stored to `spill` (kc rows of NR,
 /// spaced PANEL apart), for the block's other micro-panels to read: the widening then overlaps
@@ -198,7 +213,7 @@ unsafe fn store<S: Simd, const MR: usize, const NV: usize>(acc: &[[S::F; NV]; MR
         if t.last {
             if let Some(b) = t.bias {
                 for (j, bv) in bias.iter_mut().enumerate() {
-                    *bv = simd::load_partial::<S>(&b[cols(j, l, t.nc)], 0.0);
+                    *bv = load_cols::<S>(&b[cols(j, l, t.nc)]);
                 }
             }
         }
@@ -221,7 +236,7 @@ unsafe fn store<S: Simd, const MR: usize, const NV: usize>(acc: &[[S::F; NV]; MR
                         Epilogue::Residual { r, ld } => {
                             if i < t.mr {
                                 let rs = &r[i * ld..][cols(j, l, t.nc)];
-                                v = S::add(v, simd::load_partial::<S>(rs, 0.0));
+                                v = S::add(v, load_cols::<S>(rs));
                             }
                         }
                     }

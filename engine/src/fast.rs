@@ -509,7 +509,7 @@ impl<'f> FastModel<'f> {
 
     /// [`FastModel::forward`] into `out`, reusing its buffers: once `ws` and `out` have seen a
     /// batch as large, the call allocates nothing (engine/tests/alloc.rs counts). Outputs the
-    /// model does not produce are set to `None`.
+    /// model does not produce are set to `None`; after an error `out` holds what it held.
     pub fn forward_into(
         &self,
         inputs: &Inputs<'_>,

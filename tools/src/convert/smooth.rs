@@ -82,16 +82,22 @@ pub fn calibrate(
     Ok((ranges, cal))
 }
 
+/// The range `s` is held to, so that no migrated weight or scaled activation can leave f32's
+/// range (however extreme a checkpoint's values): 2^-20 ..= 2^20.
+const S_LIMIT: f64 = (1u64 << 20) as f64;
+
 /// `s_j` for input feature `j` of a linear layer from the activations' range `x_max[j]` and the
 /// largest weight magnitude in column `j` (over every weight sharing the input), or 1 where
-/// either is 0 (a feature that never fires, or weights that ignore it).
+/// either is 0 (a feature that never fires, or weights that ignore it); within
+/// `2^-20 ..= 2^20`.
 pub fn factors(x_max: &[f32], w_max: &[f32]) -> Vec<f64> {
     x_max
         .iter()
         .zip(w_max)
         .map(|(&x, &w)| {
             if x > 0.0 && w > 0.0 {
-                f64::from(x).powf(ALPHA) / f64::from(w).powf(1.0 - ALPHA)
+                let s = f64::from(x).powf(ALPHA) / f64::from(w).powf(1.0 - ALPHA);
+                s.clamp(1.0 / S_LIMIT, S_LIMIT)
             } else {
                 1.0
             }
@@ -154,6 +160,9 @@ mod tests {
                 "{y} vs {want}"
             );
         }
+        // Extreme ranges are held to 2^-20 ..= 2^20, so that nothing leaves f32.
+        let extreme = factors(&[f32::MAX, 1e-30], &[1e-40, f32::MAX]);
+        assert_eq!(extreme, vec![S_LIMIT, 1.0 / S_LIMIT]);
         // Smoothing equalises the ranges: max|x_j / s_j| = max|W_j * s_j| for alpha = 0.5.
         let xs = 40.0 * input_scale[2];
         let ws = w[2].abs().max(w[5].abs());

@@ -8,7 +8,8 @@
 //! in transformers (the mask adds `f32::MIN`), so dropping them changes nothing for the real
 //! tokens; padded positions are not computed and read as 0 in the outputs.
 //!
-//! Threads: a call hands itself to the model's pool once; the GEMMs split N (or M) between its
+//! Threads: as many as the caller asks for, by default one per physical core
+//! ([`physical_cores`]); a call hands itself to the model's pool once; the GEMMs split N (or M) between its
 //! threads on panel boundaries, and attention splits heads, so results are bit-identical for
 //! any thread count. Attention runs per (sequence, head) in the fused online-softmax kernel
 //! (`berth_kernels::attention`), which never holds more than a tile of the scores.
@@ -377,10 +378,10 @@ impl std::fmt::Debug for FastModel<'_> {
 
 impl<'f> FastModel<'f> {
     /// Builds the fast path over `file` with this process's kernels ([`berth_kernels::kernels`])
-    /// on one thread. Weights stored in panels are used in place; row-major ones (format 1.0)
-    /// are packed now.
+    /// on [`physical_cores`] threads. Weights stored in panels are used in place; row-major ones
+    /// (format 1.0) are packed now.
     pub fn new(file: &'f BerthFile) -> Result<FastModel<'f>, crate::Error> {
-        FastModel::with_threads(file, 1)
+        FastModel::with_threads(file, physical_cores())
     }
 
     /// As [`FastModel::new`], on `threads` threads (at least 1).
@@ -814,6 +815,43 @@ impl<'f> FastModel<'f> {
     }
 }
 
+/// The physical cores this process can use, the default thread count: on Linux, the distinct
+/// (package, core) pairs of the online CPUs (SMT siblings share a core's FMA units, so a second
+/// thread per core rarely helps a GEMM), capped by [`std::thread::available_parallelism`]
+/// (affinity, cgroup quota); elsewhere, or if the topology cannot be read, that number alone.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    linux_cores().map_or(logical, |c| c.clamp(1, logical))
+}
+
+/// Distinct (package, core) pairs under /sys/devices/system/cpu, or `None` if any read fails.
+fn linux_cores() -> Option<usize> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    let mut cores = std::collections::BTreeSet::new();
+    for part in online.trim().split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => (part.parse::<usize>().ok()?, part.parse::<usize>().ok()?),
+        };
+        // A corrupt range must not turn into a long loop.
+        if hi < lo || hi - lo > 1 << 16 {
+            return None;
+        }
+        for cpu in lo..=hi {
+            let read = |what: &str| {
+                let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/{what}");
+                std::fs::read_to_string(path)
+                    .ok()?
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            };
+            cores.insert((read("physical_package_id")?, read("core_id")?));
+        }
+    }
+    Some(cores.len())
+}
+
 /// The largest magnitude each input feature of each encoder linear layer took, over the
 /// tokens [`FastModel::observe_input_ranges`] has seen.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -936,5 +974,15 @@ fn unreadable(name: &str) -> FormatError {
     FormatError::LayoutMismatch {
         name: name.to_owned(),
         reason: "cannot be read as a linear layer's weights".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn physical_cores_is_at_least_one_and_at_most_the_logical_cpus() {
+        let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = super::physical_cores();
+        assert!((1..=logical).contains(&cores), "{cores} of {logical}");
     }
 }

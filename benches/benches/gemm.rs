@@ -109,21 +109,18 @@ fn runs() -> Vec<(String, Kernels, &'static str)> {
 fn peak_fma(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     const ITERS: u64 = 100_000;
-    if let Some(flops) = peak::fma_f32_avx512(1) {
-        g.throughput(Throughput::Elements(flops * ITERS));
-        g.bench_function("fma f32 avx512", |b| b.iter(|| peak::fma_f32_avx512(ITERS)));
-    }
-    if let Some(flops) = peak::fma_f32_avx2(1) {
-        g.throughput(Throughput::Elements(flops * ITERS));
-        g.bench_function("fma f32 avx2", |b| b.iter(|| peak::fma_f32_avx2(ITERS)));
-    }
-    if let Some(ops) = peak::vnni_i8_avx512(1) {
-        g.throughput(Throughput::Elements(ops * ITERS));
-        g.bench_function("vnni i8 avx512", |b| b.iter(|| peak::vnni_i8_avx512(ITERS)));
-    }
-    if let Some(ops) = peak::vnni_i8_avx(1) {
-        g.throughput(Throughput::Elements(ops * ITERS));
-        g.bench_function("vnni i8 avx", |b| b.iter(|| peak::vnni_i8_avx(ITERS)));
+    // Each loop returns the operations one call does, or None where the CPU lacks it.
+    let loops: [(&str, fn(u64) -> Option<u64>); 4] = [
+        ("fma f32 avx512", peak::fma_f32_avx512),
+        ("fma f32 avx2", peak::fma_f32_avx2),
+        ("vnni i8 avx512", peak::vnni_i8_avx512),
+        ("vnni i8 avx", peak::vnni_i8_avx),
+    ];
+    for (name, run) in loops {
+        if let Some(ops) = run(1) {
+            g.throughput(Throughput::Elements(ops * ITERS));
+            g.bench_function(name, |b| b.iter(|| run(ITERS)));
+        }
     }
     g.finish();
 }

@@ -369,16 +369,11 @@ struct HeadScratch {
     attention: AttentionScratch,
 }
 
-fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+/// The first `len` elements of `v`, grown (with zeros) if it is shorter: a buffer that only
+/// allocates until it has seen the largest batch.
+fn grow<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
     if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
-}
-
-fn grow_f64(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
-    if v.len() < len {
-        v.resize(len, 0.0);
+        v.resize(len, T::default());
     }
     &mut v[..len]
 }
@@ -656,7 +651,7 @@ impl<'f> FastModel<'f> {
             out.sentence_embedding = None;
         } else {
             let emb = reuse_opt(&mut out.sentence_embedding, &[batch, h]);
-            let acc = grow_f64(pool_acc, h);
+            let acc = grow(pool_acc, h);
             for ((r, _), e) in seqs.iter().zip(emb.chunks_exact_mut(h)) {
                 if r.is_empty() && cfg.pooling == Pooling::Cls {
                     e.fill(0.0);

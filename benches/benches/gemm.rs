@@ -106,11 +106,14 @@ fn runs() -> Vec<(String, Kernels, &'static str)> {
     out
 }
 
+/// A register-only peak loop: iterations in, operations done out (`None` without the ISA).
+type PeakLoop = fn(u64) -> Option<u64>;
+
 fn peak_fma(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     const ITERS: u64 = 100_000;
     // Each loop returns the operations one call does, or None where the CPU lacks it.
-    let loops: [(&str, fn(u64) -> Option<u64>); 4] = [
+    let loops: [(&str, PeakLoop); 4] = [
         ("fma f32 avx512", peak::fma_f32_avx512),
         ("fma f32 avx2", peak::fma_f32_avx2),
         ("vnni i8 avx512", peak::vnni_i8_avx512),

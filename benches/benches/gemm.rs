@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use berth_kernels::gemm::{
-    gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8Buf, Weights,
+    act_group_sums, gemm_par, pack_weights, ActGroups, Epilogue, Gemm, GemmScratch, MatMut,
+    PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::{peak, supported_isas, variants, Isa, Kernels};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -42,27 +43,41 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// One shape's weights in the three packed types.
+/// One shape's weights in the three packed types (int8 with activations per row, `i8`, or
+/// per group of 64 or 128 elements of K, `i8g64` and `i8g128`).
 struct Packed {
     f32: Vec<f32>,
     f16: Vec<f16>,
     i8: PackedI8Buf,
+    g64: Vec<f32>,
+    g128: Vec<f32>,
 }
 
 impl Packed {
     fn new(w: &[f32], n: usize, k: usize) -> Packed {
         let h: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+        let i8 = PackedI8Buf::quantize(w, n, k);
         Packed {
             f32: pack_weights(w, n, k),
             f16: pack_weights(&h, n, k),
-            i8: PackedI8Buf::quantize(w, n, k),
+            g64: act_group_sums(&i8.q, k, 64),
+            g128: act_group_sums(&i8.q, k, 128),
+            i8,
         }
     }
 
     fn get(&self, wt: &str) -> Weights<'_> {
+        let grouped = |size, sums| {
+            Weights::I8(PackedI8 {
+                groups: Some(ActGroups { size, sums }),
+                ..self.i8.view()
+            })
+        };
         match wt {
             "f32" => Weights::F32(&self.f32),
             "f16" => Weights::F16(&self.f16),
+            "i8g64" => grouped(64, &self.g64),
+            "i8g128" => grouped(128, &self.g128),
             _ => Weights::I8(self.i8.view()),
         }
     }
@@ -101,6 +116,8 @@ fn runs() -> Vec<(String, Kernels, &'static str)> {
         if !seen.contains(&t.int8) {
             seen.push(t.int8);
             out.push((format!("berth i8 {}", t.int8), t, "i8"));
+            out.push((format!("berth i8g64 {}", t.int8), t, "i8g64"));
+            out.push((format!("berth i8g128 {}", t.int8), t, "i8g128"));
         }
     }
     out
@@ -220,7 +237,7 @@ fn gemm_threads(c: &mut Criterion) {
         let packed = Packed::new(&w, n, k);
         let mut out = vec![0.0f32; m * n];
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        for wt in ["f32", "i8"] {
+        for wt in ["f32", "i8", "i8g64"] {
             for threads in [1, 2] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)

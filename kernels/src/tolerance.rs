@@ -62,6 +62,16 @@ pub fn gemm_i8(sum_abs: f32) -> f32 {
     3.0 * f32::EPSILON * sum_abs + 1e-30
 }
 
+/// int8 GEMM element with activations quantised per group (`groups` groups along K): each
+/// group's exact sum is converted exactly and added into an f32 accumulator with two fused
+/// multiply-adds (its scale, and its zero-point term times the channels' group sums), so on
+/// top of [`gemm_i8`]'s roundings there are two per group, of partial sums no larger than
+/// `sum_abs`, which here must bound the magnitudes of both terms (the codes' products and the
+/// zero points' products, each times its scale). Allow `(3 + 2 groups) * 2^-23 * sum_abs`.
+pub fn gemm_i8_grouped(groups: usize, sum_abs: f32) -> f32 {
+    (3.0 + 2.0 * groups as f32) * f32::EPSILON * sum_abs + 1e-30
+}
+
 /// Fused attention output `o = sum_j p_j v_j / sum_j p_j` for a query row, against the f64
 /// twin. A score `scale * q.k` is an f32 chain of `d` fused multiply-adds (at most `d + 1`
 /// roundings relative to `score_abs = scale * max_j sum_c |q_c k_jc|`); a score error `e`

@@ -9,7 +9,8 @@
 mod common;
 
 use berth_kernels::gemm::{
-    gemm_par, pack_weights, Epilogue, Gemm, GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights,
+    act_group_sums, act_groups, gemm_par, pack_weights, ActGroups, Epilogue, Gemm, GemmScratch,
+    MatMut, PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::quant::{quantize_row_asym, quantize_row_i8};
 use berth_kernels::{supported_isas, tolerance, variants, Kernels};
@@ -34,6 +35,14 @@ struct Case {
     ldc: usize,
     bias: bool,
     epi: Epi,
+    /// int8 activations per group of this many elements of K, or per row.
+    group: Option<usize>,
+}
+
+/// The int8 activation grouping of a shape: per row or per group of 4, 8 or 64 (several groups
+/// in most shapes, a partial last one in many).
+fn pick_group(m: usize, n: usize, k: usize) -> Option<usize> {
+    [None, Some(4), Some(8), Some(64)][(m + 2 * n + 3 * k) % 4]
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,15 +58,19 @@ struct Packed {
     f32: Vec<f32>,
     f16: Vec<f16>,
     i8: Option<PackedI8Buf>,
+    /// Activation group size and the weights' sums for it (int8 only).
+    groups: Option<(usize, Vec<f32>)>,
     effective: Vec<f32>,
 }
 
 impl Packed {
-    fn new(wt: Wt, w: &[f32], n: usize, k: usize) -> Packed {
+    /// `group`: int8 activations quantised per group of that many elements of K.
+    fn new(wt: Wt, w: &[f32], n: usize, k: usize, group: Option<usize>) -> Packed {
         let mut p = Packed {
             f32: Vec::new(),
             f16: Vec::new(),
             i8: None,
+            groups: None,
             effective: w.to_vec(),
         };
         match wt {
@@ -78,7 +91,9 @@ impl Packed {
                         *e = s * f32::from(qi);
                     }
                 }
-                p.i8 = Some(PackedI8Buf::quantize(w, n, k));
+                let b = PackedI8Buf::quantize(w, n, k);
+                p.groups = group.map(|size| (size, act_group_sums(&b.q, k, size)));
+                p.i8 = Some(b);
             }
         }
         p
@@ -88,6 +103,10 @@ impl Packed {
         match &self.i8 {
             Some(b) => Weights::I8(PackedI8 {
                 input_scale,
+                groups: self
+                    .groups
+                    .as_ref()
+                    .map(|(size, sums)| ActGroups { size: *size, sums }),
                 ..b.view()
             }),
             None if !self.f16.is_empty() => Weights::F16(&self.f16),
@@ -97,7 +116,10 @@ impl Packed {
 }
 
 /// The activations the reference multiplies: A itself, or for int8 each row multiplied by the
-/// input scales (if any), quantised (asymmetrically, as the GEMM does) and dequantised.
+/// input scales (if any), quantised (asymmetrically, per row or per group of `group` elements,
+/// as the GEMM does) and dequantised. Second, for the int8 tolerance, per element a bound on
+/// the magnitude of what the GEMM sums for it: the scale times (code + zero point + 256), which
+/// covers both the code's product and the zero point's, with or without the 128 offset.
 fn effective_a(
     wt: Wt,
     a: &[f32],
@@ -105,10 +127,13 @@ fn effective_a(
     lda: usize,
     k: usize,
     input_scale: Option<&[f32]>,
-) -> Vec<f32> {
+    group: Option<usize>,
+) -> (Vec<f32>, Vec<f32>) {
     let mut out = a.to_vec();
+    let mut mag = a.iter().map(|x| x.abs()).collect::<Vec<f32>>();
     if wt == Wt::I8 {
-        let mut q = vec![0i8; k];
+        let size = group.unwrap_or(k.max(1));
+        let mut q = vec![0i8; size];
         for i in 0..rows {
             let mut row = a[i * lda..i * lda + k].to_vec();
             if let Some(m) = input_scale {
@@ -116,13 +141,19 @@ fn effective_a(
                     *x *= f;
                 }
             }
-            let (s, z) = quantize_row_asym(&row, &mut q);
-            for (o, &qi) in out[i * lda..i * lda + k].iter_mut().zip(&q) {
-                *o = s * (i32::from(qi) + 128 - z) as f32;
+            for (g, src) in row.chunks(size).enumerate() {
+                let q = &mut q[..src.len()];
+                let (s, z) = quantize_row_asym(src, q);
+                let at = i * lda + g * size;
+                for (kk, &qi) in q.iter().enumerate() {
+                    let code = i32::from(qi) + 128;
+                    out[at + kk] = s * (code - z) as f32;
+                    mag[at + kk] = s * (code + z + 256) as f32;
+                }
             }
         }
     }
-    out
+    (out, mag)
 }
 
 /// Runs one case on the reference and on each of `tables`; checks every element of C, and
@@ -133,11 +164,12 @@ fn check(tables: &[Kernels], wt: Wt, c: &Case) {
     let seed = (m * 1_000_003 + n * 1009 + k) as u64;
     let a = values(m.max(1) * c.lda, seed);
     let w = values(n * k, seed + 1);
-    let packed = Packed::new(wt, &w, n, k);
+    let group = c.group.filter(|_| wt == Wt::I8);
+    let packed = Packed::new(wt, &w, n, k, group);
     // Half the int8 cases carry input scales, as smoothed files do.
     let factors: Vec<f32> = (0..k).map(|i| [0.25, 1.7, 3.0, 0.6][i % 4]).collect();
     let input_scale = (wt == Wt::I8 && (m + n + k) % 2 == 1).then_some(&factors[..]);
-    let a_eff = effective_a(wt, &a, m, c.lda, k, input_scale);
+    let (a_eff, a_mag) = effective_a(wt, &a, m, c.lda, k, input_scale, group);
     let bias = values(n, seed + 2);
     let ldr = n + 3;
     let res = values(m.max(1) * ldr, seed + 3);
@@ -176,8 +208,15 @@ fn check(tables: &[Kernels], wt: Wt, c: &Case) {
             if matches!(c.epi, Epi::Residual) {
                 sum_abs += res[i * ldr + j].abs();
             }
-            tol[i * n + j] = match wt {
-                Wt::I8 => tolerance::gemm_i8(sum_abs),
+            tol[i * n + j] = match (wt, group) {
+                (Wt::I8, None) => tolerance::gemm_i8(sum_abs),
+                (Wt::I8, Some(size)) => {
+                    let mut mag: f32 = (0..k)
+                        .map(|kk| a_mag[i * c.lda + kk] * packed.effective[j * k + kk].abs())
+                        .sum();
+                    mag += sum_abs;
+                    tolerance::gemm_i8_grouped(act_groups(k, size), mag)
+                }
                 _ => tolerance::gemm_f32(k, sum_abs),
             } + if matches!(c.epi, Epi::Gelu) {
                 tolerance::gelu(sum_abs)
@@ -198,7 +237,7 @@ fn check(tables: &[Kernels], wt: Wt, c: &Case) {
                 let tol = tol[i * n + j];
                 assert!(
                     tolerance::within(g, wv, tol),
-                    "{} ({}) {wt:?} m={m} n={n} k={k} lda={} ldc={} bias={} {:?} at ({i}, {j}): {g} vs {wv} (tol {tol})",
+                    "{} ({}) {wt:?} group={group:?} m={m} n={n} k={k} lda={} ldc={} bias={} {:?} at ({i}, {j}): {g} vs {wv} (tol {tol})",
                     kernels.isa,
                     kernels.int8,
                     c.lda,
@@ -258,6 +297,7 @@ fn every_small_shape() {
                         ldc: n + if strided { 3 } else { 0 },
                         bias: idx % 4 != 1,
                         epi,
+                        group: pick_group(m, n, k),
                     };
                     check(&tables, wt, &case);
                 }
@@ -288,6 +328,7 @@ fn tile_and_block_edges() {
                         ldc: n + idx % 2,
                         bias: !idx.is_multiple_of(3),
                         epi: [Epi::None, Epi::Gelu, Epi::Residual][idx % 3],
+                        group: pick_group(m, n, k + idx),
                     };
                     check(&tables, wt, &case);
                 }
@@ -309,6 +350,7 @@ fn deep_k() {
                     ldc: n,
                     bias: true,
                     epi,
+                    group: [None, Some(64), Some(512)][m % 3],
                 };
                 check(&tables, wt, &case);
             }
@@ -316,7 +358,8 @@ fn deep_k() {
     }
 }
 
-/// BERT shapes, compared with the reference: the sizes the engine will call.
+/// BERT shapes, compared with the reference: the sizes the engine will call, int8 with
+/// activations per row and per group of 64 and 128.
 #[test]
 fn bert_shapes() {
     for (wt, tables) in cases() {
@@ -326,16 +369,22 @@ fn bert_shapes() {
             (40, 1536, 384),
             (7, 768, 768),
         ] {
-            let case = Case {
-                m,
-                n,
-                k,
-                lda: k,
-                ldc: n,
-                bias: true,
-                epi: Epi::Gelu,
-            };
-            check(&tables, wt, &case);
+            for group in [None, Some(64), Some(128)] {
+                let case = Case {
+                    m,
+                    n,
+                    k,
+                    lda: k,
+                    ldc: n,
+                    bias: true,
+                    epi: Epi::Gelu,
+                    group,
+                };
+                check(&tables, wt, &case);
+                if wt != Wt::I8 {
+                    break;
+                }
+            }
         }
     }
 }
@@ -358,16 +407,17 @@ fn threads_are_bit_identical() {
     {
         // M = 128 and 300 reach the division of M (at least MIN_ROWS_PER_PART rows per thread,
         // small weights); the others divide N.
-        for (m, k, n) in [
-            (1, 7, 1),
-            (9, 64, 33),
-            (13, 300, 200),
-            (128, 384, 385),
-            (300, 40, 70),
+        // With int8, three of them quantise activations per group of 32.
+        for (m, k, n, group) in [
+            (1, 7, 1, None),
+            (9, 64, 33, Some(32)),
+            (13, 300, 200, Some(32)),
+            (128, 384, 385, None),
+            (300, 40, 70, Some(32)),
         ] {
             let a = values(m * k, 5);
             let w = values(n * k, 6);
-            let packed = Packed::new(wt, &w, n, k);
+            let packed = Packed::new(wt, &w, n, k, group);
             let factors = values(k, 9)
                 .iter()
                 .map(|v| v.abs() + 0.5)
@@ -501,6 +551,118 @@ fn int8_sums_are_exact() {
                         kernels.int8
                     );
                 }
+            }
+        }
+    }
+}
+
+/// Grouped int8 activations are exact too: each group of 8 (or what remains) of row `i` holds
+/// codes including 0 and 255 (one element: 255 with zero point 0) around its own zero point, so
+/// it quantises to those codes with scale 2^-5; every partial sum is a multiple of 2^-5 below
+/// 2^19, exact in f32. A wrong group's scale, zero point or channel sums shows as a mismatch.
+#[test]
+fn int8_grouped_sums_are_exact() {
+    const GROUP: usize = 8;
+    let shapes = (0..=17)
+        .flat_map(|m| (0..=17).map(move |n| (m, n, (m * 5 + n * 7) % 30)))
+        .chain([(9, 65, 300), (6, 17, 257), (257, 31, 20), (8, 33, 96)]);
+    let ints = |len: usize, seed: u64| -> Vec<i8> {
+        common::values(len, seed, 127.5)
+            .into_iter()
+            .map(|v| v.round().clamp(-127.0, 127.0) as i8)
+            .collect()
+    };
+    for (m, n, k) in shapes {
+        let seed = (m * 71 + n * 13 + k) as u64;
+        let mut qa: Vec<i32> = ints(m * k, seed)
+            .iter()
+            .map(|&q| i32::from(q) + 128)
+            .collect();
+        for i in 0..m {
+            for (g, group) in qa[i * k..(i + 1) * k].chunks_mut(GROUP).enumerate() {
+                let len = group.len();
+                let zero = if len == 1 {
+                    group[0] = 255;
+                    0
+                } else {
+                    group[i % len] = 0;
+                    group[(i + 1) % len] = 255;
+                    ((i * 37 + g * 11) % 256) as i32
+                };
+                for c in group.iter_mut() {
+                    *c -= zero;
+                }
+            }
+        }
+        let a: Vec<f32> = qa.iter().map(|&q| q as f32 / 32.0).collect();
+        let qw = ints(n * k, seed + 1);
+        let w_scale: Vec<f32> = (0..n).map(|j| 2f32.powi(-(j as i32 % 3))).collect();
+        let packed = PackedI8Buf::from_rows(&qw, w_scale.clone(), n, k);
+        let sums = act_group_sums(&packed.q, k, GROUP);
+        let w = PackedI8 {
+            groups: Some(ActGroups {
+                size: GROUP,
+                sums: &sums,
+            }),
+            ..packed.view()
+        };
+        for kernels in int8_tables() {
+            let mut out = vec![f32::NAN; m * n];
+            kernels.gemm(
+                Gemm {
+                    k,
+                    a: &a,
+                    lda: k,
+                    w: Weights::I8(w),
+                    bias: None,
+                    epilogue: Epilogue::None,
+                    c: MatMut::new(&mut out, m, n, n),
+                },
+                &mut GemmScratch::default(),
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let sum: i64 = (0..k)
+                        .map(|kk| i64::from(qa[i * k + kk]) * i64::from(qw[j * k + kk]))
+                        .sum();
+                    let want = sum as f64 / 32.0 * f64::from(w_scale[j]);
+                    let got = out[i * n + j];
+                    assert!(
+                        f64::from(got) == want,
+                        "{} ({}) m={m} n={n} k={k} at ({i}, {j}): {got} vs {want}",
+                        kernels.isa,
+                        kernels.int8
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The group sums: each is the sum of its channel's weights over its group of K, read back
+/// through the packed layout's index.
+#[test]
+fn act_group_sums_match_rows() {
+    use berth_kernels::gemm::PANEL;
+    for (n, k, size) in [
+        (1, 1, 4),
+        (33, 17, 8),
+        (64, 384, 64),
+        (5, 130, 128),
+        (40, 0, 4),
+    ] {
+        let w = values(n * k, (n + k) as u64);
+        let b = PackedI8Buf::quantize(&w, n, k);
+        let sums = act_group_sums(&b.q, k, size);
+        let groups = act_groups(k, size);
+        assert_eq!(sums.len(), n.div_ceil(PANEL) * PANEL * groups);
+        for j in 0..n {
+            for g in 0..groups {
+                let want: i32 = (g * size..((g + 1) * size).min(k))
+                    .map(|kk| i32::from(b.q[berth_kernels::gemm::packed_index_i8(j, kk, k)]))
+                    .sum();
+                let got = sums[(j / PANEL) * PANEL * groups + g * PANEL + j % PANEL];
+                assert_eq!(got, want as f32, "n={n} k={k} size={size} ({j}, {g})");
             }
         }
     }

@@ -162,6 +162,8 @@ impl<'a> TensorView<'a> {
                 col_sum: self.panel_sums()?,
                 // A sibling tensor: the caller attaches it.
                 input_scale: None,
+                // A run-time choice of the engine's.
+                groups: None,
             })),
         }
     }

@@ -34,6 +34,74 @@ pub fn packed_index_i8(j: usize, kk: usize, k: usize) -> usize {
     (j / PANEL) * PANEL * kp + (kk / 4) * PANEL * 4 + (j % PANEL) * 4 + kk % 4
 }
 
+/// The deepest group of activations [`ActGroups`] allows: a group's i32 sum (at most
+/// 255 x 127 per element) then stays below 2^24, where its conversion to f32 is exact.
+pub const MAX_ACT_GROUP: usize = 512;
+
+/// Activations quantised per group of `size` consecutive elements of K (each group with its
+/// own scale and zero point) rather than per row: an outlier then coarsens only its own
+/// group's steps. The zero-point correction needs each channel's weight sum per group, `sums`.
+#[derive(Clone, Copy, Debug)]
+pub struct ActGroups<'a> {
+    /// Elements of K per group: a multiple of 4 in `4..=MAX_ACT_GROUP`; the last group holds
+    /// what remains.
+    pub size: usize,
+    /// [`act_group_sums`] of the packed weights for this size.
+    pub sums: &'a [f32],
+}
+
+/// The number of groups of `size` that cover K = `k`.
+pub fn act_groups(k: usize, size: usize) -> usize {
+    k.div_ceil(size.max(1))
+}
+
+/// Each channel's sums of its quantised weights over each group of `size` elements of K, from
+/// the packed int8 weights `q` (K = `k`), as f32 (exact: at most 127 x 512 in magnitude), laid
+/// out for the microkernels: per panel of [`PANEL`] channels, per group, the panel's PANEL
+/// sums, so that the sums of channel `j` for group `g` are at
+/// `(j / PANEL) * PANEL * groups + g * PANEL + j % PANEL`. Panics unless `q` is a whole number of
+/// packed panels of K = `k` and `size` is a valid group size.
+pub fn act_group_sums(q: &[i8], k: usize, size: usize) -> Vec<f32> {
+    assert!(
+        size.is_multiple_of(4) && (4..=MAX_ACT_GROUP).contains(&size),
+        "act_group_sums: group size"
+    );
+    let kp = k.div_ceil(4) * 4;
+    let groups = act_groups(k, size);
+    let panels = if kp == 0 { 0 } else { q.len() / (PANEL * kp) };
+    assert_eq!(
+        q.len(),
+        panels * PANEL * kp,
+        "act_group_sums: q is not whole panels"
+    );
+    let mut out = vec![0.0f32; panels * PANEL * groups];
+    for p in 0..panels {
+        let panel = &q[p * PANEL * kp..(p + 1) * PANEL * kp];
+        for g in 0..groups {
+            // Byte-wise sums over the groups of 4 k (128 bytes: 4 of each channel) inside this
+            // group of K (a plain widening loop, which vectorises: this runs at model load),
+            // then each channel's 4 bytes added.
+            let mut bytes = [0i32; PANEL * 4];
+            let fours = (g * size / 4)..((g + 1) * size / 4).min(kp / 4);
+            let block = &panel[fours.start * PANEL * 4..fours.end * PANEL * 4];
+            for four in block.chunks_exact(PANEL * 4) {
+                for (acc, &v) in bytes.iter_mut().zip(four) {
+                    *acc += i32::from(v);
+                }
+            }
+            let mut sums = [0i32; PANEL];
+            for (sum, b) in sums.iter_mut().zip(bytes.chunks_exact(4)) {
+                *sum = b.iter().sum();
+            }
+            let dst = &mut out[(p * groups + g) * PANEL..][..PANEL];
+            for (d, &s) in dst.iter_mut().zip(&sums) {
+                *d = s as f32;
+            }
+        }
+    }
+    out
+}
+
 /// Packed int8 weights, borrowed (from a `.berth` file or a [`PackedI8Buf`]).
 #[derive(Clone, Copy, Debug)]
 pub struct PackedI8<'a> {
@@ -46,6 +114,8 @@ pub struct PackedI8<'a> {
     /// `K` factors that multiply each row of A before it is quantised (SmoothQuant's scale
     /// migration: the converter divided the weights' columns by them), or none for all 1.
     pub input_scale: Option<&'a [f32]>,
+    /// Activations quantised per group of K, or (none) per row.
+    pub groups: Option<ActGroups<'a>>,
 }
 
 impl<'a> PackedI8<'a> {
@@ -56,6 +126,17 @@ impl<'a> PackedI8<'a> {
         assert_eq!(self.col_sum.len(), n, "gemm: int8 col_sum length");
         if let Some(s) = self.input_scale {
             assert_eq!(s.len(), k, "gemm: int8 input_scale length");
+        }
+        if let Some(g) = self.groups {
+            assert!(
+                g.size.is_multiple_of(4) && (4..=MAX_ACT_GROUP).contains(&g.size),
+                "gemm: activation group size"
+            );
+            assert_eq!(
+                g.sums.len(),
+                n.div_ceil(PANEL) * PANEL * act_groups(k, g.size),
+                "gemm: activation group sums length"
+            );
         }
     }
 
@@ -69,18 +150,28 @@ impl<'a> PackedI8<'a> {
         let (ql, qr) = self.q.split_at(at * PANEL * k.div_ceil(4) * 4);
         let (sl, sr) = self.scale.split_at(col);
         let (cl, cr) = self.col_sum.split_at(col);
+        let (gl, gr) = match self.groups {
+            Some(g) => {
+                let (l, r) = g.sums.split_at(at * PANEL * act_groups(k, g.size));
+                let part = |sums| Some(ActGroups { size: g.size, sums });
+                (part(l), part(r))
+            }
+            None => (None, None),
+        };
         (
             PackedI8 {
                 q: ql,
                 scale: sl,
                 col_sum: cl,
                 input_scale: self.input_scale,
+                groups: gl,
             },
             PackedI8 {
                 q: qr,
                 scale: sr,
                 col_sum: cr,
                 input_scale: self.input_scale,
+                groups: gr,
             },
         )
     }
@@ -134,13 +225,15 @@ impl PackedI8Buf {
         }
     }
 
-    /// The weights borrowed, without input scales (set `input_scale` on the view for them).
+    /// The weights borrowed, without input scales or activation groups (set `input_scale` and
+    /// `groups` on the view for them).
     pub fn view(&self) -> PackedI8<'_> {
         PackedI8 {
             q: &self.q,
             scale: &self.scale,
             col_sum: &self.col_sum,
             input_scale: None,
+            groups: None,
         }
     }
 }
@@ -163,20 +256,37 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
     if m == 0 || n == 0 {
         return;
     }
-    let groups = k.div_ceil(4);
-    let kp = groups * 4;
+    let steps = k.div_ceil(4);
+    let kp = steps * 4;
     let mc_rows = MC.div_ceil(MR) * MR;
+    // Activation groups: `count` per row, of `size` elements (one group of all K per row).
+    let (size, count) = match w.groups {
+        Some(g) => (g.size, act_groups(k, g.size)),
+        None => (k.max(1), 1),
+    };
     resize(&mut scratch.packed_a_i8, mc_rows * kp, 0);
     resize(&mut scratch.row_i8, kp, 0);
     if w.input_scale.is_some() {
         resize(&mut scratch.row_f32, k, 0.0);
     }
-    resize(&mut scratch.a_scale, mc_rows, 0.0);
+    resize(&mut scratch.a_scale, mc_rows * count, 0.0);
     resize(&mut scratch.a_zp, mc_rows, 0);
+    if w.groups.is_some() {
+        resize(&mut scratch.a_corr, mc_rows * count, 0.0);
+    }
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
-        pack_a_i8::<D, MR>(&p.a[ic * p.lda..], p.lda, mc, k, w.input_scale, scratch);
+        let grouped = w.groups.map(|_| size);
+        pack_a_i8::<D, MR>(
+            &p.a[ic * p.lda..],
+            p.lda,
+            mc,
+            k,
+            w.input_scale,
+            grouped,
+            scratch,
+        );
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;
@@ -190,23 +300,45 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize>(
                 ws_pad[..nc].copy_from_slice(&w.scale[jr..jr + nc]);
                 (cs_pad.as_ptr(), ws_pad.as_ptr())
             };
+            // Group sums of this slice: whole panels are stored, so NR of them are always there.
+            // Not sliced: with K = 0 there are no groups, and none are read.
+            let sums = w.groups.map(|g| {
+                let at = (jr / PANEL) * PANEL * count + jr % PANEL;
+                g.sums.as_ptr().wrapping_add(at)
+            });
             for ir in (0..mc).step_by(MR) {
                 let row = ic + ir;
-                let mut a_scale = [0.0f32; MR];
-                a_scale.copy_from_slice(&scratch.a_scale[ir..ir + MR]);
-                let mut a_zp = [0i32; MR];
-                a_zp.copy_from_slice(&scratch.a_zp[ir..ir + MR]);
                 let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
                 let a = scratch.packed_a_i8[ir * kp..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wp = w.q.as_ptr().wrapping_add(w_off);
+                if let Some(sums) = sums {
+                    let g = kernel::Groups {
+                        steps: size / 4,
+                        count,
+                        scale: scratch.a_scale[ir * count..].as_ptr(),
+                        corr: scratch.a_corr[ir * count..].as_ptr(),
+                        sums,
+                    };
+                    // SAFETY: `check` validated every size; the tile reads the packed A block
+                    // (MR x kp bytes from `ir * kp`), `steps` weight groups of 128 bytes from
+                    // `w_off` (4 NR of each), MR x count scales and terms from `ir * count`
+                    // (the scratch holds mc_rows x count), `count` groups of NR sums PANEL
+                    // apart inside the slice's panel (whole panels are stored), NR weight
+                    // scales (in place when nc = NR, else padded), and C at (row, jr) with
+                    // mr x nc valid.
+                    unsafe { kernel::run_i8_grouped::<D, MR, NV>(steps, a, &g, wp, ws, &out) };
+                    continue;
+                }
+                let mut a_scale = [0.0f32; MR];
+                a_scale.copy_from_slice(&scratch.a_scale[ir..ir + MR]);
+                let mut a_zp = [0i32; MR];
+                a_zp.copy_from_slice(&scratch.a_zp[ir..ir + MR]);
                 // SAFETY: `check` validated every size; the tile reads the packed A block
-                // (MR x kp bytes from `ir * kp`), `groups` weight groups of 128 bytes from
+                // (MR x kp bytes from `ir * kp`), `steps` weight groups of 128 bytes from
                 // `w_off` (4 NR of each), NR sums and scales (in place when nc = NR, so
                 // `jr + NR <= n`; else padded), and C at (row, jr) with mr x nc valid.
-                unsafe {
-                    kernel::run_i8::<D, MR, NV>(groups, a, &a_scale, &a_zp, wp, cs, ws, &out)
-                };
+                unsafe { kernel::run_i8::<D, MR, NV>(steps, a, &a_scale, &a_zp, wp, cs, ws, &out) };
             }
         }
     }
@@ -218,11 +350,14 @@ fn resize<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
     }
 }
 
-/// Quantises `mc` rows of A (all of K; per row a scale into `scratch.a_scale` and the zero
-/// point as [`DotI8::to_f32`] takes it into `scratch.a_zp`) and packs them into MR-row
-/// micro-panels: panel `q` holds, for each group of 4 k, the 4 bytes of each of its MR rows
-/// (`q - 128`, or `q` when `D` multiplies unsigned bytes; zero past `k`, and rows past `mc`
-/// have scale 0). With `input_scale`, each row is first multiplied by it, element by element.
+/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels: panel `q`
+/// holds, for each group of 4 k, the 4 bytes of each of its MR rows (`q - 128`, or `q` when `D`
+/// multiplies unsigned bytes; zero past `k`, and rows past `mc` have scale 0). With `input_scale`,
+/// each row is first multiplied by it, element by element. Per row (`group` none): the scale
+/// into `scratch.a_scale[r]` and the zero point as [`DotI8::to_f32`] takes it into
+/// `scratch.a_zp[r]`. Per group of `group` elements (`count` per row): group `g`'s scale into
+/// `scratch.a_scale[r * count + g]` and its scale times that zero point into
+/// `scratch.a_corr[r * count + g]`.
 #[inline(always)]
 fn pack_a_i8<D: DotI8, const MR: usize>(
     a: &[f32],
@@ -230,6 +365,7 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
     mc: usize,
     k: usize,
     input_scale: Option<&[f32]>,
+    group: Option<usize>,
     scratch: &mut GemmScratch,
 ) {
     let kp = k.div_ceil(4) * 4;
@@ -238,6 +374,10 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
         (0x8080_8080u32, 0)
     } else {
         (0, 128)
+    };
+    let (size, count) = match group {
+        Some(size) => (size, act_groups(k, size)),
+        None => (k.max(1), 1),
     };
     let rows = mc.div_ceil(MR) * MR;
     let row_q = &mut scratch.row_i8[..kp];
@@ -253,15 +393,34 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
                 unsafe { quant::mul_into::<D::S>(row, m, scaled) };
                 row = scaled;
             }
-            // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
-            let (scale, zero) =
-                unsafe { quant::quantize_row_asym_simd::<D::S>(row, &mut row_q[..k]) };
-            scratch.a_scale[r] = scale;
-            scratch.a_zp[r] = zero - zp_shift;
+            if group.is_none() {
+                // With K = 0 the loop below sets nothing.
+                scratch.a_scale[r] = 0.0;
+                scratch.a_zp[r] = 0;
+            }
+            for (g, (src, dst)) in row
+                .chunks(size)
+                .zip(row_q[..k].chunks_mut(size))
+                .enumerate()
+            {
+                // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
+                let (scale, zero) = unsafe { quant::quantize_row_asym_simd::<D::S>(src, dst) };
+                let zp = zero - zp_shift;
+                if group.is_some() {
+                    scratch.a_scale[r * count + g] = scale;
+                    scratch.a_corr[r * count + g] = scale * zp as f32;
+                } else {
+                    scratch.a_scale[r] = scale;
+                    scratch.a_zp[r] = zp;
+                }
+            }
         } else {
             row_q[..k].fill(0);
-            scratch.a_scale[r] = 0.0;
+            scratch.a_scale[r * count..(r + 1) * count].fill(0.0);
             scratch.a_zp[r] = 0;
+            if group.is_some() {
+                scratch.a_corr[r * count..(r + 1) * count].fill(0.0);
+            }
         }
         let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
         for (g, four) in row_q.chunks_exact(4).enumerate() {

@@ -183,6 +183,82 @@ pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
+/// Where a grouped int8 tile reads its per-group factors (see [`run_i8_grouped`]).
+pub(super) struct Groups {
+    /// 4-k steps per group (the last group may have fewer).
+    pub steps: usize,
+    /// Groups per row.
+    pub count: usize,
+    /// Row `i`'s scale of group `g` at `scale[i * count + g]`.
+    pub scale: *const f32,
+    /// Row `i`'s zero-point term of group `g` (its scale times its zero point, as
+    /// [`DotI8::to_f32`] takes the zero point) at `corr[i * count + g]`.
+    pub corr: *const f32,
+    /// Group `g`'s NR channel sums (f32) at `sums + g * PANEL`.
+    pub sums: *const f32,
+}
+
+/// The int8 microkernel with activation scales per group of K: each group's exact i32 sums
+/// are converted (exactly: a group is at most `MAX_ACT_GROUP` deep) and added into f32
+/// accumulators times the row's scale for the group, less the group's zero-point term times the
+/// channels' sums over the group; the total is scaled by the channel's weight scale.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
+    steps: usize,
+    a: *const u8,
+    g: &Groups,
+    w: *const i8,
+    w_scale: *const f32,
+    out: &Out<'_>,
+) {
+    let l = D::S::LANES;
+    debug_assert!(MR * NV * l <= MAX_TILE);
+    // SAFETY: the int8 contract above, with `g` valid for MR x count factors and count groups
+    // of NR sums; the caller runs on D's ISA.
+    unsafe {
+        let mut f = [[D::S::splat(0.0); NV]; MR];
+        let (mut a, mut w) = (a, w);
+        for gi in 0..g.count {
+            let n_steps = g.steps.min(steps - gi * g.steps);
+            let mut acc = [[D::zero(); NV]; MR];
+            for _ in 0..n_steps {
+                let mut wv = [D::load_w(w); NV];
+                for (j, v) in wv.iter_mut().enumerate().skip(1) {
+                    *v = D::load_w(w.add(j * l * 4));
+                }
+                for (i, acc_i) in acc.iter_mut().enumerate() {
+                    let ai = D::bcast(a.add(i * 4));
+                    for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                        *acc_ij = D::dot(*acc_ij, ai, wv[j]);
+                    }
+                }
+                a = a.add(MR * 4);
+                w = w.add(PANEL * 4);
+            }
+            let mut sums = [D::S::splat(0.0); NV];
+            for (j, s) in sums.iter_mut().enumerate() {
+                *s = D::S::load(g.sums.add(gi * PANEL + j * l));
+            }
+            for i in 0..MR {
+                let s = D::S::splat(*g.scale.add(i * g.count + gi));
+                let c = D::S::splat(-*g.corr.add(i * g.count + gi));
+                for j in 0..NV {
+                    f[i][j] = D::S::fma(D::cvt(acc[i][j]), s, f[i][j]);
+                    f[i][j] = D::S::fma(c, sums[j], f[i][j]);
+                }
+            }
+        }
+        for j in 0..NV {
+            let ws = D::S::load(w_scale.add(j * l));
+            for f_i in f.iter_mut() {
+                f_i[j] = D::S::mul(f_i[j], ws);
+            }
+        }
+        store::<D::S, MR, NV>(&f, out);
+    }
+}
+
 /// Stores an MR x NR tile of results: adds what C holds unless this is the first K block, and
 /// on the last applies the bias and the epilogue.
 #[inline(always)]

@@ -33,7 +33,10 @@ mod int8;
 mod kernel;
 
 pub(crate) use int8::gemm_i8;
-pub use int8::{packed_index_i8, packed_len_i8, PackedI8, PackedI8Buf, MAX_K_I8};
+pub use int8::{
+    act_group_sums, act_groups, packed_index_i8, packed_len_i8, ActGroups, PackedI8, PackedI8Buf,
+    MAX_ACT_GROUP, MAX_K_I8,
+};
 
 use half::f16;
 use kernel::Elem;
@@ -363,14 +366,17 @@ pub struct GemmScratch {
     row_i8: Vec<i8>,
     a_scale: Vec<f32>,
     a_zp: Vec<i32>,
+    /// Per row and activation group: the scale times the zero point.
+    a_corr: Vec<f32>,
     /// One row of A times the int8 weights' input scales.
     row_f32: Vec<f32>,
 }
 
 /// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
-/// accumulation over the packed weights (f16 widened exactly). int8: each row of A quantised by
-/// [`crate::quant::quantize_row_asym`] (after multiplying it by the input scales, if any, in
-/// f32), exact integer sums of `(qa - zero) * qw`, scaled by both scales in f64. Then
+/// accumulation over the packed weights (f16 widened exactly). int8: each row of A (or each
+/// activation group of it) quantised by [`crate::quant::quantize_row_asym`] (after multiplying
+/// it by the input scales, if any, in f32), exact integer sums of `(qa - zero) * qw` per group,
+/// scaled by the group's scale and the weight scale in f64. Then
 /// bias and epilogue in f64 (GELU through libm's erf).
 pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     p.check();
@@ -383,38 +389,56 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     if scratch.row_f32.len() < k {
         scratch.row_f32.resize(k, 0.0);
     }
+    // Activation groups of the int8 weights: (size, count); per row, one group of all K.
+    let (size, count) = match p.w {
+        Weights::I8(PackedI8 {
+            groups: Some(g), ..
+        }) => (g.size, act_groups(k, g.size)),
+        _ => (k.max(1), 1),
+    };
+    if scratch.a_scale.len() < count {
+        scratch.a_scale.resize(count, 0.0);
+        scratch.a_zp.resize(count, 0);
+    }
     let row_q = &mut scratch.row_i8[..k];
     let scaled = &mut scratch.row_f32[..k];
     for i in 0..m {
         let row = &p.a[i * p.lda..i * p.lda + k];
-        let (a_scale, a_zero) = match p.w {
-            Weights::I8(w) => {
-                let row = match w.input_scale {
-                    Some(m) => {
-                        for ((o, x), f) in scaled.iter_mut().zip(row).zip(m) {
-                            *o = x * f;
-                        }
-                        &*scaled
+        if let Weights::I8(w) = p.w {
+            let row = match w.input_scale {
+                Some(m) => {
+                    for ((o, x), f) in scaled.iter_mut().zip(row).zip(m) {
+                        *o = x * f;
                     }
-                    None => row,
-                };
-                let (s, z) = crate::quant::quantize_row_asym(row, row_q);
-                (f64::from(s), i64::from(z))
+                    &*scaled
+                }
+                None => row,
+            };
+            for (g, (src, dst)) in row.chunks(size).zip(row_q.chunks_mut(size)).enumerate() {
+                let (s, z) = crate::quant::quantize_row_asym(src, dst);
+                scratch.a_scale[g] = s;
+                scratch.a_zp[g] = z;
             }
-            _ => (0.0, 0),
-        };
+        }
         for j in 0..n {
             let mut acc = match p.w {
                 Weights::F32(w) => float_dot(row, |kk| f64::from(w[packed_index(j, kk, k)])),
                 Weights::F16(w) => float_dot(row, |kk| f64::from(w[packed_index(j, kk, k)])),
                 Weights::I8(w) => {
-                    let dot: i64 = (0..k)
-                        .map(|kk| {
-                            (i64::from(row_q[kk]) + 128 - a_zero)
-                                * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
+                    let groups = (0..k).step_by(size).enumerate();
+                    let sum: f64 = groups
+                        .map(|(g, start)| {
+                            let zero = i64::from(scratch.a_zp[g]);
+                            let dot: i64 = (start..(start + size).min(k))
+                                .map(|kk| {
+                                    (i64::from(row_q[kk]) + 128 - zero)
+                                        * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
+                                })
+                                .sum();
+                            dot as f64 * f64::from(scratch.a_scale[g])
                         })
                         .sum();
-                    dot as f64 * a_scale * f64::from(w.scale[j])
+                    sum * f64::from(w.scale[j])
                 }
             };
             if let Some(b) = p.bias {

@@ -181,6 +181,11 @@ impl DotI8 for AvxVnni {
             _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, cs))
         }
     }
+    #[inline(always)]
+    unsafe fn cvt(acc: __m256i) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_cvtepi32_ps(acc) }
+    }
 }
 
 /// int8 dot products on AVX2 without VNNI: `vpmaddubsw` multiplies unsigned by signed bytes
@@ -231,5 +236,10 @@ impl DotI8 for Avx2Madd {
     unsafe fn to_f32(acc: __m256i, col_sum: *const i32, zp: i32) -> __m256 {
         // SAFETY: as `AvxVnni::to_f32` (AVX2; `col_sum` valid for 8 reads).
         unsafe { AvxVnni::to_f32(acc, col_sum, zp) }
+    }
+    #[inline(always)]
+    unsafe fn cvt(acc: __m256i) -> __m256 {
+        // SAFETY: AVX.
+        unsafe { _mm256_cvtepi32_ps(acc) }
     }
 }

@@ -171,4 +171,9 @@ impl DotI8 for Avx512Vnni {
             _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, cs))
         }
     }
+    #[inline(always)]
+    unsafe fn cvt(acc: __m512i) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe { _mm512_cvtepi32_ps(acc) }
+    }
 }

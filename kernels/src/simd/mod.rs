@@ -91,6 +91,9 @@ pub(crate) trait DotI8 {
     /// the true one because the true sum `sum (q - zero) w` is within 255 x 127 x K < 2^31;
     /// converted exactly below 2^24, else rounded once.
     unsafe fn to_f32(acc: Self::I, col_sum: *const i32, zp: i32) -> <Self::S as Simd>::F;
+    /// The sum as f32, without correction: exact while `|acc| < 2^24` (a group of activations
+    /// of at most [`crate::gemm::MAX_ACT_GROUP`] elements keeps it there).
+    unsafe fn cvt(acc: Self::I) -> <Self::S as Simd>::F;
 }
 
 /// Loads `src` (at most `S::LANES` elements) into a vector, the missing lanes set to `pad`.

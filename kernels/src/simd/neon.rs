@@ -190,6 +190,11 @@ impl DotI8 for NeonDot {
         // gives the true sum (trait contract).
         unsafe { vcvtq_f32_s32(vmlsq_s32(acc, vld1q_s32(col_sum), vdupq_n_s32(zp))) }
     }
+    #[inline(always)]
+    unsafe fn cvt(acc: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vcvtq_f32_s32(acc) }
+    }
 }
 
 /// int8 dot products on plain NEON: `smull`/`smull2` make the 16 i16 products (each at most
@@ -234,5 +239,10 @@ impl DotI8 for NeonMull {
     unsafe fn to_f32(acc: int32x4_t, col_sum: *const i32, zp: i32) -> float32x4_t {
         // SAFETY: as `NeonDot::to_f32` (NEON only; `col_sum` valid for 4 reads).
         unsafe { NeonDot::to_f32(acc, col_sum, zp) }
+    }
+    #[inline(always)]
+    unsafe fn cvt(acc: int32x4_t) -> float32x4_t {
+        // SAFETY: NEON.
+        unsafe { vcvtq_f32_s32(acc) }
     }
 }

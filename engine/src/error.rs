@@ -229,6 +229,9 @@ pub enum Error {
     Format(#[from] FormatError),
     #[error(transparent)]
     Input(#[from] InputError),
+    /// An option given to the engine is out of its range.
+    #[error("invalid option: {reason}")]
+    BadOption { reason: String },
     /// `BERTH_ISA` asks for a path this CPU cannot run, or names none.
     #[error(transparent)]
     Isa(#[from] berth_kernels::IsaError),

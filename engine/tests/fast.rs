@@ -7,15 +7,17 @@
 //! Tolerances (absolute, on outputs of magnitude up to ~10): f32 and f16 weights 1e-4 (issue
 //! 5's bound; the fast path accumulates in f32 where the reference uses f64, observed ~1e-6);
 //! int8 weights: the reference dequantises the weights but keeps activations in f32, while the
-//! fast path also quantises each token's activations to 8 bits (per token, 256 steps), so it is
-//! held to a relative bound instead: `INT8_REL` (8%) of the output's largest magnitude; the
-//! worst observed over every case here is 3.4% (4.5% with symmetric activations; these random
-//! 2-layer models; MiniLM's sentence-embedding cosines are in tools/tests/fast_minilm.rs).
+//! fast path also quantises each token's activations to 8 bits (256 steps per token, or per
+//! group of K: each int8 case runs with the default groups, per token, and groups of 16 and 8),
+//! so it is held to a relative bound instead: `INT8_REL` (8%) of the output's largest
+//! magnitude; the worst observed over every case here is 3.6% (4.5% with symmetric activations;
+//! these random 2-layer models; MiniLM's sentence-embedding cosines are in
+//! tools/tests/fast_minilm.rs).
 
 mod common;
 
 use berth::config::{Activation, Head, ModelConfig};
-use berth::fast::{FastModel, Workspace};
+use berth::fast::{ActGrouping, FastModel, Workspace, DEFAULT_ACT_GROUPING};
 use berth::format::{encode, BerthFile, DType, Layout, TensorData};
 use berth::reference::{Inputs, Outputs, ReferenceModel};
 use berth::schema::{expected_tensors, Role};
@@ -147,12 +149,31 @@ fn fast_path_matches_the_reference() {
                     token_type_ids: Some(&types),
                 };
                 let want = reference.forward(&inputs).unwrap();
-                for &kernels in &tables {
-                    let fast = FastModel::with_kernels(&file, kernels, 1).unwrap();
+                // int8: the default activation groups (one group of the hidden 64, groups of
+                // 64 and 32 for the intermediate 96), per row, and groups of 16 and 8.
+                let groupings: &[ActGrouping] = if dtype == DType::I8 {
+                    &[
+                        DEFAULT_ACT_GROUPING,
+                        ActGrouping::PER_ROW,
+                        ActGrouping {
+                            hidden: Some(16),
+                            intermediate: Some(8),
+                        },
+                    ]
+                } else {
+                    &[DEFAULT_ACT_GROUPING]
+                };
+                for (&kernels, &grouping) in tables
+                    .iter()
+                    .flat_map(|k| groupings.iter().map(move |g| (k, g)))
+                {
+                    let mut fast = FastModel::with_kernels(&file, kernels, 1).unwrap();
+                    fast.set_act_grouping(grouping).unwrap();
                     let mut ws = Workspace::default();
                     let got = fast.forward(&inputs, &mut ws).unwrap();
                     // Any thread count gives the same bits.
-                    let threaded = FastModel::with_kernels(&file, kernels, 3).unwrap();
+                    let mut threaded = FastModel::with_kernels(&file, kernels, 3).unwrap();
+                    threaded.set_act_grouping(grouping).unwrap();
                     let again = threaded
                         .forward(&inputs, &mut Workspace::default())
                         .unwrap();
@@ -168,7 +189,7 @@ fn fast_path_matches_the_reference() {
                     }
                     for (name, worst, scale) in compare(head, &got, &want, &mask) {
                         let ctx = format!(
-                            "{head:?} {act:?} {dtype:?} {layout:?} on {} ({}): {name}",
+                            "{head:?} {act:?} {dtype:?} {layout:?} {grouping:?} on {} ({}): {name}",
                             kernels.isa, kernels.int8
                         );
                         if dtype == DType::I8 {
@@ -213,6 +234,38 @@ fn fast_path_matches_the_reference() {
         }
     }
     println!("worst int8 relative difference: {worst_int8:.4}");
+}
+
+/// An activation group size outside the kernels' range is a typed error that leaves the model
+/// as it was.
+#[test]
+fn bad_act_grouping_is_an_error() {
+    let cfg = config(Head::None, Activation::Gelu);
+    let bytes = encode(&cfg, None, &tensors(&cfg, DType::I8, Layout::Panels, 3)).unwrap();
+    let file = BerthFile::from_bytes(&bytes).unwrap();
+    let mut fast = FastModel::with_threads(&file, 1).unwrap();
+    assert_eq!(fast.act_grouping(), DEFAULT_ACT_GROUPING);
+    for size in [0, 2, 6, 516, usize::MAX] {
+        for grouping in [
+            ActGrouping {
+                hidden: Some(size),
+                intermediate: None,
+            },
+            ActGrouping {
+                hidden: Some(64),
+                intermediate: Some(size),
+            },
+        ] {
+            let err = fast.set_act_grouping(grouping).unwrap_err();
+            assert!(
+                matches!(err, berth::Error::BadOption { .. }),
+                "{size}: {err}"
+            );
+            assert_eq!(fast.act_grouping(), DEFAULT_ACT_GROUPING);
+        }
+    }
+    fast.set_act_grouping(ActGrouping::PER_ROW).unwrap();
+    assert_eq!(fast.act_grouping(), ActGrouping::PER_ROW);
 }
 
 /// Every length from 1 to the maximum runs and matches the reference (f32).

@@ -4,10 +4,11 @@
 //!   and within 2e-4 of transformers;
 //! - sentence embeddings of the 48 reference sentences, run as one padded batch (padding-free
 //!   inside), equal bit for bit to each sentence run alone, with min cosine to
-//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16) and >= 0.996 (int8: smoothed
-//!   per-channel weights and asymmetric per-token activations, measured 0.99674 at sentence
-//!   2 (the empty text); 0.99283 without the smoothing, 0.98260 with symmetric activations
-//!   too; issue 5's accuracy work is to raise it to 0.998).
+//!   sentence-transformers' >= 0.99999 (f32), >= 0.9999 (f16) and >= 0.998 (int8: smoothed
+//!   per-channel weights, activations asymmetric per group of 128 (64 for the down
+//!   projection), measured 0.99858 (AVX-512 VNNI), 0.99855 (AVX2) and 0.99867 (scalar), at
+//!   sentence 25; 0.99674 per token, 0.99283 per token without the smoothing, 0.98260 with
+//!   symmetric activations too).
 
 mod support;
 
@@ -146,5 +147,5 @@ fn f16_embeddings() {
 #[test]
 fn int8_embeddings() {
     let cos = embeddings(OutDtype::Int8);
-    assert!(cos >= 0.996, "{cos}");
+    assert!(cos >= 0.998, "{cos}");
 }

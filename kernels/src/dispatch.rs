@@ -167,11 +167,11 @@ mod x86 {
     simd_entry!(gelu_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::gelu, (x: &mut [f32]));
     simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f32, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f16, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_avx512_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni, 8, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_avx512_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni, 8, 2, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
     simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_avx2, "avx2,fma,f16c", [Avx2], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
@@ -238,8 +238,8 @@ mod arm {
     simd_entry!(gelu_neon, "neon", [Neon], elementwise::gelu, (x: &mut [f32]));
     simd_entry!(gemm_f32_neon, "neon", [Neon, f32, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
 

@@ -522,35 +522,49 @@ fn int8_sums_are_exact() {
         let qw = ints(n * k, seed + 1);
         let w_scale: Vec<f32> = (0..n).map(|j| 2f32.powi(-(j as i32 % 5))).collect();
         let packed = PackedI8Buf::from_rows(&qw, w_scale.clone(), n, k);
-        for kernels in int8_tables() {
-            let mut out = vec![f32::NAN; m * n];
-            kernels.gemm(
-                Gemm {
-                    k,
-                    a: &a,
-                    lda: k,
-                    w: Weights::I8(packed.view()),
-                    bias: None,
-                    epilogue: Epilogue::None,
-                    c: MatMut::new(&mut out, m, n, n),
-                },
-                &mut GemmScratch::default(),
-            );
-            for i in 0..m {
-                for j in 0..n {
-                    let sum: i64 = (0..k)
-                        .map(|kk| i64::from(qa[i * k + kk]) * i64::from(qw[j * k + kk]))
-                        .sum();
-                    assert!(sum.abs() < 1 << 24);
-                    let want = sum as f64 / 32.0 * f64::from(w_scale[j]);
-                    let got = out[i * n + j];
-                    assert!(
-                        f64::from(got) == want,
-                        "{} ({}) m={m} n={n} k={k} at ({i}, {j}): {got} vs {want}",
-                        kernels.isa,
-                        kernels.int8
-                    );
-                }
+        assert_exact(packed.view(), &a, &qa, &qw, &w_scale, (m, n, k));
+    }
+}
+
+/// Runs `w` on every int8 table and checks that every output is exactly
+/// `sum_k qa qw * 2^-5 * w_scale` (`qa` the codes less the zero point or offset, `m x k`; `qw`
+/// the weights, `n x k`).
+fn assert_exact(
+    w: PackedI8<'_>,
+    a: &[f32],
+    qa: &[i32],
+    qw: &[i8],
+    w_scale: &[f32],
+    (m, n, k): (usize, usize, usize),
+) {
+    for kernels in int8_tables() {
+        let mut out = vec![f32::NAN; m * n];
+        kernels.gemm(
+            Gemm {
+                k,
+                a,
+                lda: k,
+                w: Weights::I8(w),
+                bias: None,
+                epilogue: Epilogue::None,
+                c: MatMut::new(&mut out, m, n, n),
+            },
+            &mut GemmScratch::default(),
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let sum: i64 = (0..k)
+                    .map(|kk| i64::from(qa[i * k + kk]) * i64::from(qw[j * k + kk]))
+                    .sum();
+                assert!(sum.abs() < 1 << 24);
+                let want = sum as f64 / 32.0 * f64::from(w_scale[j]);
+                let got = out[i * n + j];
+                assert!(
+                    f64::from(got) == want,
+                    "{} ({}) m={m} n={n} k={k} at ({i}, {j}): {got} vs {want}",
+                    kernels.isa,
+                    kernels.int8
+                );
             }
         }
     }
@@ -606,36 +620,7 @@ fn int8_grouped_sums_are_exact() {
             }),
             ..packed.view()
         };
-        for kernels in int8_tables() {
-            let mut out = vec![f32::NAN; m * n];
-            kernels.gemm(
-                Gemm {
-                    k,
-                    a: &a,
-                    lda: k,
-                    w: Weights::I8(w),
-                    bias: None,
-                    epilogue: Epilogue::None,
-                    c: MatMut::new(&mut out, m, n, n),
-                },
-                &mut GemmScratch::default(),
-            );
-            for i in 0..m {
-                for j in 0..n {
-                    let sum: i64 = (0..k)
-                        .map(|kk| i64::from(qa[i * k + kk]) * i64::from(qw[j * k + kk]))
-                        .sum();
-                    let want = sum as f64 / 32.0 * f64::from(w_scale[j]);
-                    let got = out[i * n + j];
-                    assert!(
-                        f64::from(got) == want,
-                        "{} ({}) m={m} n={n} k={k} at ({i}, {j}): {got} vs {want}",
-                        kernels.isa,
-                        kernels.int8
-                    );
-                }
-            }
-        }
+        assert_exact(w, &a, &qa, &qw, &w_scale, (m, n, k));
     }
 }
 

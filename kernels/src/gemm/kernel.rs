@@ -136,6 +136,37 @@ pub(super) unsafe fn run<S: Simd, E: Elem, const MR: usize, const NV: usize, con
     }
 }
 
+/// Adds `steps` groups of 4 along K of `a` (MR x 4 bytes each) times `w` (NV vectors of
+/// weights, groups `4 * PANEL` bytes apart) into `acc`: the int8 microkernels' inner loop.
+#[inline(always)]
+unsafe fn dot_steps<D: DotI8, const MR: usize, const NV: usize>(
+    steps: usize,
+    a: *const u8,
+    w: *const i8,
+    acc: &mut [[D::I; NV]; MR],
+) {
+    let l = D::S::LANES;
+    // SAFETY: `a` is valid for steps x MR x 4 reads and `w` for steps groups of 4 x NR bytes
+    // spaced 4 x PANEL apart (the callers' int8 contract); the caller runs on D's ISA.
+    unsafe {
+        let (mut a, mut w) = (a, w);
+        for _ in 0..steps {
+            let mut wv = [D::load_w(w); NV];
+            for (j, v) in wv.iter_mut().enumerate().skip(1) {
+                *v = D::load_w(w.add(j * l * 4));
+            }
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let ai = D::bcast(a.add(i * 4));
+                for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                    *acc_ij = D::dot(*acc_ij, ai, wv[j]);
+                }
+            }
+            a = a.add(MR * 4);
+            w = w.add(PANEL * 4);
+        }
+    }
+}
+
 /// The int8 microkernel: `groups` groups of 4 along K; the exact i32 sums, corrected by each
 /// row's zero point (`a_zp`, as [`DotI8::to_f32`] takes it), are scaled by the row's activation
 /// scale and the channel's weight scale.
@@ -156,21 +187,7 @@ pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
     // SAFETY: the int8 contract above; the caller runs on D's ISA.
     unsafe {
         let mut acc = [[D::zero(); NV]; MR];
-        let (mut a, mut w) = (a, w);
-        for _ in 0..groups {
-            let mut wv = [D::load_w(w); NV];
-            for (j, v) in wv.iter_mut().enumerate().skip(1) {
-                *v = D::load_w(w.add(j * l * 4));
-            }
-            for (i, acc_i) in acc.iter_mut().enumerate() {
-                let ai = D::bcast(a.add(i * 4));
-                for (j, acc_ij) in acc_i.iter_mut().enumerate() {
-                    *acc_ij = D::dot(*acc_ij, ai, wv[j]);
-                }
-            }
-            a = a.add(MR * 4);
-            w = w.add(PANEL * 4);
-        }
+        dot_steps::<D, MR, NV>(groups, a, w, &mut acc);
         let mut f = [[D::S::splat(0.0); NV]; MR];
         for j in 0..NV {
             let ws = D::S::load(w_scale.add(j * l));
@@ -222,20 +239,9 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
         for gi in 0..g.count {
             let n_steps = g.steps.min(steps - gi * g.steps);
             let mut acc = [[D::zero(); NV]; MR];
-            for _ in 0..n_steps {
-                let mut wv = [D::load_w(w); NV];
-                for (j, v) in wv.iter_mut().enumerate().skip(1) {
-                    *v = D::load_w(w.add(j * l * 4));
-                }
-                for (i, acc_i) in acc.iter_mut().enumerate() {
-                    let ai = D::bcast(a.add(i * 4));
-                    for (j, acc_ij) in acc_i.iter_mut().enumerate() {
-                        *acc_ij = D::dot(*acc_ij, ai, wv[j]);
-                    }
-                }
-                a = a.add(MR * 4);
-                w = w.add(PANEL * 4);
-            }
+            dot_steps::<D, MR, NV>(n_steps, a, w, &mut acc);
+            a = a.add(n_steps * MR * 4);
+            w = w.add(n_steps * PANEL * 4);
             let mut sums = [D::S::splat(0.0); NV];
             for (j, s) in sums.iter_mut().enumerate() {
                 *s = D::S::load(g.sums.add(gi * PANEL + j * l));

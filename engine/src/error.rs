@@ -229,6 +229,12 @@ pub enum Error {
     Format(#[from] FormatError),
     #[error(transparent)]
     Input(#[from] InputError),
+    /// Text could not be tokenized (a pair where the truncation needs none, and the like).
+    #[error(transparent)]
+    Tokenize(#[from] crate::tokenizer::TokenizeError),
+    /// A task needs the tokenizer, and the file carries none.
+    #[error("the model file carries no tokenizer")]
+    NoTokenizer,
     /// An option given to the engine is out of its range.
     #[error("invalid option: {reason}")]
     BadOption { reason: String },

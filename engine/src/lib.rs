@@ -1,9 +1,11 @@
 //! berth: a CPU inference engine for BERT-family text encoders.
 //!
-//! This crate holds the `.berth` file format ([`format`], specified in `docs/FORMAT.md`), the
-//! model and tokenizer configuration it carries ([`config`]), the exact tensor set a config
-//! implies ([`schema`]), and the reference forward pass ([`reference`]) that mirrors Hugging
-//! Face transformers and that every fast path is held against.
+//! [`Model`] loads a `.berth` file and embeds text (see its module docs for an example). Below
+//! it, this crate holds the `.berth` file format ([`format`], specified in `docs/FORMAT.md`),
+//! the model and tokenizer configuration it carries ([`config`]), the exact tensor set a config
+//! implies ([`schema`]), the tokenizer ([`tokenizer`]), the fast forward pass ([`fast`]), and
+//! the reference forward pass ([`reference`]) that mirrors Hugging Face transformers and that
+//! every fast path is held against.
 //!
 //! ```no_run
 //! use berth::format::BerthFile;
@@ -27,8 +29,10 @@ pub mod config;
 pub mod error;
 pub mod fast;
 pub mod format;
+mod model;
 pub mod reference;
 pub mod schema;
 pub mod tokenizer;
 
 pub use error::{Error, FormatError, InputError, Result};
+pub use model::{Embeddings, Model, ModelOptions};

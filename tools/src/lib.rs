@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cache;
 pub mod convert;
+pub mod embed;
 pub mod inspect;
 pub mod run;
 pub mod tokenize;

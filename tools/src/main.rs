@@ -115,6 +115,32 @@ enum Command {
         #[arg(long, value_enum, default_value = "longest-first")]
         truncation: TruncationArg,
     },
+    /// Sentence embeddings of texts, as sentence-transformers' encode computes them.
+    ///
+    /// Texts come from the arguments, or else from stdin, one per line (with --jsonl, each
+    /// line a JSON string, so that any text can be given). Prints one JSON object per line and
+    /// text, in order: `{"embedding": [...], "truncated": false}`; `truncated` says the text
+    /// was cut to --max-seq-len tokens.
+    ///
+    /// Example: berth embed minilm.berth "The cat sits on the mat." "A dog plays."
+    Embed {
+        /// The .berth file.
+        model: PathBuf,
+        /// Texts to embed [default: stdin, one per line].
+        texts: Vec<String>,
+        /// Each stdin line is a JSON string.
+        #[arg(long)]
+        jsonl: bool,
+        /// Threads [default: one per physical core].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The most tokens a text keeps, [CLS] and [SEP] included [default: the model's].
+        #[arg(long)]
+        max_seq_len: Option<usize>,
+        /// Texts per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
     /// Run the reference forward pass on inputs from a safetensors file.
     ///
     /// Reads int64 (or int32) [batch, seq] tensors `input_ids`, `attention_mask` and optionally
@@ -310,6 +336,37 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             ) {
                 Err(berth_tools::tokenize::TokenizeCliError::Io(e))
                     if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => {
+                    r?;
+                }
+            }
+            Ok(out)
+        }
+        Command::Embed {
+            model,
+            texts,
+            jsonl,
+            threads,
+            max_seq_len,
+            batch,
+        } => {
+            let mut options = berth::ModelOptions::default();
+            if let Some(t) = threads {
+                options = options.threads(t);
+            }
+            if let Some(n) = max_seq_len {
+                options = options.max_seq_len(n);
+            }
+            let m = berth::Model::load_with(&model, options)?;
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let result = if texts.is_empty() {
+                let stdin = std::io::stdin().lock();
+                berth_tools::embed::run_lines(&m, jsonl, batch, stdin, stdout)
+            } else {
+                berth_tools::embed::run_texts(&m, &texts, batch, stdout)
+            };
+            match result {
+                Err(e) if e.is_broken_pipe() => {}
                 r => {
                     r?;
                 }

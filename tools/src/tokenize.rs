@@ -32,7 +32,7 @@ pub enum TokenizeCliError {
     Io(#[from] std::io::Error),
 }
 
-fn parse_line(
+pub(crate) fn parse_line(
     raw: &[u8],
     format: InputFormat,
     line: usize,

@@ -462,3 +462,59 @@ fn int8_conversion_smooths_with_a_tokenizer() {
     assert!(names.is_empty(), "{names:?}");
     assert!(!report.contains("smoothed"), "{report}");
 }
+
+#[test]
+fn embed_prints_what_the_library_computes() {
+    let (_dir, path) = support::convert_minilm(berth_tools::convert::OutDtype::F32);
+    let path = path.to_str().unwrap();
+    let model = berth::Model::load(path).unwrap();
+    let texts = ["The cat sits on the mat.", "", "Ünïcödé and emoji 🚀"];
+    let want = model.embed(&texts).unwrap();
+    let check = |stdout: &[u8], context: &str| {
+        let lines: Vec<serde_json::Value> = text(stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), texts.len(), "{context}");
+        for (i, v) in lines.iter().enumerate() {
+            let got: Vec<f32> = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(got, want.get(i).unwrap(), "{context}: text {i}");
+            assert_eq!(v["truncated"], false, "{context}");
+        }
+    };
+    // Texts as arguments, in batches of 2.
+    let mut args = vec!["embed", path, "--batch", "2", "--threads", "1"];
+    args.extend(texts);
+    let out = berth(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check(&out.stdout, "arguments");
+    // The same texts as JSON lines on stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["embed", path, "--jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: String = texts
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap() + "\n")
+        .collect();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check(&out.stdout, "stdin");
+    // Bad options and bad files: one line, exit 1.
+    assert_clean_failure(&berth(&["embed", path, "--threads", "0", "x"]), "threads 0");
+    assert_clean_failure(&berth(&["embed", "/nonexistent.berth", "x"]), "no file");
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the main job on the real all-MiniLM-L6-v2 checkpoint:
 # fetch it (cached), build berth, convert it at f32 and int8, verify the files, embed three
-# reference sentences with the reference forward pass, and compare the embeddings with
-# sentence-transformers'.
+# reference sentences with the reference forward pass, compare the embeddings with
+# sentence-transformers', and embed two texts with `berth embed` (the fast path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +19,5 @@ for dtype in f32 int8; do
     scripts/compare.py target/quickstart/out-$dtype.safetensors:sentence_embedding \
         fixtures/quickstart/inputs.safetensors:golden_sentence_embedding
 done
+echo 'berth embed (int8, fast path), the first values of each embedding:'
+$berth embed target/quickstart/all-MiniLM-L6-v2-int8.berth "The cat sits on the mat." "A dog plays in the park." | cut -c1-100

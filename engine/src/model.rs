@@ -73,6 +73,7 @@ impl Embeddings {
         self.truncated.len()
     }
 
+    /// Whether there are no texts.
     pub fn is_empty(&self) -> bool {
         self.truncated.is_empty()
     }
@@ -119,7 +120,6 @@ struct Scratch {
 /// forward pass on this CPU's kernels. `Send + Sync`: share one (in an `Arc`, or by
 /// reference) between threads; each call takes working memory from a pool, holding its lock
 /// only to take and to return it.
-#[derive(Debug)]
 pub struct Model {
     loaded: Loaded,
     tokenizer: Tokenizer,
@@ -127,9 +127,14 @@ pub struct Model {
     scratch: Mutex<Vec<Scratch>>,
 }
 
-impl std::fmt::Debug for Loaded {
+impl std::fmt::Debug for Model {
+    // The fast path (config, kernels) and the options; not the pooled working memory.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.borrow_dependent().fmt(f)
+        f.debug_struct("Model")
+            .field("fast", self.fast())
+            .field("threads", &self.fast().threads())
+            .field("max_seq_len", &self.max_seq_len)
+            .finish_non_exhaustive()
     }
 }
 

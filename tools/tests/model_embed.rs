@@ -105,6 +105,10 @@ fn one_model_serves_many_threads() {
 fn options_and_edges() {
     let (_dir, path) = support::convert_minilm(OutDtype::F32);
     let model = Model::load_with(&path, ModelOptions::default().threads(1)).unwrap();
+    // Debug shows the model, not the pooled working memory.
+    model.embed(&["warm the pool"]).unwrap();
+    let debug = format!("{model:?}");
+    assert!(debug.starts_with("Model") && debug.len() < 4000, "{debug}");
     // No texts: no embeddings.
     let none = model.embed(&[]).unwrap();
     assert!(none.is_empty() && none.get(0).is_none());

@@ -60,6 +60,42 @@ fn int8_embeddings_match_sentence_transformers() {
     assert!(c >= 0.998, "{c}");
 }
 
+/// A checkpoint without sentence-transformers' files: the file configures no pooling, and
+/// `embed` falls back to the mean of the real tokens (unnormalised, which the cosine does not
+/// see), which is what sentence-transformers' mean pooling computes. Compared on the sentences
+/// the reference did not cut at its 256 tokens, and that fit this file's own maximum (from
+/// tokenizer.json, without sentence_bert_config.json).
+#[test]
+fn a_file_without_pooling_embeds_the_token_mean() {
+    let src = tempfile::tempdir().unwrap();
+    support::copy_dir(&support::minilm_dir(), src.path());
+    for f in ["modules.json", "sentence_bert_config.json"] {
+        std::fs::remove_file(src.path().join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(src.path().join("1_Pooling")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("plain.berth");
+    let opts = berth_tools::convert::Options::new(OutDtype::F32);
+    berth_tools::convert::convert_to_file(src.path(), &path, &opts).unwrap();
+    let model = Model::load_with(&path, ModelOptions::default().threads(1)).unwrap();
+    assert_eq!(model.fast().config().pooling, berth::config::Pooling::None);
+    let texts = sentences();
+    let lengths = &read(&reference().join("minilm/tokens.safetensors"))["lengths"].i64;
+    let fit: Vec<usize> = (0..texts.len())
+        .filter(|&i| lengths[i] < 256 && lengths[i] as usize <= model.max_seq_len())
+        .collect();
+    assert!(fit.len() > 40, "{} of {} fit", fit.len(), texts.len());
+    let refs: Vec<&str> = fit.iter().map(|&i| texts[i].as_str()).collect();
+    let got = model.embed(&refs).unwrap();
+    let want = read(&reference().join("minilm/embeddings.safetensors"));
+    let want = &want["embeddings"];
+    let dim = want.shape[1];
+    for (e, &i) in got.iter().zip(&fit) {
+        let c = cosine(e, &want.f32[i * dim..(i + 1) * dim]);
+        assert!(c >= 0.99999, "sentence {i}: {c}");
+    }
+}
+
 #[test]
 fn one_model_serves_many_threads() {
     fn send_sync<T: Send + Sync>() {}

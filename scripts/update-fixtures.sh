@@ -7,6 +7,12 @@
 #   scripts/update-fixtures.sh tokenizer [python]     # rebuild fixtures/tokenizer: the corpus,
 #                                                     # then Hugging Face's output on it (the
 #                                                     # python given must have tokenizers==0.23.3)
+#   scripts/update-fixtures.sh pipelines [python]     # rebuild fixtures/pipelines: the tiny
+#                                                     # task models through transformers'
+#                                                     # pipelines (the python given needs
+#                                                     # torch; transformers 4.57.1, the last
+#                                                     # with the question-answering pipeline,
+#                                                     # is installed for it under ~/.cache)
 # The goldens were made by fixtures/reference/make_reference.py; its README says how.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,8 +37,19 @@ tokenizer)
     "$py" "$root/scripts/tokenizer/make_expected.py" "$minilm/tokenizer.json"
     cp "$minilm/vocab.txt" "$root/fixtures/tokenizer/vocab.txt"
     ;;
+pipelines)
+    py="${2:-python3}"
+    minilm=$("$root/scripts/fetch-minilm.sh")
+    tf4="${BERTH_TF4_DIR:-$HOME/.cache/berth/transformers-4.57.1}"
+    if [ ! -d "$tf4/transformers" ]; then
+        "$py" -m pip install -q --target "$tf4" --no-deps transformers==4.57.1 \
+            huggingface_hub==0.36.0 tokenizers==0.22.1 requests urllib3 idna certifi \
+            charset_normalizer
+    fi
+    PYTHONPATH="$tf4" "$py" "$root/scripts/make-pipeline-fixtures.py" --vocab "$minilm/vocab.txt"
+    ;;
 *)
-    sed -n '2,9p' "$0"
+    sed -n '2,15p' "$0"
     exit 2
     ;;
 esac

@@ -235,6 +235,17 @@ pub enum Error {
     /// A task needs the tokenizer, and the file carries none.
     #[error("the model file carries no tokenizer")]
     NoTokenizer,
+    /// A task needs a head the model does not have (`classify` on a `BertModel`, ...).
+    #[error("{task} needs a {needs}; this model is a {has}")]
+    WrongHead {
+        task: &'static str,
+        needs: &'static str,
+        has: &'static str,
+    },
+    /// `fill_mask` got a text without a `[MASK]` token (or with its masks cut off by the
+    /// maximum sequence length).
+    #[error("text {text} has no {mask} token to fill")]
+    NoMask { text: usize, mask: String },
     /// An option given to the engine is out of its range.
     #[error("invalid option: {reason}")]
     BadOption { reason: String },

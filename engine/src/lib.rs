@@ -35,4 +35,7 @@ pub mod schema;
 pub mod tokenizer;
 
 pub use error::{Error, FormatError, InputError, Result};
-pub use model::{Embeddings, Model, ModelOptions};
+pub use model::{
+    Aggregation, Answer, Classification, Embeddings, Entity, Fill, FillMask, Label, Model,
+    ModelOptions, QaOptions, Ranked, ScoreFn, Tags, DEFAULT_MAX_BATCH_TOKENS,
+};

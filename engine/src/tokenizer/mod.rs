@@ -118,6 +118,8 @@ struct Piece {
     id: u32,
     start: u32,
     end: u32,
+    /// A `##` piece: it continues the previous piece's word.
+    continues: bool,
 }
 
 /// Reusable working space of an encoding call.
@@ -144,6 +146,10 @@ pub struct Encoding {
     pub offsets: Vec<(usize, usize)>,
     /// 1 for tokens added by post-processing (`[CLS]`, `[SEP]`), else 0.
     pub special_tokens_mask: Vec<u8>,
+    /// Whether each token continues the previous token's word (a `##` piece): the tokens of
+    /// one word, as Hugging Face's `word_ids` group them, are a token with `false` and the
+    /// `true` ones after it.
+    pub continues_word: Vec<bool>,
     /// Whether tokens were cut to fit the max length.
     pub truncated: bool,
     scratch: Scratch,
@@ -195,6 +201,7 @@ pub struct Tokenizer {
     cls_id: u32,
     sep_id: u32,
     pad_id: u32,
+    mask_id: u32,
     vocab: crate::config::Vocab,
     /// Pieces that start a word, by text.
     initial: FxHashMap<Box<str>, u32>,
@@ -256,6 +263,7 @@ impl Tokenizer {
             cls_id: config.cls_id,
             sep_id: config.sep_id,
             pad_id: config.pad_id,
+            mask_id: config.mask_id,
             vocab: config.vocab.clone(),
             initial,
             continuation,
@@ -290,6 +298,26 @@ impl Tokenizer {
     /// The id of `[PAD]`.
     pub fn pad_id(&self) -> u32 {
         self.pad_id
+    }
+
+    /// The id of `[CLS]`.
+    pub fn cls_id(&self) -> u32 {
+        self.cls_id
+    }
+
+    /// The id of `[SEP]`.
+    pub fn sep_id(&self) -> u32 {
+        self.sep_id
+    }
+
+    /// The id of `[MASK]`.
+    pub fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    /// Whether `id` is a special token (`[CLS]`, `[SEP]`, `[PAD]`, `[MASK]`, `[UNK]`, ...).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.get(id as usize).copied().unwrap_or(false)
     }
 
     /// The normalised form of `text` (BertNormalizer only, as Hugging Face's
@@ -400,6 +428,7 @@ impl Tokenizer {
                         id: *id,
                         start: i as u32,
                         end: end as u32,
+                        continues: false,
                     });
                     i = end;
                     segment_start = end;
@@ -446,6 +475,7 @@ impl Tokenizer {
             id: self.unk_id,
             start: chars[a].start,
             end: chars[b - 1].end,
+            continues: false,
         };
         if b - a > self.max_input_chars_per_word {
             out.push(unk);
@@ -481,6 +511,7 @@ impl Tokenizer {
                 id,
                 start: chars[s].start,
                 end: chars[e - 1].end,
+                continues: s != a,
             });
             s = e;
         }
@@ -524,27 +555,39 @@ impl Tokenizer {
         out.type_ids.clear();
         out.offsets.clear();
         out.special_tokens_mask.clear();
-        let mut push = |id: u32, type_id: u32, offsets: (usize, usize), special: u8| {
-            out.ids.push(id);
+        out.continues_word.clear();
+        let special = Piece {
+            id: self.sep_id,
+            start: 0,
+            end: 0,
+            continues: false,
+        };
+        let mut push = |p: &Piece, type_id: u32, is_special: u8| {
+            out.ids.push(p.id);
             out.type_ids.push(type_id);
-            out.offsets.push(offsets);
-            out.special_tokens_mask.push(special);
+            out.offsets.push((p.start as usize, p.end as usize));
+            out.special_tokens_mask.push(is_special);
+            out.continues_word.push(p.continues);
         };
         if opts.add_special_tokens {
-            push(self.cls_id, 0, (0, 0), 1);
+            let cls = Piece {
+                id: self.cls_id,
+                ..special
+            };
+            push(&cls, 0, 1);
         }
         for p in &first[..n1] {
-            push(p.id, 0, (p.start as usize, p.end as usize), 0);
+            push(p, 0, 0);
         }
         if opts.add_special_tokens {
-            push(self.sep_id, 0, (0, 0), 1);
+            push(&special, 0, 1);
         }
         if let Some(second) = second {
             for p in &second[..n2] {
-                push(p.id, 1, (p.start as usize, p.end as usize), 0);
+                push(p, 1, 0);
             }
             if opts.add_special_tokens {
-                push(self.sep_id, 1, (0, 0), 1);
+                push(&special, 1, 1);
             }
         }
         Ok(())
@@ -602,12 +645,18 @@ impl Tokenizer {
     /// spaces before `.` `?` `!` `,` (and a few English contractions) are removed. Unknown ids
     /// are skipped; with `skip_special_tokens`, so are special tokens.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> String {
-        let mut out = String::new();
         let tokens = ids.iter().filter_map(|&id| {
             let special = self.special.get(id as usize).copied().unwrap_or(false);
             self.token(id).filter(|_| !(skip_special_tokens && special))
         });
-        for (i, token) in tokens.enumerate() {
+        self.join_tokens(tokens)
+    }
+
+    /// Token strings back to text as [`Tokenizer::decode`] joins them (Hugging Face's
+    /// `convert_tokens_to_string`).
+    pub fn join_tokens<'t>(&self, tokens: impl IntoIterator<Item = &'t str>) -> String {
+        let mut out = String::new();
+        for (i, token) in tokens.into_iter().enumerate() {
             let piece = if i == 0 {
                 token.to_owned()
             } else if let Some(rest) = token.strip_prefix(self.prefix.as_str()) {

@@ -1,86 +1,75 @@
 //! `berth embed`: texts (from the arguments, or one per input line) to sentence embeddings, one
-//! JSON object per output line: `{"embedding": [...], "truncated": false}`.
+//! JSON object per output line (`{"embedding": [...], "truncated": false}`), or one float32
+//! `.npy` array of `texts x dim`.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 use berth::Model;
 
-use crate::tokenize::{parse_line, InputFormat, TokenizeCliError};
+use crate::tasks::{for_each_batch, Source, TaskCliError};
 
 /// What can go wrong in `berth embed`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmbedCliError {
-    #[error(transparent)]
-    Input(#[from] TokenizeCliError),
-    #[error("{0}")]
-    Model(#[from] berth::Error),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
+pub type EmbedCliError = TaskCliError;
 
-impl EmbedCliError {
-    /// Whether this is the reader of the output going away (`| head`), which is not an error.
-    pub fn is_broken_pipe(&self) -> bool {
-        let io = match self {
-            EmbedCliError::Io(e) | EmbedCliError::Input(TokenizeCliError::Io(e)) => e,
-            _ => return false,
-        };
-        io.kind() == std::io::ErrorKind::BrokenPipe
-    }
-}
-
-/// Embeds `texts` in batches of `batch` and writes one JSON line each. Returns the count.
-pub fn run_texts(
+/// Embeds the texts (`args`, or else the lines of `input`), `source.batch` at a time. Writes
+/// JSON lines to `output`, or with `npy` everything to that file as one `.npy` array. Returns
+/// the number of texts.
+pub fn run(
     model: &Model,
-    texts: &[String],
-    batch: usize,
-    mut output: impl Write,
-) -> Result<usize, EmbedCliError> {
-    for chunk in texts.chunks(batch.max(1)) {
-        write_batch(model, chunk, &mut output)?;
-    }
-    output.flush()?;
-    Ok(texts.len())
-}
-
-/// Embeds every line of `input` (as `berth tokenize` reads them: plain, or with `jsonl` a JSON
-/// string a line), `batch` lines at a time. Stops at the first bad line.
-pub fn run_lines(
-    model: &Model,
-    jsonl: bool,
-    batch: usize,
+    args: &[String],
+    source: Source,
     input: impl BufRead,
     mut output: impl Write,
+    npy: Option<&Path>,
 ) -> Result<usize, EmbedCliError> {
-    let format = InputFormat { pair: false, jsonl };
-    let mut pending: Vec<String> = Vec::with_capacity(batch.max(1));
-    let mut n = 0;
-    for (i, raw) in input.split(b'\n').enumerate() {
-        let raw = raw.map_err(TokenizeCliError::Io)?;
-        let (text, _) = parse_line(&raw, format, i + 1)?;
-        pending.push(text);
-        if pending.len() >= batch.max(1) {
-            n += write_batch(model, &pending, &mut output)?;
-            pending.clear();
+    let mut all: Vec<f32> = Vec::new();
+    let n = for_each_batch(args, source, input, |items| {
+        let refs: Vec<&str> = items.iter().map(|i| i.0.as_str()).collect();
+        let emb = model.embed(&refs)?;
+        if npy.is_some() {
+            all.extend_from_slice(emb.as_slice());
+            return Ok(());
         }
+        for (i, e) in emb.iter().enumerate() {
+            let v = serde_json::json!({ "embedding": e, "truncated": emb.truncated(i) });
+            serde_json::to_writer(&mut output, &v).map_err(std::io::Error::from)?;
+            output.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    match npy {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| TaskCliError::Usage(format!("{}: {e}", path.display())))?;
+            let mut w = std::io::BufWriter::new(file);
+            write_npy(&mut w, &all, n, model.embedding_dim())?;
+            w.flush()?;
+        }
+        None => output.flush()?,
     }
-    n += write_batch(model, &pending, &mut output)?;
-    output.flush()?;
     Ok(n)
 }
 
-fn write_batch(
-    model: &Model,
-    texts: &[String],
-    output: &mut impl Write,
-) -> Result<usize, EmbedCliError> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let emb = model.embed(&refs)?;
-    for (i, e) in emb.iter().enumerate() {
-        let v = serde_json::json!({ "embedding": e, "truncated": emb.truncated(i) });
-        serde_json::to_writer(&mut *output, &v).map_err(std::io::Error::from)?;
-        output.write_all(b"\n")?;
+/// Writes a little-endian float32 `.npy` (format 1.0) of shape `[rows, cols]`.
+pub fn write_npy(
+    out: &mut impl Write,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+) -> std::io::Result<()> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64,
+    // ending in a newline.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    out.write_all(b"\x93NUMPY\x01\x00")?;
+    out.write_all(&(header.len() as u16).to_le_bytes())?;
+    out.write_all(header.as_bytes())?;
+    for v in data {
+        out.write_all(&v.to_le_bytes())?;
     }
-    Ok(emb.len())
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod embed;
 pub mod inspect;
 pub mod run;
+pub mod tasks;
 pub mod tokenize;
 
 /// English text (sentences of Python's documentation, one per line, from the tokenizer fixture

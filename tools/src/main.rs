@@ -51,6 +51,103 @@ enum TruncationArg {
     OnlySecond,
 }
 
+/// The model and how it runs (every task command).
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// The .berth file.
+    #[arg(value_name = "MODEL")]
+    path: PathBuf,
+    /// Threads [default: one per physical core].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Input and output of the commands that take many texts.
+#[derive(clap::Args)]
+struct IoArgs {
+    /// Each stdin line is JSON: a string (or with --pair an array of two).
+    #[arg(long)]
+    jsonl: bool,
+    /// The most tokens a text keeps, [CLS] and [SEP] included [default: the model's].
+    #[arg(long)]
+    max_seq_len: Option<usize>,
+    /// Texts per model call.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ModelArgs {
+    fn load(&self, max_seq_len: Option<usize>) -> Result<berth::Model, berth::Error> {
+        let mut options = berth::ModelOptions::default();
+        if let Some(t) = self.threads {
+            options = options.threads(t);
+        }
+        if let Some(n) = max_seq_len {
+            options = options.max_seq_len(n);
+        }
+        berth::Model::load_with(&self.path, options)
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    Mean,
+    Cls,
+    Max,
+    MeanSqrtLen,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FunctionArg {
+    Softmax,
+    Sigmoid,
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AggregationArg {
+    None,
+    Simple,
+    First,
+    Average,
+    Max,
+}
+
+impl From<AggregationArg> for berth::Aggregation {
+    fn from(a: AggregationArg) -> berth::Aggregation {
+        match a {
+            AggregationArg::None => berth::Aggregation::None,
+            AggregationArg::Simple => berth::Aggregation::Simple,
+            AggregationArg::First => berth::Aggregation::First,
+            AggregationArg::Average => berth::Aggregation::Average,
+            AggregationArg::Max => berth::Aggregation::Max,
+        }
+    }
+}
+
+/// Runs a task over the inputs from the arguments or stdin, printing to stdout as it goes.
+fn run_task(
+    args: &[String],
+    source: berth_tools::tasks::Source,
+    mut f: impl FnMut(
+        &[berth_tools::tasks::Item],
+        &mut std::io::BufWriter<std::io::StdoutLock<'static>>,
+    ) -> Result<(), berth_tools::tasks::TaskCliError>,
+) -> Result<(), berth_tools::tasks::TaskCliError> {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let stdin = std::io::stdin().lock();
+    let result =
+        berth_tools::tasks::for_each_batch(args, source, stdin, |items| f(items, &mut stdout))
+            .and_then(|_| stdout.flush().map_err(Into::into));
+    match result {
+        Err(e) if e.is_broken_pipe() => Ok(()),
+        r => r,
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Convert a Hugging Face BERT checkpoint directory into one .berth file.
@@ -119,27 +216,173 @@ enum Command {
     ///
     /// Texts come from the arguments, or else from stdin, one per line (with --jsonl, each
     /// line a JSON string, so that any text can be given). Prints one JSON object per line and
-    /// text, in order: `{"embedding": [...], "truncated": false}`; `truncated` says the text
-    /// was cut to --max-seq-len tokens.
+    /// text, in order, with or without --json: `{"embedding": [...], "truncated": false}`;
+    /// `truncated` says the text was cut to --max-seq-len tokens. With --npy, writes one
+    /// float32 array instead.
     ///
     /// Example: berth embed minilm.berth "The cat sits on the mat." "A dog plays."
+    ///
+    /// Example: berth embed minilm.berth --npy corpus.npy --truncate-dim 128 < corpus.txt
     Embed {
-        /// The .berth file.
-        model: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Texts to embed [default: stdin, one per line].
         texts: Vec<String>,
+        /// Pool this way instead of the way the model file says.
+        #[arg(long, value_enum)]
+        pooling: Option<PoolingArg>,
+        /// L2-normalise the final vectors (after --truncate-dim), as sentence-transformers'
+        /// normalize_embeddings [default: as the model file says].
+        #[arg(long, conflicts_with = "no_normalize")]
+        normalize: bool,
+        /// Do not normalise, even where the model file says to.
+        #[arg(long)]
+        no_normalize: bool,
+        /// Keep the first N values of each embedding (Matryoshka models).
+        #[arg(long, value_name = "N")]
+        truncate_dim: Option<usize>,
+        /// Write all embeddings to this file as one float32 .npy array (texts x dim) instead
+        /// of JSON lines.
+        #[arg(long, value_name = "FILE")]
+        npy: Option<PathBuf>,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Classify texts (or text pairs) with a sequence-classification model, as transformers'
+    /// text-classification pipeline does.
+    ///
+    /// Texts come from the arguments (with --pair, two at a time), or else from stdin, one
+    /// per line (with --pair, two separated by a tab; with --jsonl, a JSON string, or an array
+    /// of two, a line). Prints each text's --top-k labels; with --json, one JSON array a line
+    /// of `{"label": ..., "score": ...}`, best first.
+    ///
+    /// Example: berth classify sentiment.berth "I love it." "Not my thing." --top-k 2
+    Classify {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Texts to classify [default: stdin, one per line].
+        texts: Vec<String>,
+        /// Classify pairs (cross-encoders, NLI): `[CLS] a [SEP] b [SEP]`.
+        #[arg(long)]
+        pair: bool,
+        /// How many labels to print per text, best first (a large number prints all).
+        #[arg(long, default_value_t = 1)]
+        top_k: usize,
+        /// How logits become scores [default: as the model's config implies: sigmoid for
+        /// multi-label or one-label models, none for regression, else softmax].
+        #[arg(long, value_enum)]
+        function_to_apply: Option<FunctionArg>,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Tag the tokens of texts (named entities) with a token-classification model, as
+    /// transformers' token-classification pipeline does.
+    ///
+    /// Texts come from the arguments, or else from stdin, one per line (--jsonl: a JSON string
+    /// a line). Prints each text's entities (tokens tagged O are left out); with --json, one
+    /// JSON array a line of `{"entity_group" (or, with --aggregation none, "entity" and
+    /// "index"), "score", "word", "start", "end"}`, `start` and `end` byte offsets into the
+    /// text.
+    ///
+    /// Example: berth ner bert-ner.berth "Ada Lovelace lived in London." --aggregation simple
+    Ner {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Texts to tag [default: stdin, one per line].
+        texts: Vec<String>,
+        /// How tokens merge into entities: none (one per token), simple (runs of one tag),
+        /// first, average or max (whole words, labelled by their first token, mean scores,
+        /// or most confident token).
+        #[arg(long, value_enum, default_value = "none")]
+        aggregation: AggregationArg,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Answer a question from a context with an extractive question-answering model, as
+    /// transformers' question-answering pipeline does (contexts of any length, read in
+    /// overlapping windows).
+    ///
+    /// The context is --context, or else all of stdin. Prints the --top-k answers, best first:
+    /// score, byte span and text; with --json, the pipeline's `{"score", "start", "end",
+    /// "answer"}` (a list of them for --top-k above 1), `start` and `end` byte offsets into
+    /// the context.
+    ///
+    /// Example: berth qa squad.berth --question "Who wrote it?" --context "Ada wrote it." --top-k 3
+    Qa {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The question.
+        #[arg(long)]
+        question: String,
+        /// The context [default: stdin, all of it].
+        #[arg(long)]
+        context: Option<String>,
+        /// How many answers, best first.
+        #[arg(long, default_value_t = 1)]
+        top_k: usize,
+        /// Tokens each window of the context shares with the one before [default:
+        /// min(max_seq_len / 2, 128)].
+        #[arg(long)]
+        doc_stride: Option<usize>,
+        /// Tokens per window, question and special tokens included [default: min(the
+        /// model's, 384)].
+        #[arg(long)]
+        max_seq_len: Option<usize>,
+        /// The most tokens an answer spans.
+        #[arg(long, default_value_t = 15)]
+        max_answer_len: usize,
+        /// Also offer the empty answer (no answer in the context).
+        #[arg(long)]
+        handle_impossible_answer: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fill the [MASK] tokens of texts with a masked-LM model, as transformers' fill-mask
+    /// pipeline does.
+    ///
+    /// Texts come from the arguments, or else from stdin, one per line (--jsonl: a JSON string
+    /// a line). Prints the --top-k candidates of each mask: score, token and the filled text;
+    /// with --json, one JSON line a text: a list of `{"score", "token", "token_str",
+    /// "sequence"}` (a list of such lists when the text has several masks).
+    ///
+    /// Example: berth fill-mask bert.berth "Paris is the [MASK] of France." --top-k 3
+    FillMask {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Texts with [MASK] tokens [default: stdin, one per line].
+        texts: Vec<String>,
+        /// Candidates per mask.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Rank documents by relevance to a query: a cross-encoder scores each (query, document)
+    /// pair; an embedding model scores the cosine similarity of their embeddings.
+    ///
+    /// Documents come from the arguments, or else from stdin, one per line (--jsonl: a JSON
+    /// string a line). Prints the --top-k best: score, index and text; with --json, one JSON
+    /// line each, `{"corpus_id", "score", "text"}` as sentence-transformers' rank.
+    ///
+    /// Example: berth rerank minilm.berth --query "a pet" "The cat sleeps." "Stocks fell."
+    Rerank {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The query.
+        #[arg(long)]
+        query: String,
+        /// Documents [default: stdin, one per line].
+        documents: Vec<String>,
+        /// How many to print [default: all].
+        #[arg(long)]
+        top_k: Option<usize>,
         /// Each stdin line is a JSON string.
         #[arg(long)]
         jsonl: bool,
-        /// Threads [default: one per physical core].
+        /// Print JSON lines instead of text.
         #[arg(long)]
-        threads: Option<usize>,
-        /// The most tokens a text keeps, [CLS] and [SEP] included [default: the model's].
-        #[arg(long)]
-        max_seq_len: Option<usize>,
-        /// Texts per forward pass.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
+        json: bool,
     },
     /// Run the reference forward pass on inputs from a safetensors file.
     ///
@@ -345,32 +588,169 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
         Command::Embed {
             model,
             texts,
-            jsonl,
-            threads,
-            max_seq_len,
-            batch,
+            pooling,
+            normalize,
+            no_normalize,
+            truncate_dim,
+            npy,
+            io,
         } => {
             let mut options = berth::ModelOptions::default();
-            if let Some(t) = threads {
+            if let Some(t) = model.threads {
                 options = options.threads(t);
             }
-            if let Some(n) = max_seq_len {
+            if let Some(n) = io.max_seq_len {
                 options = options.max_seq_len(n);
             }
-            let m = berth::Model::load_with(&model, options)?;
-            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            let result = if texts.is_empty() {
-                let stdin = std::io::stdin().lock();
-                berth_tools::embed::run_lines(&m, jsonl, batch, stdin, stdout)
-            } else {
-                berth_tools::embed::run_texts(&m, &texts, batch, stdout)
+            if let Some(p) = pooling {
+                options = options.pooling(match p {
+                    PoolingArg::Mean => berth::config::Pooling::Mean,
+                    PoolingArg::Cls => berth::config::Pooling::Cls,
+                    PoolingArg::Max => berth::config::Pooling::Max,
+                    PoolingArg::MeanSqrtLen => berth::config::Pooling::MeanSqrtLen,
+                });
+            }
+            if normalize || no_normalize {
+                options = options.normalize(normalize);
+            }
+            if let Some(d) = truncate_dim {
+                options = options.truncate_dim(d);
+            }
+            let m = berth::Model::load_with(&model.path, options)?;
+            let source = berth_tools::tasks::Source {
+                pair: false,
+                jsonl: io.jsonl,
+                batch: io.batch,
             };
-            match result {
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let stdin = std::io::stdin().lock();
+            match berth_tools::embed::run(&m, &texts, source, stdin, stdout, npy.as_deref()) {
                 Err(e) if e.is_broken_pipe() => {}
                 r => {
                     r?;
                 }
             }
+            Ok(out)
+        }
+        Command::Classify {
+            model,
+            texts,
+            pair,
+            top_k,
+            function_to_apply,
+            io,
+        } => {
+            let m = model.load(io.max_seq_len)?;
+            let function = function_to_apply.map(|f| match f {
+                FunctionArg::Softmax => berth::ScoreFn::Softmax,
+                FunctionArg::Sigmoid => berth::ScoreFn::Sigmoid,
+                FunctionArg::None => berth::ScoreFn::None,
+            });
+            let source = berth_tools::tasks::Source {
+                pair,
+                jsonl: io.jsonl,
+                batch: io.batch,
+            };
+            run_task(&texts, source, |items, out| {
+                berth_tools::tasks::classify(&m, items, function, Some(top_k), io.json, out)
+            })?;
+            Ok(out)
+        }
+        Command::Ner {
+            model,
+            texts,
+            aggregation,
+            io,
+        } => {
+            let m = model.load(io.max_seq_len)?;
+            let source = berth_tools::tasks::Source {
+                pair: false,
+                jsonl: io.jsonl,
+                batch: io.batch,
+            };
+            run_task(&texts, source, |items, out| {
+                berth_tools::tasks::ner(&m, items, aggregation.into(), io.json, out)
+            })?;
+            Ok(out)
+        }
+        Command::Qa {
+            model,
+            question,
+            context,
+            top_k,
+            doc_stride,
+            max_seq_len,
+            max_answer_len,
+            handle_impossible_answer,
+            json,
+        } => {
+            let m = model.load(None)?;
+            let context = match context {
+                Some(c) => c,
+                None => {
+                    let mut c = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut c)
+                        .map_err(|e| format!("reading the context from stdin: {e}"))?;
+                    c
+                }
+            };
+            let options = berth::QaOptions {
+                top_k,
+                doc_stride,
+                max_answer_len,
+                max_seq_len,
+                handle_impossible_answer,
+            };
+            let mut buf = Vec::new();
+            berth_tools::tasks::qa(&m, &question, &context, &options, json, &mut buf)?;
+            out.push_str(&String::from_utf8_lossy(&buf));
+            Ok(out)
+        }
+        Command::FillMask {
+            model,
+            texts,
+            top_k,
+            io,
+        } => {
+            let m = model.load(io.max_seq_len)?;
+            let source = berth_tools::tasks::Source {
+                pair: false,
+                jsonl: io.jsonl,
+                batch: io.batch,
+            };
+            run_task(&texts, source, |items, out| {
+                berth_tools::tasks::fill_mask(&m, items, top_k, io.json, out)
+            })?;
+            Ok(out)
+        }
+        Command::Rerank {
+            model,
+            query,
+            documents,
+            top_k,
+            jsonl,
+            json,
+        } => {
+            let m = model.load(None)?;
+            // Every document is needed before any can be ranked.
+            let source = berth_tools::tasks::Source {
+                pair: false,
+                jsonl,
+                batch: usize::MAX,
+            };
+            let mut docs = Vec::new();
+            berth_tools::tasks::for_each_batch(
+                &documents,
+                source,
+                std::io::stdin().lock(),
+                |items| {
+                    docs.extend(items.iter().map(|i| i.0.clone()));
+                    Ok(())
+                },
+            )?;
+            let mut buf = Vec::new();
+            berth_tools::tasks::rerank(&m, &query, &docs, top_k, json, &mut buf)?;
+            out.push_str(&String::from_utf8_lossy(&buf));
             Ok(out)
         }
         Command::Run {

@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh
 #
-# Fetches all-MiniLM-L6-v2 (cached), checks formatting and lints, runs every test with the
-# best instruction-set path and again with each lower one forced through BERTH_ISA, runs the
+# Fetches all-MiniLM-L6-v2 (cached), checks formatting and lints, runs every test (doctests
+# included) with the best instruction-set path, runs the examples on MiniLM, runs the tests
+# again with each lower instruction-set path forced through BERTH_ISA, runs the
 # engine and kernels under qemu for aarch64 (NEON) when the cross tools are installed, and
 # smoke-runs the fuzzer when nightly and cargo-fuzz are. With BERTH_REQUIRE_ALL=1 (CI), a missing
 # cross toolchain is a failure instead of a notice.
@@ -35,6 +36,13 @@ step "tests"
 # The kernel tables the tests hold against the reference (path and int8 kernel), for the log.
 cargo run -q --profile ci -p berth-kernels --example isa -- --variants
 cargo test --workspace --profile ci
+
+step "examples on all-MiniLM-L6-v2"
+examples_dir=$(mktemp -d)
+trap 'rm -rf "$examples_dir"' EXIT
+cargo run -q --profile ci -p berth-tools --bin berth -- convert "$BERTH_MINILM_DIR" -o "$examples_dir/minilm.berth" --quiet
+cargo run -q --profile ci -p berth --example semantic_search -- "$examples_dir/minilm.berth"
+cargo run -q --profile ci -p berth --example rerank -- "$examples_dir/minilm.berth"
 
 # The kernels and the engine once more for every lower path this CPU can run.
 for isa in $(cargo run -q --profile ci -p berth-kernels --example isa | tail -n +2); do

@@ -241,6 +241,10 @@ enum Command {
         /// Keep the first N values of each embedding (Matryoshka models).
         #[arg(long, value_name = "N")]
         truncate_dim: Option<usize>,
+        /// Read texts longer than --max-seq-len whole, in windows sharing STRIDE tokens,
+        /// averaged (instead of cutting them).
+        #[arg(long, value_name = "STRIDE")]
+        windows: Option<usize>,
         /// Write all embeddings to this file as one float32 .npy array (texts x dim) instead
         /// of JSON lines.
         #[arg(long, value_name = "FILE")]
@@ -592,6 +596,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             normalize,
             no_normalize,
             truncate_dim,
+            windows,
             npy,
             io,
         } => {
@@ -615,6 +620,9 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             }
             if let Some(d) = truncate_dim {
                 options = options.truncate_dim(d);
+            }
+            if let Some(w) = windows {
+                options = options.windows(w);
             }
             let m = berth::Model::load_with(&model.path, options)?;
             let source = berth_tools::tasks::Source {

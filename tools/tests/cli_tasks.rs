@@ -456,3 +456,86 @@ fn embed_options_pool_cut_and_normalise_and_npy_holds_the_same_values() {
         "truncate-dim 0",
     );
 }
+
+#[test]
+fn windows_read_a_long_text_whole_and_leave_short_ones_alone() {
+    use berth::tokenizer::{BatchEncoding, EncodeOptions};
+    use berth::ModelOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_encoder(dir.path());
+    let long = "The Amazon rainforest covers much of the Amazon basin of South America.";
+    let texts = ["a short one", long, "", long];
+    let (max, stride) = (16, 5);
+    let opts = ModelOptions::default().max_seq_len(max);
+    let cut = Model::load_with(&path, opts).unwrap();
+    let whole = Model::load_with(&path, opts.windows(stride)).unwrap();
+    let (a, b) = (cut.embed(&texts).unwrap(), whole.embed(&texts).unwrap());
+    assert!(a.truncated(1) && !b.truncated(1));
+    assert_eq!(
+        a.get(0),
+        b.get(0),
+        "a text that fits is embedded as without windows"
+    );
+    assert_eq!(a.get(2), b.get(2));
+    assert_eq!(b.get(1), b.get(3));
+    // By hand: the text's tokens in windows of max - 2 moving by max - 2 - stride, each
+    // [CLS] w [SEP], mean-pooled, averaged weighted by length.
+    let tok = cut.tokenizer();
+    let ids = tok
+        .encode(
+            long,
+            &EncodeOptions {
+                max_length: Some(1000),
+                add_special_tokens: false,
+                ..EncodeOptions::default()
+            },
+        )
+        .unwrap()
+        .ids;
+    let room = max - 2;
+    let mut windows = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + room).min(ids.len());
+        let mut w = vec![tok.cls_id()];
+        w.extend_from_slice(&ids[start..end]);
+        w.push(tok.sep_id());
+        windows.push(w);
+        if end == ids.len() {
+            break;
+        }
+        start += room - stride;
+    }
+    assert!(windows.len() >= 3, "{}", windows.len());
+    let hidden = cut.config().hidden_size;
+    let mut sum = vec![0.0f64; hidden];
+    let mut total = 0.0;
+    for w in &windows {
+        let mut batch = BatchEncoding::default();
+        batch.batch = 1;
+        batch.seq = w.len();
+        batch.input_ids = w.clone();
+        batch.attention_mask = vec![1; w.len()];
+        batch.token_type_ids = vec![0; w.len()];
+        let h = cut.forward(&batch).unwrap().last_hidden_state.data;
+        for (i, s) in sum.iter_mut().enumerate() {
+            let mean = (0..w.len())
+                .map(|p| f64::from(h[p * hidden + i]))
+                .sum::<f64>()
+                / w.len() as f64;
+            *s += mean * w.len() as f64;
+        }
+        total += w.len() as f64;
+    }
+    for (i, (&got, s)) in b.get(1).unwrap().iter().zip(&sum).enumerate() {
+        assert!(
+            (f64::from(got) - s / total).abs() < 1e-5,
+            "dim {i}: {got} vs {}",
+            s / total
+        );
+    }
+    assert!(
+        Model::load_with(&path, opts.windows(14)).is_err(),
+        "stride must leave room"
+    );
+}

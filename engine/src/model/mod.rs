@@ -58,6 +58,7 @@ pub struct ModelOptions {
     pooling: Option<Pooling>,
     normalize: Option<bool>,
     truncate_dim: Option<usize>,
+    windows: Option<usize>,
 }
 
 impl ModelOptions {
@@ -103,6 +104,16 @@ impl ModelOptions {
     /// sentence-transformers' `truncate_dim`).
     pub fn truncate_dim(mut self, dim: usize) -> ModelOptions {
         self.truncate_dim = Some(dim);
+        self
+    }
+
+    /// [`Model::embed`] reads a text longer than [`Model::max_seq_len`] whole instead of
+    /// cutting it: in windows of `max_seq_len` tokens (`[CLS]` and `[SEP]` included), each
+    /// sharing `stride` tokens with the one before, pooled one by one and averaged, weighted
+    /// by their tokens; normalisation then applies to the average. `stride` must be below
+    /// `max_seq_len - 2`.
+    pub fn windows(mut self, stride: usize) -> ModelOptions {
+        self.windows = Some(stride);
         self
     }
 }
@@ -235,6 +246,7 @@ pub struct Model {
     pooling: Option<Pooling>,
     normalize: Option<bool>,
     truncate_dim: Option<usize>,
+    windows: Option<usize>,
     scratch: Mutex<Vec<Scratch>>,
 }
 
@@ -249,6 +261,7 @@ impl std::fmt::Debug for Model {
             .field("pooling", &self.pooling)
             .field("normalize", &self.normalize)
             .field("truncate_dim", &self.truncate_dim)
+            .field("windows", &self.windows)
             .finish_non_exhaustive()
     }
 }
@@ -306,6 +319,12 @@ impl Model {
                 "truncate_dim {d}: must be in 1..={hidden} (the hidden size)"
             )));
         }
+        if let Some(stride) = options.windows.filter(|&w| w + 2 >= max_seq_len) {
+            return Err(bad_option(format!(
+                "windows stride {stride}: must be below max_seq_len - 2 ({})",
+                max_seq_len - 2
+            )));
+        }
         let loaded = Loaded::try_new(file, |f| match options.threads {
             Some(t) => FastModel::with_threads(f, t),
             None => FastModel::new(f),
@@ -318,6 +337,7 @@ impl Model {
             pooling: options.pooling,
             normalize: options.normalize,
             truncate_dim: options.truncate_dim,
+            windows: options.windows,
             scratch: Mutex::new(Vec::new()),
         })
     }
@@ -349,6 +369,16 @@ impl Model {
 
     /// Tokenizes `texts` into a padded batch, cut to [`Model::max_seq_len`]: the input of
     /// [`Model::forward`], for custom heads.
+    ///
+    /// ```no_run
+    /// let model = berth::Model::load("all-MiniLM-L6-v2.berth")?;
+    /// let batch = model.encode(&["Hello world!", "A second, longer text."])?;
+    /// assert_eq!(batch.input_ids.len(), batch.batch * batch.seq); // right-padded with [PAD]
+    /// let out = model.forward(&batch)?;
+    /// let hidden = model.config().hidden_size;
+    /// let cls_of_first: &[f32] = &out.last_hidden_state.data[..hidden];
+    /// # Ok::<(), berth::Error>(())
+    /// ```
     pub fn encode(&self, texts: &[&str]) -> Result<BatchEncoding, Error> {
         let mut batch = BatchEncoding::default();
         self.tokenizer
@@ -386,7 +416,18 @@ impl Model {
     /// pooling (mean, CLS, max) and normalisation the file configures (or the options
     /// override), or, for a file without sentence-transformers pooling, the mean of the token
     /// states. No texts give no embeddings. Texts longer than [`Model::max_seq_len`] tokens
-    /// are cut ([`Embeddings::truncated`]).
+    /// are cut ([`Embeddings::truncated`]), or with [`ModelOptions::windows`] read whole.
+    ///
+    /// ```no_run
+    /// use berth::{Model, ModelOptions};
+    ///
+    /// // Matryoshka-style: the first 128 values, normalised again; long texts read whole.
+    /// let options = ModelOptions::default().truncate_dim(128).normalize(true).windows(32);
+    /// let model = Model::load_with("all-MiniLM-L6-v2.berth", options)?;
+    /// let emb = model.embed(&["A long report ...", "A short note."])?;
+    /// assert_eq!(emb.dim(), 128);
+    /// # Ok::<(), berth::Error>(())
+    /// ```
     pub fn embed(&self, texts: &[&str]) -> Result<Embeddings, Error> {
         let cfg = self.config();
         let hidden = cfg.hidden_size;
@@ -400,25 +441,64 @@ impl Model {
         let after_cut = self.normalize == Some(true);
         let mut data = vec![0.0f32; texts.len() * dim];
         let mut full = vec![0.0f32; hidden];
+        let mut owners: Vec<usize> = Vec::new();
         let truncated = self.with_scratch(|s| {
-            self.stage_texts(texts, s)?;
+            match self.windows {
+                None => self.stage_texts(texts, s)?,
+                Some(stride) => self.stage_windows(texts, stride, &mut owners, s)?,
+            }
             let Scratch {
                 rows, pass, acc, ..
             } = s;
             acc.resize(hidden, 0.0);
+            // A text's windows come one after the other: their pooled vectors add up here,
+            // weighted by their tokens, until the next text's first row.
+            let mut sum = vec![0.0f64; hidden];
+            let mut weight = 0.0f64;
             self.run_rows(rows, pass, |row, b, seq, out| {
                 let h = &out.last_hidden_state.data;
                 let at = |p: usize| &h[(b * seq + p) * hidden..(b * seq + p + 1) * hidden];
                 let len = rows.range(row).len();
-                pool_into(pooling, in_model, at(0), (0..len).map(at), acc, &mut full);
-                let e = &mut data[row * dim..(row + 1) * dim];
-                e.copy_from_slice(&full[..dim]);
-                if after_cut {
-                    normalize(e);
+                let text = owners.get(row).copied().unwrap_or(row);
+                let alone = owners.is_empty()
+                    || (owners.get(row + 1) != Some(&text)
+                        && (row == 0 || owners[row - 1] != text));
+                if alone {
+                    let e = &mut data[text * dim..(text + 1) * dim];
+                    pool_into(pooling, in_model, at(0), (0..len).map(at), acc, &mut full);
+                    e.copy_from_slice(&full[..dim]);
+                    if after_cut {
+                        normalize(e);
+                    }
+                    return Ok(());
+                }
+                pool_into(pooling, false, at(0), (0..len).map(at), acc, &mut full);
+                for (s, &v) in sum.iter_mut().zip(full.iter()) {
+                    *s += f64::from(v) * len as f64;
+                }
+                weight += len as f64;
+                if owners.get(row + 1) != Some(&text) {
+                    // The text's last window: the weighted mean, then normalisation.
+                    for (f, s) in full.iter_mut().zip(sum.iter()) {
+                        *f = (*s / weight) as f32;
+                    }
+                    if in_model {
+                        normalize(&mut full);
+                    }
+                    let e = &mut data[text * dim..(text + 1) * dim];
+                    e.copy_from_slice(&full[..dim]);
+                    if after_cut {
+                        normalize(e);
+                    }
+                    sum.fill(0.0);
+                    weight = 0.0;
                 }
                 Ok(())
             })?;
-            Ok(rows.truncated.clone())
+            Ok(match owners.is_empty() {
+                true => rows.truncated.clone(),
+                false => vec![false; texts.len()],
+            })
         })?;
         Ok(Embeddings {
             dim,
@@ -441,6 +521,50 @@ impl Model {
         for t in texts {
             self.tokenizer.encode_into(t, &opts, &mut s.one)?;
             s.rows.push(&s.one);
+        }
+        Ok(())
+    }
+
+    /// Tokenizes `texts` into `s.rows`, a text longer than the maximum as windows of it
+    /// (`stride` tokens shared), with each row's text in `owners`.
+    fn stage_windows(
+        &self,
+        texts: &[&str],
+        stride: usize,
+        owners: &mut Vec<usize>,
+        s: &mut Scratch,
+    ) -> Result<(), Error> {
+        let whole = EncodeOptions {
+            max_length: Some(usize::MAX),
+            add_special_tokens: false,
+            ..EncodeOptions::default()
+        };
+        let room = self.max_seq_len - 2;
+        let (cls, sep) = (self.tokenizer.cls_id(), self.tokenizer.sep_id());
+        s.rows.clear();
+        owners.clear();
+        for (text, t) in texts.iter().enumerate() {
+            self.tokenizer.encode_into(t, &whole, &mut s.one)?;
+            let n = s.one.len();
+            let mut start = 0;
+            loop {
+                let end = (start + room).min(n);
+                let rows = &mut s.rows;
+                rows.ids.push(cls);
+                rows.ids.extend_from_slice(&s.one.ids[start..end]);
+                rows.ids.push(sep);
+                rows.types.resize(rows.ids.len(), 0);
+                rows.offsets.resize(rows.ids.len(), (0, 0));
+                rows.special.resize(rows.ids.len(), 0);
+                rows.continues.resize(rows.ids.len(), false);
+                rows.starts.push(rows.ids.len());
+                rows.truncated.push(false);
+                owners.push(text);
+                if end == n {
+                    break;
+                }
+                start += room - stride;
+            }
         }
         Ok(())
     }

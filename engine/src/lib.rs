@@ -1,11 +1,14 @@
 //! berth: a CPU inference engine for BERT-family text encoders.
 //!
-//! [`Model`] loads a `.berth` file and embeds text (see its module docs for an example). Below
-//! it, this crate holds the `.berth` file format ([`format`], specified in `docs/FORMAT.md`),
-//! the model and tokenizer configuration it carries ([`config`]), the exact tensor set a config
-//! implies ([`schema`]), the tokenizer ([`tokenizer`]), the fast forward pass ([`fast`]), and
-//! the reference forward pass ([`reference`]) that mirrors Hugging Face transformers and that
-//! every fast path is held against.
+//! [`Model`] loads a `.berth` file and runs the tasks, text in and results out: sentence
+//! embeddings, classification of texts and pairs, reranking, token classification, extractive
+//! question answering and fill-mask, as sentence-transformers and transformers' pipelines
+//! compute them (each method has an example). Below it, this crate holds the `.berth` file
+//! format ([`format`], specified in `docs/FORMAT.md`), the model and tokenizer configuration it
+//! carries ([`config`]), the exact tensor set a config implies ([`schema`]), the tokenizer
+//! ([`tokenizer`]), the fast forward pass ([`fast`]), and the reference forward pass
+//! ([`reference`]) that mirrors Hugging Face transformers and that every fast path is held
+//! against.
 //!
 //! ```no_run
 //! use berth::format::BerthFile;

@@ -79,6 +79,16 @@ struct IoArgs {
     json: bool,
 }
 
+impl IoArgs {
+    fn source(&self, pair: bool) -> berth_tools::tasks::Source {
+        berth_tools::tasks::Source {
+            pair,
+            jsonl: self.jsonl,
+            batch: self.batch,
+        }
+    }
+}
+
 impl ModelArgs {
     fn load(&self, max_seq_len: Option<usize>) -> Result<berth::Model, berth::Error> {
         let mut options = berth::ModelOptions::default();
@@ -381,6 +391,9 @@ enum Command {
         /// How many to print [default: all].
         #[arg(long)]
         top_k: Option<usize>,
+        /// The most tokens a query-document pair (or a text) keeps [default: the model's].
+        #[arg(long)]
+        max_seq_len: Option<usize>,
         /// Each stdin line is a JSON string.
         #[arg(long)]
         jsonl: bool,
@@ -625,11 +638,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                 options = options.windows(w);
             }
             let m = berth::Model::load_with(&model.path, options)?;
-            let source = berth_tools::tasks::Source {
-                pair: false,
-                jsonl: io.jsonl,
-                batch: io.batch,
-            };
+            let source = io.source(false);
             let stdout = std::io::BufWriter::new(std::io::stdout().lock());
             let stdin = std::io::stdin().lock();
             match berth_tools::embed::run(&m, &texts, source, stdin, stdout, npy.as_deref()) {
@@ -654,11 +663,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                 FunctionArg::Sigmoid => berth::ScoreFn::Sigmoid,
                 FunctionArg::None => berth::ScoreFn::None,
             });
-            let source = berth_tools::tasks::Source {
-                pair,
-                jsonl: io.jsonl,
-                batch: io.batch,
-            };
+            let source = io.source(pair);
             run_task(&texts, source, |items, out| {
                 berth_tools::tasks::classify(&m, items, function, Some(top_k), io.json, out)
             })?;
@@ -671,11 +676,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             io,
         } => {
             let m = model.load(io.max_seq_len)?;
-            let source = berth_tools::tasks::Source {
-                pair: false,
-                jsonl: io.jsonl,
-                batch: io.batch,
-            };
+            let source = io.source(false);
             run_task(&texts, source, |items, out| {
                 berth_tools::tasks::ner(&m, items, aggregation.into(), io.json, out)
             })?;
@@ -721,11 +722,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             io,
         } => {
             let m = model.load(io.max_seq_len)?;
-            let source = berth_tools::tasks::Source {
-                pair: false,
-                jsonl: io.jsonl,
-                batch: io.batch,
-            };
+            let source = io.source(false);
             run_task(&texts, source, |items, out| {
                 berth_tools::tasks::fill_mask(&m, items, top_k, io.json, out)
             })?;
@@ -736,10 +733,11 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             query,
             documents,
             top_k,
+            max_seq_len,
             jsonl,
             json,
         } => {
-            let m = model.load(None)?;
+            let m = model.load(max_seq_len)?;
             // Every document is needed before any can be ranked.
             let source = berth_tools::tasks::Source {
                 pair: false,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use berth::{Aggregation, Model, QaOptions};
+use berth_tools::convert::OutDtype;
 use serde_json::{json, Value};
 
 fn berth(args: &[&str], stdin: Option<&str>) -> Output {
@@ -63,31 +64,13 @@ fn assert_clean_failure(out: &Output, context: &str) {
     assert!(!err.contains("panicked"), "{context}: {err}");
 }
 
-/// The tiny `task` model with fixtures/pipelines' tokenizer, converted at f32 into `dir`.
-fn tiny(task: &str, dir: &Path) -> PathBuf {
-    let ckpt = dir.join(task);
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/pipelines")
-            .join(task),
-        &ckpt,
-    );
-    std::fs::copy(
-        support::reference()
-            .join("tiny")
-            .join(task)
-            .join("model.safetensors"),
-        ckpt.join("model.safetensors"),
-    )
-    .unwrap();
-    let out = dir.join(format!("{task}.berth"));
-    let opts = berth_tools::convert::Options {
-        dtype: berth_tools::convert::OutDtype::F32,
-        progress: false,
-        smoothing: false,
-    };
-    berth_tools::convert::convert_to_file(&ckpt, &out, &opts).unwrap();
-    out
+/// The tiny `task` model with fixtures/pipelines' tokenizer at f32, loaded, and its path (in
+/// a directory the guard keeps).
+fn setup(task: &str) -> (tempfile::TempDir, String, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::tiny_task(task, task, OutDtype::F32, dir.path());
+    let model = Model::load(&path).unwrap();
+    (dir, path.to_str().unwrap().to_owned(), model)
 }
 
 /// An f32 score as [`canon`] leaves it.
@@ -97,10 +80,8 @@ fn score(x: f32) -> Value {
 
 #[test]
 fn classify_prints_the_library_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tiny("sequence_classification", dir.path());
-    let p = path.to_str().unwrap();
-    let model = Model::load(&path).unwrap();
+    let (_dir, p, model) = setup("sequence_classification");
+    let p = p.as_str();
     let texts = ["I love it.", "Not my thing at all!"];
     let want = model.classify(&texts).unwrap();
     let out = berth(
@@ -152,10 +133,8 @@ fn classify_prints_the_library_labels() {
 
 #[test]
 fn ner_prints_the_library_entities_under_the_pipeline_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tiny("token_classification", dir.path());
-    let p = path.to_str().unwrap();
-    let model = Model::load(&path).unwrap();
+    let (_dir, p, model) = setup("token_classification");
+    let p = p.as_str();
     let texts = ["Ada Lovelace lived in London.", "Zürich 🙂 is nice"];
     for (name, agg) in [
         ("none", Aggregation::None),
@@ -197,10 +176,8 @@ fn ner_prints_the_library_entities_under_the_pipeline_names() {
 
 #[test]
 fn qa_prints_the_library_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tiny("question_answering", dir.path());
-    let p = path.to_str().unwrap();
-    let model = Model::load(&path).unwrap();
+    let (_dir, p, model) = setup("question_answering");
+    let p = p.as_str();
     let context = "Ada Lovelace lived in London. She wrote the first program for the Analytical \
                    Engine of Charles Babbage, long before computers existed.";
     let question = "Who wrote the first program?";
@@ -290,10 +267,8 @@ fn qa_prints_the_library_answers() {
 
 #[test]
 fn fill_mask_prints_the_library_candidates() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tiny("masked_lm", dir.path());
-    let p = path.to_str().unwrap();
-    let model = Model::load(&path).unwrap();
+    let (_dir, p, model) = setup("masked_lm");
+    let p = p.as_str();
     let texts = ["Paris is the [MASK] of France.", "[MASK] and [MASK]."];
     let want = model.fill_mask(&texts, 2).unwrap();
     let lines = json_lines(&berth(
@@ -320,13 +295,18 @@ fn fill_mask_prints_the_library_candidates() {
 #[test]
 fn rerank_orders_documents_with_a_cross_encoder_and_with_minilm() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tiny("sequence_classification", dir.path());
+    let path = support::tiny_task(
+        "sequence_classification",
+        "sequence_classification",
+        OutDtype::F32,
+        dir.path(),
+    );
     let docs = [
         "The cat sleeps on the sofa.",
         "Stocks fell sharply.",
         "Dogs are loyal pets.",
     ];
-    let (_guard, minilm) = support::convert_minilm(berth_tools::convert::OutDtype::F32);
+    let (_guard, minilm) = support::convert_minilm(OutDtype::F32);
     for path in [path, minilm] {
         let p = path.to_str().unwrap();
         let model = Model::load(&path).unwrap();
@@ -356,26 +336,7 @@ fn rerank_orders_documents_with_a_cross_encoder_and_with_minilm() {
 
 /// The tiny BertModel (no pooling config) with fixtures/pipelines' tokenizer, at f32.
 fn tiny_encoder(dir: &Path) -> PathBuf {
-    let ckpt = dir.join("bert_model");
-    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pipelines/masked_lm");
-    let weights = support::reference().join("tiny/bert_model");
-    std::fs::create_dir_all(&ckpt).unwrap();
-    for (from, name) in [
-        (&tok, "vocab.txt"),
-        (&tok, "tokenizer_config.json"),
-        (&weights, "config.json"),
-        (&weights, "model.safetensors"),
-    ] {
-        std::fs::copy(from.join(name), ckpt.join(name)).unwrap();
-    }
-    let out = dir.join("bert_model.berth");
-    let opts = berth_tools::convert::Options {
-        dtype: berth_tools::convert::OutDtype::F32,
-        progress: false,
-        smoothing: false,
-    };
-    berth_tools::convert::convert_to_file(&ckpt, &out, &opts).unwrap();
-    out
+    support::tiny_task("masked_lm", "bert_model", OutDtype::F32, dir)
 }
 
 #[test]

@@ -5,34 +5,15 @@
 mod support;
 
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth::{Aggregation, Model, QaOptions};
 
 const THREADS: usize = 8;
 const CALLS: usize = 1000;
 
-fn tiny(task: &str, weights: &str, dir: &Path) -> PathBuf {
-    let ckpt = dir.join(task);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pipelines");
-    support::copy_dir(&fixtures.join(task), &ckpt);
-    let src = support::reference().join("tiny").join(weights);
-    std::fs::copy(
-        src.join("model.safetensors"),
-        ckpt.join("model.safetensors"),
-    )
-    .unwrap();
-    if task != weights {
-        std::fs::copy(src.join("config.json"), ckpt.join("config.json")).unwrap();
-    }
-    let out = dir.join(format!("{task}.berth"));
-    let opts = berth_tools::convert::Options {
-        dtype: berth_tools::convert::OutDtype::F32,
-        progress: false,
-        smoothing: false,
-    };
-    berth_tools::convert::convert_to_file(&ckpt, &out, &opts).unwrap();
-    out
+fn tiny(task: &str, weights: &str, dir: &Path) -> std::path::PathBuf {
+    support::tiny_task(task, weights, berth_tools::convert::OutDtype::F32, dir)
 }
 
 const TEXTS: [&str; 6] = [

@@ -4,43 +4,20 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
 use berth::{Aggregation, Model, ModelOptions, QaOptions};
-use berth_tools::convert::{convert_to_file, Options, OutDtype};
+use berth_tools::convert::OutDtype;
 use serde_json::Value;
 
 const TOL: f64 = 1e-4;
-
-fn pipelines() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pipelines")
-}
 
 /// The tiny `weights` model with fixtures/pipelines/`task`'s config and tokenizer, converted
 /// at `dtype`, and the expected outputs.
 fn model_at(task: &str, weights: &str, dtype: OutDtype, options: ModelOptions) -> (Model, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("ckpt");
-    support::copy_dir(&pipelines().join(task), &ckpt);
-    std::fs::copy(
-        support::reference()
-            .join("tiny")
-            .join(weights)
-            .join("model.safetensors"),
-        ckpt.join("model.safetensors"),
-    )
-    .unwrap();
-    let out = dir.path().join("model.berth");
-    let opts = Options {
-        dtype,
-        progress: false,
-        smoothing: dtype == OutDtype::Int8,
-    };
-    convert_to_file(&ckpt, &out, &opts).unwrap();
-    let model = Model::load_with(&out, options).unwrap();
-    let expected =
-        serde_json::from_slice(&std::fs::read(ckpt.join("expected.json")).unwrap()).unwrap();
-    (model, expected)
+    let path = support::tiny_task(task, weights, dtype, dir.path());
+    let model = Model::load_with(&path, options).unwrap();
+    let expected = std::fs::read(support::pipelines().join(task).join("expected.json")).unwrap();
+    (model, serde_json::from_slice(&expected).unwrap())
 }
 
 fn model(task: &str, weights: &str) -> (Model, Value) {

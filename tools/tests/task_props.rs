@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use berth::{Aggregation, Model, QaOptions};
+use berth_tools::convert::OutDtype;
 use proptest::prelude::*;
 
 struct Models {
@@ -18,32 +18,14 @@ struct Models {
     mlm: Model,
 }
 
-fn convert(task: &str, dir: &Path) -> PathBuf {
-    let ckpt = dir.join(task);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pipelines");
-    support::copy_dir(&fixtures.join(task), &ckpt);
-    let weights = support::reference()
-        .join("tiny")
-        .join(task)
-        .join("model.safetensors");
-    std::fs::copy(weights, ckpt.join("model.safetensors")).unwrap();
-    let out = dir.join(format!("{task}.berth"));
-    let opts = berth_tools::convert::Options {
-        dtype: berth_tools::convert::OutDtype::F32,
-        progress: false,
-        smoothing: false,
-    };
-    berth_tools::convert::convert_to_file(&ckpt, &out, &opts).unwrap();
-    out
-}
-
 fn models() -> &'static Models {
     static M: OnceLock<Models> = OnceLock::new();
     M.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let load = |task: &str| {
             let o = berth::ModelOptions::default().threads(1);
-            Model::load_with(convert(task, dir.path()), o).unwrap()
+            let path = support::tiny_task(task, task, OutDtype::F32, dir.path());
+            Model::load_with(path, o).unwrap()
         };
         Models {
             clf: load("sequence_classification"),
@@ -55,23 +37,7 @@ fn models() -> &'static Models {
     })
 }
 
-/// Text from pieces that exercise every stage, as tokenizer_props.rs makes it.
-fn text() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        "[a-zA-Z]{1,12}",
-        "[a-zà-ÿ]{1,6}",
-        "[a-z]{1,3}\u{301}[a-z]{0,3}",
-        "[\u{4e00}-\u{4e20}]{1,3}",
-        "[.,;:!?'\"()\\-]{1,3}",
-        "[ \t\n\u{a0}\u{3000}]{1,2}",
-        "[\u{200b}\u{feff}\u{0}\u{7f}]",
-        Just("👍🏽".to_string()),
-        Just("[MASK]".to_string()),
-        Just("[CLS][SEP][PAD]".to_string()),
-        "[0-9]{1,5}",
-    ];
-    prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
-}
+use support::text;
 
 fn span_ok(text: &str, start: usize, end: usize) -> bool {
     start <= end && text.get(start..end).is_some()

@@ -19,24 +19,7 @@ fn tokenizer() -> &'static Tokenizer {
     })
 }
 
-/// Text from pieces that exercise every stage: words, accents (precomposed and combining),
-/// CJK, punctuation, odd spaces, controls, emoji, literal special tokens.
-fn text() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        "[a-zA-Z]{1,12}",
-        "[a-zà-ÿ]{1,6}",
-        "[a-z]{1,3}\u{301}[a-z]{0,3}",
-        "[\u{4e00}-\u{4e20}]{1,3}",
-        "[.,;:!?'\"()\\-]{1,3}",
-        "[ \t\n\u{a0}\u{3000}]{1,2}",
-        "[\u{200b}\u{feff}\u{0}\u{7f}]",
-        Just("👍🏽".to_string()),
-        Just("[MASK]".to_string()),
-        Just("İstanbul".to_string()),
-        "[0-9]{1,5}",
-    ];
-    prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
-}
+use support::text;
 
 fn check(text: &str, enc: &Encoding) -> Result<(), TestCaseError> {
     let tok = tokenizer();

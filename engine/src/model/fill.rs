@@ -3,6 +3,7 @@
 use super::classify::softmax;
 use super::{Model, Scratch};
 use crate::config::Head;
+use crate::tokenizer::clean_up_tokenization as clean_up;
 use crate::Error;
 
 /// One candidate for a `[MASK]`: the pipeline's `score`, `token`, `token_str`, `sequence`.
@@ -124,21 +125,6 @@ fn top(p: &[f32], k: usize, best: &mut Vec<(f32, u32)>) {
         best.insert(at, (v, i as u32));
         best.truncate(k);
     }
-}
-
-/// transformers' `clean_up_tokenization`, which `tokenizer.decode` applies to the whole
-/// string after the WordPiece decoder (BERT tokenizers set `clean_up_tokenization_spaces`).
-fn clean_up(s: &str) -> String {
-    s.replace(" .", ".")
-        .replace(" ?", "?")
-        .replace(" !", "!")
-        .replace(" ,", ",")
-        .replace(" ' ", "'")
-        .replace(" n't", "n't")
-        .replace(" 'm", "'m")
-        .replace(" 's", "'s")
-        .replace(" 've", "'ve")
-        .replace(" 're", "'re")
 }
 
 #[cfg(test)]

@@ -225,6 +225,9 @@ struct Scratch {
     one: Encoding,
     two: Encoding,
     acc: Vec<f64>,
+    /// One embedding before its dimension cut, and a long text's window sum.
+    pooled: Vec<f32>,
+    sum: Vec<f64>,
     probs: Vec<f32>,
     spans: Vec<(f32, u32, u32)>,
 }
@@ -440,7 +443,6 @@ impl Model {
         let in_model = cfg.normalize && self.normalize != Some(false);
         let after_cut = self.normalize == Some(true);
         let mut data = vec![0.0f32; texts.len() * dim];
-        let mut full = vec![0.0f32; hidden];
         let mut owners: Vec<usize> = Vec::new();
         let truncated = self.with_scratch(|s| {
             match self.windows {
@@ -448,12 +450,19 @@ impl Model {
                 Some(stride) => self.stage_windows(texts, stride, &mut owners, s)?,
             }
             let Scratch {
-                rows, pass, acc, ..
+                rows,
+                pass,
+                acc,
+                pooled: full,
+                sum,
+                ..
             } = s;
             acc.resize(hidden, 0.0);
+            full.resize(hidden, 0.0);
             // A text's windows come one after the other: their pooled vectors add up here,
             // weighted by their tokens, until the next text's first row.
-            let mut sum = vec![0.0f64; hidden];
+            sum.clear();
+            sum.resize(hidden, 0.0);
             let mut weight = 0.0f64;
             self.run_rows(rows, pass, |row, b, seq, out| {
                 let h = &out.last_hidden_state.data;
@@ -465,14 +474,14 @@ impl Model {
                         && (row == 0 || owners[row - 1] != text));
                 if alone {
                     let e = &mut data[text * dim..(text + 1) * dim];
-                    pool_into(pooling, in_model, at(0), (0..len).map(at), acc, &mut full);
+                    pool_into(pooling, in_model, at(0), (0..len).map(at), acc, full);
                     e.copy_from_slice(&full[..dim]);
                     if after_cut {
                         normalize(e);
                     }
                     return Ok(());
                 }
-                pool_into(pooling, false, at(0), (0..len).map(at), acc, &mut full);
+                pool_into(pooling, false, at(0), (0..len).map(at), acc, full);
                 for (s, &v) in sum.iter_mut().zip(full.iter()) {
                     *s += f64::from(v) * len as f64;
                 }
@@ -483,7 +492,7 @@ impl Model {
                         *f = (*s / weight) as f32;
                     }
                     if in_model {
-                        normalize(&mut full);
+                        normalize(full);
                     }
                     let e = &mut data[text * dim..(text + 1) * dim];
                     e.copy_from_slice(&full[..dim]);

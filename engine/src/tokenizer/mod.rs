@@ -670,20 +670,36 @@ impl Tokenizer {
     }
 }
 
-/// Hugging Face's WordPiece decoder cleanup, applied to each piece.
+/// transformers' `clean_up_tokenization` replacements; Hugging Face's WordPiece decoder makes
+/// the same ones, and also turns " do not" into " don't".
+const CLEAN_UP: [(&str, &str); 10] = [
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+];
+
+/// transformers' `clean_up_tokenization`, which `tokenizer.decode` applies to the whole
+/// decoded string when the tokenizer sets `clean_up_tokenization_spaces` (BERT's do): spaces
+/// before punctuation and English contractions removed.
+pub fn clean_up_tokenization(text: &str) -> String {
+    let mut out = text.to_owned();
+    for (from, to) in CLEAN_UP {
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// Hugging Face's WordPiece decoder cleanup, applied to each piece (the replacements run in the
+/// decoder's order; " do not" touches none of the others' patterns).
 fn cleanup(piece: &str) -> String {
-    piece
-        .replace(" .", ".")
-        .replace(" ?", "?")
-        .replace(" !", "!")
-        .replace(" ,", ",")
-        .replace(" ' ", "'")
-        .replace(" n't", "n't")
-        .replace(" 'm", "'m")
-        .replace(" do not", " don't")
-        .replace(" 's", "'s")
-        .replace(" 've", "'ve")
-        .replace(" 're", "'re")
+    clean_up_tokenization(piece).replace(" do not", " don't")
 }
 
 enum TruncationFailure {

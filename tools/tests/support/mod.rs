@@ -131,3 +131,60 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// `fixtures/pipelines`: the pipelines' outputs on the tiny task models, with the tokenizer
+/// files and configs they were made with.
+pub fn pipelines() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/pipelines")
+}
+
+/// A checkpoint of fixtures/pipelines/`task`'s config and tokenizer with the weights of
+/// fixtures/reference/tiny/`weights` (and, when `weights` is another model, its config),
+/// converted at `dtype` into `dir/<task>-<weights>.berth`.
+pub fn tiny_task(
+    task: &str,
+    weights: &str,
+    dtype: berth_tools::convert::OutDtype,
+    dir: &Path,
+) -> PathBuf {
+    let ckpt = dir.join(format!("{task}-{weights}"));
+    copy_dir(&pipelines().join(task), &ckpt);
+    let src = reference().join("tiny").join(weights);
+    std::fs::copy(
+        src.join("model.safetensors"),
+        ckpt.join("model.safetensors"),
+    )
+    .unwrap();
+    if !task.starts_with(weights) {
+        std::fs::copy(src.join("config.json"), ckpt.join("config.json")).unwrap();
+    }
+    let out = dir.join(format!("{task}-{weights}-{}.berth", dtype.name()));
+    let opts = berth_tools::convert::Options {
+        dtype,
+        progress: false,
+        smoothing: dtype == berth_tools::convert::OutDtype::Int8,
+    };
+    berth_tools::convert::convert_to_file(&ckpt, &out, &opts).unwrap();
+    out
+}
+
+/// Text from pieces that exercise every stage of the tokenizer and the tasks: words, accents
+/// (precomposed and combining), CJK, punctuation, odd spaces, controls, emoji, literal special
+/// tokens, digits.
+pub fn text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        "[a-zA-Z]{1,12}",
+        "[a-zà-ÿ]{1,6}",
+        "[a-z]{1,3}\u{301}[a-z]{0,3}",
+        "[\u{4e00}-\u{4e20}]{1,3}",
+        "[.,;:!?'\"()\\-]{1,3}",
+        "[ \t\n\u{a0}\u{3000}]{1,2}",
+        "[\u{200b}\u{feff}\u{0}\u{7f}]",
+        Just("👍🏽".to_string()),
+        Just("[MASK]".to_string()),
+        Just("İstanbul".to_string()),
+        "[0-9]{1,5}",
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+}

@@ -40,11 +40,25 @@ fn strs(v: &Value) -> Vec<&str> {
     v.as_array().unwrap().iter().map(s).collect()
 }
 
+thread_local! {
+    /// The largest score difference a test has seen, for its report.
+    static WORST: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
 fn close(what: &str, got: f32, want: &Value) {
     let d = (f64::from(got) - f(want)).abs();
+    WORST.with(|w| w.set(w.get().max(d)));
     assert!(
         d <= TOL,
         "{what}: score {got} vs {want} (|diff| {d:.2e} > {TOL:e})"
+    );
+}
+
+/// Prints the largest score difference seen on this thread (the test's).
+fn report(test: &str) {
+    eprintln!(
+        "{test}: largest |score diff| {:.2e}",
+        WORST.with(|w| w.get())
     );
 }
 
@@ -99,6 +113,7 @@ fn text_classification_matches_the_pipeline() {
             assert_eq!((r.index, r.score), *w);
         }
     }
+    report("text_classification");
 }
 
 #[test]
@@ -141,6 +156,7 @@ fn token_classification_matches_the_pipeline_for_every_aggregation() {
             }
         }
     }
+    report("token_classification");
 }
 
 #[test]
@@ -165,6 +181,7 @@ fn fill_mask_matches_the_pipeline() {
             }
         }
     }
+    report("fill_mask");
 }
 
 #[test]
@@ -193,4 +210,5 @@ fn question_answering_matches_the_pipeline() {
             close(&format!("case {i}"), a.score, &w["score"]);
         }
     }
+    report("question_answering");
 }

@@ -1,5 +1,5 @@
-//! GEMM at BERT shapes, one thread: berth with f32, f16 and int8 weights on every ISA (and
-//! int8 variant) this CPU runs, next to the `gemm` crate and `matrixmultiply` on the same f32
+//! GEMM at BERT shapes, one thread: berth with f32, f16, bf16 and int8 weights on every ISA
+//! (and int8 and bf16 variant) this CPU runs, next to the `gemm` crate and `matrixmultiply` on the same f32
 //! shapes in the same run, plus the register-only FMA and VNNI peaks, so that each result can
 //! be quoted as GFLOP/s (GOP/s for int8), fraction of peak and ratio to the peers. Throughput
 //! is reported in elements/s where one element is one operation (2 M N K per GEMM).
@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use berth_kernels::gemm::{
-    act_group_sums, gemm_par, pack_weights, ActGroups, Epilogue, Gemm, GemmScratch, MatMut,
-    PackedI8, PackedI8Buf, Weights,
+    act_group_sums, gemm_par, pack_weights, pack_weights_bf16, ActGroups, Epilogue, Gemm,
+    GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::{peak, supported_isas, variants, Isa, Kernels};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use half::f16;
+use half::{bf16, f16};
 
 /// (K, N): BERT's QKV, attention output, FFN up and down, for MiniLM (384) and BERT-base (768).
 const KN: [(usize, usize); 8] = [
@@ -48,6 +48,7 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 struct Packed {
     f32: Vec<f32>,
     f16: Vec<f16>,
+    bf16: Vec<bf16>,
     i8: PackedI8Buf,
     g64: Vec<f32>,
     g128: Vec<f32>,
@@ -60,6 +61,7 @@ impl Packed {
         Packed {
             f32: pack_weights(w, n, k),
             f16: pack_weights(&h, n, k),
+            bf16: pack_weights_bf16(w, n, k),
             g64: act_group_sums(&i8.q, k, 64),
             g128: act_group_sums(&i8.q, k, 128),
             i8,
@@ -76,6 +78,7 @@ impl Packed {
         match wt {
             "f32" => Weights::F32(&self.f32),
             "f16" => Weights::F16(&self.f16),
+            "bf16" => Weights::Bf16(&self.bf16),
             "i8g64" => grouped(64, &self.g64),
             "i8g128" => grouped(128, &self.g128),
             _ => Weights::I8(self.i8.view()),
@@ -103,7 +106,8 @@ fn plain<'a>(
     }
 }
 
-/// (label, table, weight type): f32 and f16 on each SIMD path, int8 on each int8 variant.
+/// (label, table, weight type): f32 and f16 on each SIMD path, int8 on each int8 variant,
+/// bf16 on each bf16 variant.
 fn runs() -> Vec<(String, Kernels, &'static str)> {
     let mut out = Vec::new();
     for isa in supported_isas().into_iter().filter(|&i| i != Isa::Scalar) {
@@ -119,6 +123,10 @@ fn runs() -> Vec<(String, Kernels, &'static str)> {
             out.push((format!("berth i8g64 {}", t.int8), t, "i8g64"));
             out.push((format!("berth i8g128 {}", t.int8), t, "i8g128"));
         }
+        let bf = format!("berth bf16 {} {}", t.isa, t.bf16);
+        if !out.iter().any(|(label, _, _)| *label == bf) {
+            out.push((bf, t, "bf16"));
+        }
     }
     out
 }
@@ -130,11 +138,12 @@ fn peak_fma(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     const ITERS: u64 = 100_000;
     // Each loop returns the operations one call does, or None where the CPU lacks it.
-    let loops: [(&str, PeakLoop); 4] = [
+    let loops: [(&str, PeakLoop); 5] = [
         ("fma f32 avx512", peak::fma_f32_avx512),
         ("fma f32 avx2", peak::fma_f32_avx2),
         ("vnni i8 avx512", peak::vnni_i8_avx512),
         ("vnni i8 avx", peak::vnni_i8_avx),
+        ("dpbf16 bf16 avx512", peak::dpbf16_avx512),
     ];
     for (name, run) in loops {
         if let Some(ops) = run(1) {
@@ -237,7 +246,7 @@ fn gemm_threads(c: &mut Criterion) {
         let packed = Packed::new(&w, n, k);
         let mut out = vec![0.0f32; m * n];
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        for wt in ["f32", "i8", "i8g64"] {
+        for wt in ["f32", "bf16", "i8", "i8g64"] {
             for threads in [1, 2] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -279,7 +288,7 @@ fn gemm_streamed(c: &mut Criterion) {
             let packed: Vec<Packed> = (0..copies).map(|_| Packed::new(&w, n, k)).collect();
             let mut out = vec![0.0f32; m * n];
             g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-            for wt in ["f32", "f16", "i8"] {
+            for wt in ["f32", "f16", "bf16", "i8"] {
                 let mut scratch = GemmScratch::default();
                 let mut next = 0usize;
                 g.bench_function(BenchmarkId::new(wt, format!("K={k} N={n}")), |b| {

@@ -37,6 +37,11 @@ pub struct Kernels {
     pub gemm_f16: fn(Gemm<'_>, &mut GemmScratch),
     /// GEMM with int8 weights.
     pub gemm_i8: fn(Gemm<'_>, &mut GemmScratch),
+    /// The bf16 dot products `gemm_bf16` uses (`"avx512-bf16"`, or `"widened"` on the f32
+    /// instructions of the path, or `"scalar"`).
+    pub bf16: &'static str,
+    /// GEMM with bf16 weights (and activations rounded to bf16).
+    pub gemm_bf16: fn(Gemm<'_>, &mut GemmScratch),
     /// Fused attention of one (sequence, head) ([`crate::attention`]).
     pub attention: fn(AttentionHead<'_>, &mut AttentionScratch),
 }
@@ -55,6 +60,8 @@ impl Kernels {
         gemm_f32: gemm::gemm_ref,
         gemm_f16: gemm::gemm_ref,
         gemm_i8: gemm::gemm_ref,
+        bf16: "scalar",
+        gemm_bf16: gemm::gemm_ref,
     };
 
     /// `C = A W^T + bias (+ epilogue)`, by the slot for `p`'s weight type.
@@ -63,6 +70,7 @@ impl Kernels {
             Weights::F32(_) => (self.gemm_f32)(p, scratch),
             Weights::F16(_) => (self.gemm_f16)(p, scratch),
             Weights::I8(_) => (self.gemm_i8)(p, scratch),
+            Weights::Bf16(_) => (self.gemm_bf16)(p, scratch),
         }
     }
 
@@ -71,8 +79,8 @@ impl Kernels {
         Kernels::build(isa, true)
     }
 
-    /// The table for `isa`; `dot` allows the optional int8 dot-product extensions (VNNI,
-    /// dotprod), so that tests can run the fallbacks on a CPU that has them.
+    /// The table for `isa`; `dot` allows the optional dot-product extensions (VNNI, dotprod,
+    /// AVX-512 BF16), so that tests can run the fallbacks on a CPU that has them.
     fn build(isa: Isa, dot: bool) -> Result<Kernels, IsaError> {
         let features = cpu_features();
         if !features.supports(isa) {
@@ -119,7 +127,7 @@ pub fn variants() -> Vec<Kernels> {
             if let Ok(k) = Kernels::build(isa, dot) {
                 if !out
                     .iter()
-                    .any(|o: &Kernels| o.isa == k.isa && o.int8 == k.int8)
+                    .any(|o: &Kernels| o.isa == k.isa && o.int8 == k.int8 && o.bf16 == k.bf16)
                 {
                     out.push(k);
                 }
@@ -160,7 +168,8 @@ mod x86 {
     use super::*;
     use crate::isa::CpuFeatures;
     use crate::simd::avx2::{Avx2, Avx2Madd, AvxVnni};
-    use crate::simd::avx512::{Avx512, Avx512Vnni};
+    use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
+    use crate::simd::Widen;
 
     simd_entry!(layer_norm_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::softmax, (x: &mut [f32]));
@@ -168,6 +177,9 @@ mod x86 {
     simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f32, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f16, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx512_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni, 8, 2, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_bf16_avx512_bf16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16, 8, 2], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_bf16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>, 8, 2], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_bf16_avx2, "avx2,fma,f16c", [Widen<Avx2>, 4, 2], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
@@ -198,6 +210,12 @@ mod x86 {
             k.int8 = "avx512-vnni";
             k.gemm_i8 = gemm_i8_avx512_vnni;
         }
+        if dot && f.avx512bf16 {
+            k.bf16 = "avx512-bf16";
+            k.gemm_bf16 = gemm_bf16_avx512_bf16;
+        } else {
+            k.gemm_bf16 = gemm_bf16_avx512;
+        }
         k.gemm_f16 = gemm_f16_avx512;
         k.f16_to_f32 = f16_to_f32_avx512;
         k.quantize_row_asym = quantize_avx512;
@@ -216,6 +234,8 @@ mod x86 {
             k.int8 = "avx2";
             k.gemm_i8 = gemm_i8_avx2;
         }
+        k.bf16 = "widened";
+        k.gemm_bf16 = gemm_bf16_avx2;
         k.gemm_f16 = gemm_f16_avx2;
         k.f16_to_f32 = f16_to_f32_f16c;
         k.quantize_row_asym = quantize_avx2;
@@ -232,6 +252,7 @@ mod arm {
     use super::*;
     use crate::isa::CpuFeatures;
     use crate::simd::neon::{Neon, NeonDot, NeonMull};
+    use crate::simd::Widen;
 
     simd_entry!(layer_norm_neon, "neon", [Neon], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_neon, "neon", [Neon], elementwise::softmax, (x: &mut [f32]));
@@ -239,6 +260,7 @@ mod arm {
     simd_entry!(gemm_f32_neon, "neon", [Neon, f32, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    simd_entry!(gemm_bf16_neon, "neon", [Widen<Neon>, 4, 4], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
@@ -253,6 +275,8 @@ mod arm {
             k.int8 = "neon";
             k.gemm_i8 = gemm_i8_neon;
         }
+        k.bf16 = "widened";
+        k.gemm_bf16 = gemm_bf16_neon;
         k.gemm_f16 = gemm_f16_neon;
         k.quantize_row_asym = quantize_neon;
         k.attention = attention_neon;

@@ -82,6 +82,27 @@ pub fn vnni_i8_avx(iters: u64) -> Option<u64> {
     }
 }
 
+/// Runs `iters` iterations of 24 independent 16-lane `vdpbf16ps` chains on AVX-512 BF16 and
+/// returns the number of floating-point operations done (2 multiplies and 2 adds per lane), or
+/// `None` without AVX-512 BF16.
+pub fn dpbf16_avx512(iters: u64) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f = crate::isa::cpu_features();
+        if !(f.supports(crate::Isa::Avx512) && f.avx512bf16) {
+            return None;
+        }
+        // SAFETY: AVX-512 F and BF16 are present (checked above).
+        unsafe { x86::dpbf16_avx512(iters) };
+        Some(iters * 24 * 16 * 4)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -133,6 +154,23 @@ mod x86 {
         let mut s = _mm512_setzero_si512();
         for v in acc {
             s = _mm512_add_epi32(s, v);
+        }
+        std::hint::black_box(s);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn dpbf16_avx512(iters: u64) {
+        let mut acc = [_mm512_set1_ps(0.0); 24];
+        let a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5), _mm512_set1_ps(0.25));
+        let b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(-1e-3));
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbf16_ps(*v, a, b);
+            }
+        }
+        let mut s = _mm512_set1_ps(0.0);
+        for v in acc {
+            s = _mm512_add_ps(s, v);
         }
         std::hint::black_box(s);
     }

@@ -1,20 +1,22 @@
-//! GEMM of every dispatch table this CPU can run, for f32, f16 and int8 weights, against the
-//! reference (`Kernels::REFERENCE`, f64): M, N and K over 0..=17 (the full cube), each tile
-//! size plus and minus one (MR 4, 6 and 8, NR 16 and 32), the K and M block sizes plus and
-//! minus one, deep K (4096), strided A, C and residual, every epilogue, with and without bias.
-//! int8 runs on every variant (with and without VNNI or dotprod). Tolerances:
-//! `berth_kernels::tolerance::{gemm_f32, gemm_i8}`, with their reasons there; int8 sums are
-//! also checked exact, with scales chosen so that the result is exactly representable.
+//! GEMM of every dispatch table this CPU can run, for f32, f16, bf16 and int8 weights, against
+//! the reference (`Kernels::REFERENCE`, f64): M, N and K over 0..=17 (the full cube), each
+//! tile size plus and minus one (MR 4, 6 and 8, NR 16 and 32), the K and M block sizes plus
+//! and minus one, deep K (4096), strided A, C and residual, every epilogue, with and without
+//! bias. int8 and bf16 run on every variant (with and without VNNI, dotprod or AVX-512 BF16).
+//! Tolerances: `berth_kernels::tolerance::{gemm_f32, gemm_i8}`, with their reasons there (bf16
+//! takes f32's, over A and W rounded to bf16 as the kernels round them); int8 sums are also
+//! checked exact, with scales chosen so that the result is exactly representable, and bf16
+//! paths bit-exact against a scalar emulation of `vdpbf16ps`.
 
 mod common;
 
 use berth_kernels::gemm::{
-    act_group_sums, act_groups, gemm_par, pack_weights, ActGroups, Epilogue, Gemm, GemmScratch,
-    MatMut, PackedI8, PackedI8Buf, Weights,
+    act_group_sums, act_groups, gemm_par, pack_weights, pack_weights_bf16, to_bf16, ActGroups,
+    Epilogue, Gemm, GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::quant::{quantize_row_asym, quantize_row_i8};
 use berth_kernels::{supported_isas, tolerance, variants, Kernels};
-use half::f16;
+use half::{bf16, f16};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     common::values(n, seed, 1.0)
@@ -50,6 +52,7 @@ enum Wt {
     F32,
     F16,
     I8,
+    Bf16,
 }
 
 /// The weights of one case, packed, and the values the reference multiplies (dequantised for
@@ -57,6 +60,7 @@ enum Wt {
 struct Packed {
     f32: Vec<f32>,
     f16: Vec<f16>,
+    bf16: Vec<bf16>,
     i8: Option<PackedI8Buf>,
     /// Activation group size and the weights' sums for it (int8 only).
     groups: Option<(usize, Vec<f32>)>,
@@ -69,6 +73,7 @@ impl Packed {
         let mut p = Packed {
             f32: Vec::new(),
             f16: Vec::new(),
+            bf16: Vec::new(),
             i8: None,
             groups: None,
             effective: w.to_vec(),
@@ -79,6 +84,10 @@ impl Packed {
                 let h: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
                 p.effective = h.iter().map(|x| x.to_f32()).collect();
                 p.f16 = pack_weights(&h, n, k);
+            }
+            Wt::Bf16 => {
+                p.effective = w.iter().map(|&x| to_bf16(x).to_f32()).collect();
+                p.bf16 = pack_weights_bf16(w, n, k);
             }
             Wt::I8 => {
                 let mut q = vec![0i8; k];
@@ -110,6 +119,7 @@ impl Packed {
                 ..b.view()
             }),
             None if !self.f16.is_empty() => Weights::F16(&self.f16),
+            None if !self.bf16.is_empty() => Weights::Bf16(&self.bf16),
             None => Weights::F32(&self.f32),
         }
     }
@@ -130,7 +140,10 @@ fn effective_a(
     group: Option<usize>,
 ) -> (Vec<f32>, Vec<f32>) {
     let mut out = a.to_vec();
-    let mut mag = a.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    if wt == Wt::Bf16 {
+        out.iter_mut().for_each(|x| *x = to_bf16(*x).to_f32());
+    }
+    let mut mag = out.iter().map(|x| x.abs()).collect::<Vec<f32>>();
     if wt == Wt::I8 {
         let size = group.unwrap_or(k.max(1));
         let mut q = vec![0i8; size];
@@ -237,9 +250,10 @@ fn check(tables: &[Kernels], wt: Wt, c: &Case) {
                 let tol = tol[i * n + j];
                 assert!(
                     tolerance::within(g, wv, tol),
-                    "{} ({}) {wt:?} group={group:?} m={m} n={n} k={k} lda={} ldc={} bias={} {:?} at ({i}, {j}): {g} vs {wv} (tol {tol})",
+                    "{} ({}, {}) {wt:?} group={group:?} m={m} n={n} k={k} lda={} ldc={} bias={} {:?} at ({i}, {j}): {g} vs {wv} (tol {tol})",
                     kernels.isa,
                     kernels.int8,
+                    kernels.bf16,
                     c.lda,
                     c.ldc,
                     c.bias,
@@ -261,7 +275,12 @@ fn cases() -> Vec<(Wt, Vec<Kernels>)> {
         |t: &Kernels| t.isa != berth_kernels::Isa::Scalar && forced.is_none_or(|f| f == t.isa);
     let float: Vec<Kernels> = tables().into_iter().filter(keep).collect();
     let int8: Vec<Kernels> = variants().into_iter().filter(keep).collect();
-    vec![(Wt::F32, float.clone()), (Wt::F16, float), (Wt::I8, int8)]
+    vec![
+        (Wt::F32, float.clone()),
+        (Wt::F16, float),
+        (Wt::Bf16, int8.clone()),
+        (Wt::I8, int8),
+    ]
 }
 
 fn int8_tables() -> Vec<Kernels> {
@@ -683,4 +702,89 @@ fn run_time_packers_match_pack_weights() {
         pack_cols_into(&src_t, ld_t, n, k, &mut out_t);
         assert_eq!(out_t, pack_weights(&w, n, k), "cols n={n} k={k}");
     }
+}
+
+/// Every bf16 path computes what `vdpbf16ps` does, bit for bit: per output, over the pairs of
+/// K in order, the second bf16 product fused-added into the f32 accumulator, then the first
+/// (both exact products of bf16 values), then the bias added once. This scalar emulation is the
+/// twin; every SIMD table (AVX-512 BF16, and the widened f32 paths) must equal it exactly on
+/// data without denormals, which is also what makes them equal to each other.
+#[test]
+fn bf16_paths_match_vdpbf16ps_bit_for_bit() {
+    let tables: Vec<Kernels> = cases()
+        .into_iter()
+        .find(|(wt, _)| *wt == Wt::Bf16)
+        .map(|(_, t)| t)
+        .unwrap_or_default();
+    for (m, n, k) in [
+        (1, 1, 1),
+        (3, 17, 5),
+        (9, 33, 64),
+        (17, 70, 301),
+        (130, 40, 768),
+        (2, 64, 3072),
+    ] {
+        let seed = (m * 7 + n * 11 + k) as u64;
+        let a = values(m * k, seed);
+        let w = values(n * k, seed + 1);
+        let bias = values(n, seed + 2);
+        let packed = pack_weights_bf16(&w, n, k);
+        let r = |x: f32| to_bf16(x).to_f32();
+        let mut want = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0f32;
+                for s in 0..k.div_ceil(2) {
+                    let pick = |v: &[f32], at: usize| if at < k { r(v[at]) } else { 0.0 };
+                    let (a0, a1) = (pick(&a[i * k..], 2 * s), pick(&a[i * k..], 2 * s + 1));
+                    let (w0, w1) = (pick(&w[j * k..], 2 * s), pick(&w[j * k..], 2 * s + 1));
+                    acc = a1.mul_add(w1, acc);
+                    acc = a0.mul_add(w0, acc);
+                }
+                want[i * n + j] = acc + bias[j];
+            }
+        }
+        for t in &tables {
+            let mut out = vec![f32::NAN; m * n];
+            t.gemm(
+                Gemm {
+                    k,
+                    a: &a,
+                    lda: k,
+                    w: Weights::Bf16(&packed),
+                    bias: Some(&bias),
+                    epilogue: Epilogue::None,
+                    c: MatMut::new(&mut out, m, n, n),
+                },
+                &mut GemmScratch::default(),
+            );
+            for (e, (g, x)) in out.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    x.to_bits(),
+                    "{} ({}) m={m} n={n} k={k} at {e}: {g} vs {x}",
+                    t.isa,
+                    t.bf16
+                );
+            }
+        }
+    }
+}
+
+/// `to_bf16` rounds to nearest, ties to even, flushes denormals to a signed zero, and keeps
+/// infinities and NaN.
+#[test]
+fn to_bf16_rounds_to_nearest_even_and_flushes_denormals() {
+    let b = |x: f32| to_bf16(x).to_bits();
+    assert_eq!(b(1.0), 0x3f80);
+    // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+    assert_eq!(b(f32::from_bits(0x3f80_8000)), 0x3f80);
+    // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties to even (up).
+    assert_eq!(b(f32::from_bits(0x3f81_8000)), 0x3f82);
+    assert_eq!(b(f32::from_bits(0x3f80_8001)), 0x3f81);
+    assert_eq!(b(f32::MIN_POSITIVE / 2.0), 0x0000);
+    assert_eq!(b(-f32::MIN_POSITIVE / 2.0), 0x8000);
+    assert_eq!(b(f32::MIN_POSITIVE), 0x0080);
+    assert_eq!(b(f32::INFINITY), 0x7f80);
+    assert!(to_bf16(f32::NAN).is_nan());
 }

@@ -13,7 +13,7 @@
 //! the epilogue are applied before the store.
 
 use super::{Epilogue, Weights, PANEL};
-use crate::simd::{self, DotI8, Simd};
+use crate::simd::{self, DotBf16, DotI8, Simd};
 
 /// Where and how a tile's results are stored.
 pub(super) struct Out<'a> {
@@ -262,6 +262,41 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
             }
         }
         store::<D::S, MR, NV>(&f, out);
+    }
+}
+
+/// The bf16 microkernel: `steps` pairs along K of `a` (MR u32 pairs each) times `w` (NV
+/// vectors of weight pairs, steps `PANEL` u32 apart), summed in f32 by [`DotBf16::dot`]. bf16
+/// contract: `a` is valid for `steps * MR` reads, `w` for `steps` rows of NR u32 spaced PANEL
+/// apart, `c` as in the float contract.
+#[inline(always)]
+pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize>(
+    steps: usize,
+    a: *const u32,
+    w: *const u32,
+    out: &Out<'_>,
+) {
+    let l = D::S::LANES;
+    debug_assert!(MR * NV * l <= MAX_TILE);
+    // SAFETY: the bf16 contract above; the caller runs on D's ISA.
+    unsafe {
+        let mut acc = [[D::S::splat(0.0); NV]; MR];
+        let (mut a, mut w) = (a, w);
+        for _ in 0..steps {
+            let mut wv = [D::load_w(w); NV];
+            for (j, v) in wv.iter_mut().enumerate().skip(1) {
+                *v = D::load_w(w.add(j * l));
+            }
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let ai = D::bcast(*a.add(i));
+                for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                    *acc_ij = D::dot(*acc_ij, ai, wv[j]);
+                }
+            }
+            a = a.add(MR);
+            w = w.add(PANEL);
+        }
+        store::<D::S, MR, NV>(&acc, out);
     }
 }
 

@@ -29,9 +29,12 @@
 //! Every C element is computed by the same sequence of operations whatever the thread count or
 //! the split, so results are bit-identical across thread counts.
 
+mod bf16;
 mod int8;
 mod kernel;
 
+pub(crate) use bf16::gemm_bf16;
+pub use bf16::{pack_weights_bf16, packed_index_bf16, packed_len_bf16, to_bf16};
 pub(crate) use int8::gemm_i8;
 pub use int8::{
     act_group_sums, act_groups, packed_index_i8, packed_len_i8, ActGroups, PackedI8, PackedI8Buf,
@@ -128,6 +131,9 @@ pub enum Weights<'a> {
     F16(&'a [f16]),
     /// int8 per output channel, packed by [`PackedI8Buf`].
     I8(PackedI8<'a>),
+    /// bfloat16, packed by [`pack_weights_bf16`] (`packed_len_bf16(N, K)` values); the
+    /// activations are rounded to bfloat16 too.
+    Bf16(&'a [half::bf16]),
 }
 
 impl<'a> Weights<'a> {
@@ -146,6 +152,10 @@ impl<'a> Weights<'a> {
             Weights::I8(w) => {
                 let (l, r) = w.split_at_panel(at, n, k);
                 (Weights::I8(l), Weights::I8(r))
+            }
+            Weights::Bf16(w) => {
+                let (l, r) = w.split_at(at * PANEL * k.div_ceil(2) * 2);
+                (Weights::Bf16(l), Weights::Bf16(r))
             }
         }
     }
@@ -342,6 +352,9 @@ impl<'a> Gemm<'a> {
             Weights::F32(w) => assert_eq!(w.len(), packed_len(n, k), "gemm: w is not n x k"),
             Weights::F16(w) => assert_eq!(w.len(), packed_len(n, k), "gemm: w is not n x k"),
             Weights::I8(w) => w.check(n, k),
+            Weights::Bf16(w) => {
+                assert_eq!(w.len(), packed_len_bf16(n, k), "gemm: w is not n x k")
+            }
         }
         if let Some(b) = self.bias {
             assert_eq!(b.len(), n, "gemm: bias length");
@@ -370,10 +383,13 @@ pub struct GemmScratch {
     a_corr: Vec<f32>,
     /// One row of A times the int8 weights' input scales.
     row_f32: Vec<f32>,
+    /// The packed A block of the bf16 GEMM (bf16 pairs).
+    packed_a_bf16: Vec<u32>,
 }
 
 /// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
-/// accumulation over the packed weights (f16 widened exactly). int8: each row of A (or each
+/// accumulation over the packed weights (f16 widened exactly). bf16: the same, over A rounded
+/// by [`to_bf16`] as the bf16 kernels round it. int8: each row of A (or each
 /// activation group of it) quantised by [`crate::quant::quantize_row_asym`] (after multiplying
 /// it by the input scales, if any, in f32), exact integer sums of `(qa - zero) * qw` per group,
 /// scaled by the group's scale and the weight scale in f64. Then
@@ -424,6 +440,14 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
             let mut acc = match p.w {
                 Weights::F32(w) => float_dot(row, |kk| f64::from(w[packed_index(j, kk, k)])),
                 Weights::F16(w) => float_dot(row, |kk| f64::from(w[packed_index(j, kk, k)])),
+                Weights::Bf16(w) => row
+                    .iter()
+                    .enumerate()
+                    .map(|(kk, &x)| {
+                        let wv = f64::from(w[bf16::packed_index_bf16(j, kk, k)]);
+                        f64::from(bf16::to_bf16(x)) * wv
+                    })
+                    .sum(),
                 Weights::I8(w) => {
                     let groups = (0..k).step_by(size).enumerate();
                     let sum: f64 = groups
@@ -575,6 +599,7 @@ pub fn gemm_par(
         Weights::F32(w) => w.len() * 4,
         Weights::F16(w) => w.len() * 2,
         Weights::I8(w) => w.q.len(),
+        Weights::Bf16(w) => w.len() * 2,
     };
     let (parts, axis) =
         if m >= MIN_ROWS_PER_PART * threads.max(2) && w_bytes <= MAX_W_BYTES_FOR_ROWS {

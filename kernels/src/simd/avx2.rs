@@ -34,6 +34,17 @@ impl Simd for Avx2 {
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
     #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (__m256, __m256) {
+        // SAFETY: `p` is valid for 8 u32 (trait contract); AVX2 integer and/shift. A bf16
+        // value is the top half of the f32 with the same bits.
+        unsafe {
+            let x = _mm256_loadu_si256(p.cast());
+            let second = _mm256_and_si256(x, _mm256_set1_epi32(0xffff_0000u32 as i32));
+            let first = _mm256_slli_epi32::<16>(x);
+            (_mm256_castsi256_ps(second), _mm256_castsi256_ps(first))
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX.
         unsafe { _mm256_add_ps(a, b) }

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{DotI8, Simd};
+use super::{DotBf16, DotI8, Simd};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512;
@@ -31,6 +31,17 @@ impl Simd for Avx512 {
     unsafe fn load_f16(p: *const u16) -> __m512 {
         // SAFETY: `p` is valid for 16 halves, 32 bytes (trait contract); vcvtph2ps is AVX-512 F.
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (__m512, __m512) {
+        // SAFETY: `p` is valid for 16 u32 (trait contract); AVX-512 F integer and/shift. A
+        // bf16 value is the top half of the f32 with the same bits.
+        unsafe {
+            let x = _mm512_loadu_si512(p.cast());
+            let second = _mm512_and_si512(x, _mm512_set1_epi32(0xffff_0000u32 as i32));
+            let first = _mm512_slli_epi32::<16>(x);
+            (_mm512_castsi512_ps(second), _mm512_castsi512_ps(first))
+        }
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
@@ -175,5 +186,34 @@ impl DotI8 for Avx512Vnni {
     unsafe fn cvt(acc: __m512i) -> __m512 {
         // SAFETY: AVX-512 F.
         unsafe { _mm512_cvtepi32_ps(acc) }
+    }
+}
+
+/// `vdpbf16ps` (AVX-512 BF16): two bf16 products per lane added into the f32 accumulator, the
+/// second pair's first, each as a fused multiply-add (denormal inputs and results flushed to
+/// zero, which the packing makes moot for inputs: [`crate::gemm::to_bf16`] flushes them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512Bf16;
+
+impl DotBf16 for Avx512Bf16 {
+    type S = Avx512;
+    type A = __m512bh;
+    type W = __m512bh;
+
+    #[inline(always)]
+    unsafe fn bcast(pair: u32) -> __m512bh {
+        // SAFETY: AVX-512 F; a 512-bit integer vector and `__m512bh` have the same size and
+        // every bit pattern is valid for both.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair as i32)) }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> __m512bh {
+        // SAFETY: `p` is valid for 16 u32 (trait contract); as above for the transmute.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: __m512, a: __m512bh, w: __m512bh) -> __m512 {
+        // SAFETY: AVX-512 BF16 (the caller runs on a CPU with it).
+        unsafe { _mm512_dpbf16_ps(acc, a, w) }
     }
 }

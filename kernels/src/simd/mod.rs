@@ -29,6 +29,9 @@ pub(crate) trait Simd {
     unsafe fn store(p: *mut f32, v: Self::F);
     /// Loads `LANES` IEEE half-precision values (as bits) widened exactly to f32.
     unsafe fn load_f16(p: *const u16) -> Self::F;
+    /// Loads `LANES` pairs of bfloat16 values (`LANES` u32, the first of each pair in the low
+    /// half) widened exactly to f32: (the second values, the first values).
+    unsafe fn load_bf16_pairs(p: *const u32) -> (Self::F, Self::F);
     unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
@@ -94,6 +97,62 @@ pub(crate) trait DotI8 {
     /// The sum as f32, without correction: exact while `|acc| < 2^24` (a group of activations
     /// of at most [`crate::gemm::MAX_ACT_GROUP`] elements keeps it there).
     unsafe fn cvt(acc: Self::I) -> <Self::S as Simd>::F;
+}
+
+/// The bfloat16 dot products of a bf16 GEMM microkernel: to each f32 lane (one output channel),
+/// add the 2-deep dot product of a broadcast pair of bf16 activations with that channel's pair
+/// of bf16 weights (the pairs of `LANES` channels are `LANES` consecutive u32, the first of each
+/// pair, even k, in the low half: docs/KERNELS.md, "Packed weight layout, bf16"). Every
+/// implementation computes exactly what `vdpbf16ps` does for normal numbers: the second
+/// products' fused multiply-add into the accumulator, then the first's (a product of two bf16
+/// values is exact in f32), so every path gives the same bits.
+pub(crate) trait DotBf16 {
+    /// The f32 vocabulary of the same ISA and lane count (accumulators and the epilogue).
+    type S: Simd;
+    /// A broadcast pair of activations.
+    type A: Copy;
+    /// The weight pairs of `LANES` channels.
+    type W: Copy;
+
+    /// Broadcasts a pair (the first value in the low half).
+    unsafe fn bcast(pair: u32) -> Self::A;
+    /// Loads `LANES` u32 weight pairs.
+    unsafe fn load_w(p: *const u32) -> Self::W;
+    unsafe fn dot(acc: <Self::S as Simd>::F, a: Self::A, w: Self::W) -> <Self::S as Simd>::F;
+}
+
+/// bf16 dot products on any f32 vocabulary: the pairs widened to f32 (a shift or a mask of the
+/// bits), then two fused multiply-adds in `vdpbf16ps`'s order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Widen<S>(std::marker::PhantomData<S>);
+
+impl<S: Simd> DotBf16 for Widen<S> {
+    type S = S;
+    /// (second, first), each broadcast.
+    type A = (S::F, S::F);
+    /// (second, first) of each channel.
+    type W = (S::F, S::F);
+
+    #[inline(always)]
+    unsafe fn bcast(pair: u32) -> (S::F, S::F) {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe {
+            (
+                S::splat(f32::from_bits(pair & 0xffff_0000)),
+                S::splat(f32::from_bits(pair << 16)),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> (S::F, S::F) {
+        // SAFETY: `p` is valid for LANES reads (trait contract); the caller runs on S's ISA.
+        unsafe { S::load_bf16_pairs(p) }
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: S::F, a: (S::F, S::F), w: (S::F, S::F)) -> S::F {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe { S::fma(a.1, w.1, S::fma(a.0, w.0, acc)) }
+    }
 }
 
 /// Loads `src` (at most `S::LANES` elements) into a vector, the missing lanes set to `pad`.

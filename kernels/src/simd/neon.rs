@@ -46,6 +46,17 @@ impl Simd for Neon {
         }
     }
     #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u32) -> (float32x4_t, float32x4_t) {
+        // SAFETY: `p` is valid for 4 u32 (trait contract); base Advanced SIMD integer and/shift.
+        // A bf16 value is the top half of the f32 with the same bits.
+        unsafe {
+            let x = vld1q_u32(p);
+            let second = vandq_u32(x, vdupq_n_u32(0xffff_0000));
+            let first = vshlq_n_u32::<16>(x);
+            (vreinterpretq_f32_u32(second), vreinterpretq_f32_u32(first))
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
         // SAFETY: NEON.
         unsafe { vaddq_f32(a, b) }

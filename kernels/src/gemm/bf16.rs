@@ -1,0 +1,126 @@
+//! The bf16 GEMM: weights stored as bfloat16 and activations rounded to bfloat16 as they are
+//! packed, products summed in f32 (`vdpbf16ps` on AVX-512 BF16, the same operations widened to
+//! f32 elsewhere: bit-identical results on every SIMD path). Half the weight bytes of f32 and
+//! twice the multiply-adds per instruction, at bfloat16's 8-bit significand on both operands.
+
+use half::bf16;
+
+use super::kernel;
+use super::{Gemm, GemmScratch, Weights, MC, PANEL};
+use crate::simd::{DotBf16, Simd};
+
+/// `f32` to bfloat16, rounded to nearest (ties to even), with denormals flushed to a signed
+/// zero: `vdpbf16ps` reads denormal inputs as zero, so flushing them when packing makes every
+/// path multiply the same values. NaN stays NaN.
+pub fn to_bf16(x: f32) -> bf16 {
+    if x.is_subnormal() {
+        return bf16::from_bits(((x.to_bits() >> 16) & 0x8000) as u16);
+    }
+    bf16::from_f32(x)
+}
+
+/// Length of packed bf16 weights for `n x k`: whole panels of [`PANEL`] channels, K padded to
+/// even.
+pub fn packed_len_bf16(n: usize, k: usize) -> usize {
+    n.div_ceil(PANEL) * PANEL * k.div_ceil(2) * 2
+}
+
+/// Where [`pack_weights_bf16`] puts element `(j, kk)` of an `n x k` matrix: panel `j / 32`,
+/// then the pair `kk / 2` (64 values: the 32 channels' pairs), then the channel, then `kk % 2`.
+pub fn packed_index_bf16(j: usize, kk: usize, k: usize) -> usize {
+    let kp = k.div_ceil(2) * 2;
+    (j / PANEL) * PANEL * kp + (kk / 2) * PANEL * 2 + (j % PANEL) * 2 + kk % 2
+}
+
+/// Packs row-major f32 weights (`n x k`) as bf16 ([`to_bf16`]) in the layout the bf16
+/// microkernels read ([`packed_index_bf16`]; zero past `n` and in the K padding).
+pub fn pack_weights_bf16(w: &[f32], n: usize, k: usize) -> Vec<bf16> {
+    assert_eq!(w.len(), n * k, "pack_weights_bf16: w is not n x k");
+    let mut out = vec![bf16::ZERO; packed_len_bf16(n, k)];
+    for (j, row) in w.chunks_exact(k.max(1)).take(n).enumerate() {
+        for (kk, &x) in row.iter().enumerate() {
+            out[packed_index_bf16(j, kk, k)] = to_bf16(x);
+        }
+    }
+    out
+}
+
+/// The bf16 pair `(x0, x1)` as the packing stores it: `x0` in the low half.
+fn pair(x0: f32, x1: f32) -> u32 {
+    u32::from(to_bf16(x0).to_bits()) | (u32::from(to_bf16(x1).to_bits()) << 16)
+}
+
+/// The blocked bf16 GEMM over the microkernel `MR x (NV * LANES)` of `D`, which must be the ISA
+/// the caller runs on. K is not blocked: a packed A block of MC rows is at most 256 x K/2 u32
+/// (768 KiB for BERT's deepest K, 3072), L2-resident like int8's.
+#[inline(always)]
+pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
+    mut p: Gemm<'_>,
+    scratch: &mut GemmScratch,
+) {
+    p.check();
+    let Weights::Bf16(w) = p.w else {
+        panic!("gemm: the table routed other weights here");
+    };
+    let l = D::S::LANES;
+    let nr = NV * l;
+    debug_assert!(PANEL.is_multiple_of(nr));
+    let (m, n, k) = (p.m(), p.n(), p.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let steps = k.div_ceil(2);
+    let mc_rows = MC.div_ceil(MR) * MR;
+    if scratch.packed_a_bf16.len() < mc_rows * steps {
+        scratch.packed_a_bf16.resize(mc_rows * steps, 0);
+    }
+    let c_ptr = p.c.as_mut_ptr();
+    // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
+    // 4-aligned).
+    let wp = w.as_ptr().cast::<u32>();
+    for ic in (0..m).step_by(MC) {
+        let mc = MC.min(m - ic);
+        pack_a_bf16::<MR>(&p.a[ic * p.lda..], p.lda, mc, k, &mut scratch.packed_a_bf16);
+        for jr in (0..n).step_by(nr) {
+            let nc = nr.min(n - jr);
+            let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;
+            for ir in (0..mc).step_by(MR) {
+                let out = p.tile_out(c_ptr, (ic + ir, jr), (MR.min(mc - ir), nc), true, true);
+                let a = scratch.packed_a_bf16[ir * steps..].as_ptr();
+                // Not sliced: with k = 0 there are no weights, and none are read.
+                let wq = wp.wrapping_add(w_off);
+                // SAFETY: `check` validated every size; the tile reads the packed A block
+                // (MR x steps pairs from `ir * steps`), `steps` rows of NR pairs PANEL apart
+                // from `w_off` inside the slice's panel, and C at (row, jr) with mr x nc valid;
+                // the caller runs on D's ISA.
+                unsafe { kernel::run_bf16::<D, MR, NV>(steps, a, wq, &out) };
+            }
+        }
+    }
+}
+
+/// Rounds `mc` rows of A to bf16 and packs them into MR-row micro-panels of pairs: panel `q`
+/// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`).
+fn pack_a_bf16<const MR: usize>(a: &[f32], lda: usize, mc: usize, k: usize, out: &mut [u32]) {
+    let steps = k.div_ceil(2);
+    for q in 0..mc.div_ceil(MR) {
+        let dst = &mut out[q * MR * steps..(q + 1) * MR * steps];
+        for r in 0..MR {
+            let row = q * MR + r;
+            if row >= mc {
+                for s in 0..steps {
+                    dst[s * MR + r] = 0;
+                }
+                continue;
+            }
+            let src = &a[row * lda..row * lda + k];
+            let mut pairs = src.chunks_exact(2);
+            for (s, two) in pairs.by_ref().enumerate() {
+                dst[s * MR + r] = pair(two[0], two[1]);
+            }
+            if let [last] = pairs.remainder() {
+                dst[(steps - 1) * MR + r] = pair(*last, 0.0);
+            }
+        }
+    }
+}

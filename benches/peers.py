@@ -355,7 +355,7 @@ SAME_DTYPE = {
     "ort": "f32",
     "ov-f32": "f32",
     "torch": "f32",
-    "ov": "f16",
+    "ov": "bf16",
     "ort-int8": "int8",
     "ov-int8": "int8",
     "torch-int8": "int8",
@@ -372,13 +372,14 @@ def table(rows, workloads, threads, peers):
         return None
 
     out = []
-    head = ["load", "thr", "berth f32", "berth f16", "berth int8", *peers]
+    dtypes = ("f32", "f16", "bf16", "int8")
+    head = ["load", "thr", *(f"berth {d}" for d in dtypes), *peers]
     out.append("medians, ms (ratio = berth at the same dtype / peer; below 1 is berth faster)")
     out.append(" | ".join(f"{h:>10}" for h in head))
     for w in workloads:
         for t in threads:
-            b = {d: med("berth", w, t, d) for d in ("f32", "f16", "int8")}
-            cells = [w, str(t)] + [f"{b[d]:.2f}" if b[d] else "-" for d in ("f32", "f16", "int8")]
+            b = {d: med("berth", w, t, d) for d in dtypes}
+            cells = [w, str(t)] + [f"{b[d]:.2f}" if b[d] else "-" for d in dtypes]
             for p in peers:
                 m = med(p, w, t)
                 if m is None:

@@ -46,6 +46,8 @@ enum Packed<'f> {
     F32(Vec<f32>),
     F16(Vec<f16>),
     I8(PackedI8Buf),
+    /// Re-packed at load for bf16 compute ([`FastModel::use_bf16`]).
+    Bf16(Vec<half::bf16>),
 }
 
 impl Packed<'_> {
@@ -55,6 +57,7 @@ impl Packed<'_> {
             Packed::F32(w) => Weights::F32(w),
             Packed::F16(w) => Weights::F16(w),
             Packed::I8(w) => Weights::I8(w.view()),
+            Packed::Bf16(w) => Weights::Bf16(w),
         }
     }
 }
@@ -152,6 +155,13 @@ impl<'f> Dense<'f> {
                 ..p
             }),
             w => w,
+        }
+    }
+
+    /// Re-packs float weights as bf16 (int8 weights stay as they are).
+    fn repack_bf16(&mut self) {
+        if let Some(rows) = gemm::unpack_weights(self.w.weights(), self.n, self.k) {
+            self.w = Packed::Bf16(gemm::pack_weights_bf16(&rows, self.n, self.k));
         }
     }
 
@@ -447,6 +457,7 @@ pub struct FastModel<'f> {
     pooler: Option<Dense<'f>>,
     head: FastHead<'f>,
     act_grouping: ActGrouping,
+    bf16: bool,
 }
 
 /// How the int8 layers quantise their activations: each row of a layer's input in groups of
@@ -485,6 +496,7 @@ impl std::fmt::Debug for FastModel<'_> {
             .field("config", &self.config)
             .field("isa", &self.kernels.isa)
             .field("int8", &self.kernels.int8)
+            .field("bf16", &self.bf16.then_some(self.kernels.bf16))
             .finish()
     }
 }
@@ -590,6 +602,7 @@ impl<'f> FastModel<'f> {
             threads,
             pool,
             act_grouping: ActGrouping::PER_ROW,
+            bf16: false,
             config: cfg,
         };
         model.apply_act_grouping(DEFAULT_ACT_GROUPING);
@@ -624,25 +637,53 @@ impl<'f> FastModel<'f> {
 
     fn apply_act_grouping(&mut self, grouping: ActGrouping) {
         self.act_grouping = grouping;
-        let mut hidden: Vec<&mut Dense<'f>> = Vec::new();
+        self.for_each_dense(|d, down| {
+            d.set_act_group(match down {
+                true => grouping.intermediate,
+                false => grouping.hidden,
+            })
+        });
+    }
+
+    /// Runs every linear layer (and the tied masked-LM decoder) in bf16: float weights (f32,
+    /// f16) are re-packed as bfloat16 now, and their GEMMs round activations to bfloat16 and
+    /// sum the products in f32 (`vdpbf16ps` on CPUs with AVX-512 BF16, the same operations
+    /// widened elsewhere: docs/KERNELS.md). int8 layers are unchanged. Embeddings, LayerNorm,
+    /// attention and the epilogues stay f32. The re-packed weights take half the bytes of f32
+    /// ones, in memory of their own.
+    pub fn use_bf16(&mut self) {
+        self.for_each_dense(|d, _| d.repack_bf16());
+        self.bf16 = true;
+    }
+
+    /// Whether [`FastModel::use_bf16`] was called.
+    pub fn is_bf16(&self) -> bool {
+        self.bf16
+    }
+
+    /// Calls `f` on every linear layer, with whether it is an FFN down projection.
+    fn for_each_dense(&mut self, mut f: impl FnMut(&mut Dense<'f>, bool)) {
         for l in &mut self.layers {
             match &mut l.qkv {
-                Qkv::Fused(d) => hidden.push(d),
-                Qkv::Separate(parts) => hidden.extend(parts.iter_mut()),
+                Qkv::Fused(d) => f(d, false),
+                Qkv::Separate(parts) => parts.iter_mut().for_each(|d| f(d, false)),
             }
-            hidden.extend([&mut l.attn_out, &mut l.up]);
-            l.down.set_act_group(grouping.intermediate);
+            f(&mut l.attn_out, false);
+            f(&mut l.up, false);
+            f(&mut l.down, true);
         }
-        hidden.extend(self.pooler.as_mut());
+        if let Some(p) = &mut self.pooler {
+            f(p, false);
+        }
         match &mut self.head {
             FastHead::None => {}
             FastHead::MaskedLm {
                 transform, decoder, ..
-            } => hidden.extend([transform, decoder]),
-            FastHead::Sequence(d) | FastHead::Token(d) => hidden.push(d),
-        }
-        for d in hidden {
-            d.set_act_group(grouping.hidden);
+            } => {
+                f(transform, false);
+                f(decoder, false);
+            }
+            FastHead::Sequence(d) | FastHead::Token(d) => f(d, false),
         }
     }
 

@@ -12,7 +12,10 @@
 //! so it is held to a relative bound instead: `INT8_REL` (8%) of the output's largest
 //! magnitude; the worst observed over every case here is 3.6% (4.5% with symmetric activations;
 //! these random 2-layer models; MiniLM's sentence-embedding cosines are in
-//! tools/tests/fast_minilm.rs).
+//! tools/tests/fast_minilm.rs). bf16 compute (`FastModel::use_bf16` on f32 and f16 files:
+//! weights and activations rounded to bfloat16's 8-bit significand at every linear layer) is
+//! held to `BF16_REL` (6%) of the largest magnitude; the worst observed here is 2.8% (the
+//! small QA logits of these random models, after two layers of rounding).
 
 mod common;
 
@@ -26,6 +29,7 @@ use common::{tensor_scaled, Lcg};
 
 const TOL_FLOAT: f32 = 1e-4;
 const INT8_REL: f32 = 0.08;
+const BF16_REL: f32 = 0.06;
 
 /// A small model with tile-sized dimensions (`common::small_config`): hidden 64 in 4 heads of
 /// 16, intermediate 96 (not a multiple of the 32-channel panel), 2 layers, 40 positions,
@@ -131,6 +135,7 @@ fn fast_path_matches_the_reference() {
     ];
     let tables = tables();
     let mut worst_int8 = 0.0f32;
+    let mut worst_bf16 = 0.0f32;
     for (hi, &head) in heads.iter().enumerate() {
         for &act in Activation::ALL {
             let cfg = config(head, act);
@@ -151,29 +156,39 @@ fn fast_path_matches_the_reference() {
                 let want = reference.forward(&inputs).unwrap();
                 // int8: the default activation groups (one group of the hidden 64, groups of
                 // 64 and 32 for the intermediate 96), per row, and groups of 16 and 8.
-                let groupings: &[ActGrouping] = if dtype == DType::I8 {
+                // Float weights: as they are, and re-packed for bf16 compute.
+                let modes: &[(ActGrouping, bool)] = if dtype == DType::I8 {
                     &[
-                        DEFAULT_ACT_GROUPING,
-                        ActGrouping::PER_ROW,
-                        ActGrouping {
-                            hidden: Some(16),
-                            intermediate: Some(8),
-                        },
+                        (DEFAULT_ACT_GROUPING, false),
+                        (ActGrouping::PER_ROW, false),
+                        (
+                            ActGrouping {
+                                hidden: Some(16),
+                                intermediate: Some(8),
+                            },
+                            false,
+                        ),
                     ]
                 } else {
-                    &[DEFAULT_ACT_GROUPING]
+                    &[(DEFAULT_ACT_GROUPING, false), (DEFAULT_ACT_GROUPING, true)]
                 };
-                for (&kernels, &grouping) in tables
+                for (&kernels, &(grouping, bf16)) in tables
                     .iter()
-                    .flat_map(|k| groupings.iter().map(move |g| (k, g)))
+                    .flat_map(|k| modes.iter().map(move |g| (k, g)))
                 {
-                    let mut fast = FastModel::with_kernels(&file, kernels, 1).unwrap();
-                    fast.set_act_grouping(grouping).unwrap();
+                    let load = |threads| {
+                        let mut m = FastModel::with_kernels(&file, kernels, threads).unwrap();
+                        m.set_act_grouping(grouping).unwrap();
+                        if bf16 {
+                            m.use_bf16();
+                        }
+                        m
+                    };
+                    let fast = load(1);
                     let mut ws = Workspace::default();
                     let got = fast.forward(&inputs, &mut ws).unwrap();
                     // Any thread count gives the same bits.
-                    let mut threaded = FastModel::with_kernels(&file, kernels, 3).unwrap();
-                    threaded.set_act_grouping(grouping).unwrap();
+                    let threaded = load(3);
                     let again = threaded
                         .forward(&inputs, &mut Workspace::default())
                         .unwrap();
@@ -189,10 +204,16 @@ fn fast_path_matches_the_reference() {
                     }
                     for (name, worst, scale) in compare(head, &got, &want, &mask) {
                         let ctx = format!(
-                            "{head:?} {act:?} {dtype:?} {layout:?} {grouping:?} on {} ({}): {name}",
-                            kernels.isa, kernels.int8
+                            "{head:?} {act:?} {dtype:?} {layout:?} {grouping:?} bf16={bf16} on {} ({}, {}): {name}",
+                            kernels.isa, kernels.int8, kernels.bf16
                         );
-                        if dtype == DType::I8 {
+                        if bf16 {
+                            worst_bf16 = worst_bf16.max(worst / scale.max(1e-6));
+                            assert!(
+                                worst <= BF16_REL * scale,
+                                "{ctx}: {worst} > {BF16_REL} x {scale}"
+                            );
+                        } else if dtype == DType::I8 {
                             worst_int8 = worst_int8.max(worst / scale.max(1e-6));
                             assert!(
                                 worst <= INT8_REL * scale,
@@ -233,7 +254,7 @@ fn fast_path_matches_the_reference() {
             }
         }
     }
-    println!("worst int8 relative difference: {worst_int8:.4}");
+    println!("worst int8 relative difference: {worst_int8:.4}, bf16: {worst_bf16:.4}");
 }
 
 /// An activation group size outside the kernels' range is a typed error that leaves the model

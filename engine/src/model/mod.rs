@@ -59,6 +59,7 @@ pub struct ModelOptions {
     normalize: Option<bool>,
     truncate_dim: Option<usize>,
     windows: Option<usize>,
+    bf16: bool,
 }
 
 impl ModelOptions {
@@ -114,6 +115,15 @@ impl ModelOptions {
     /// `max_seq_len - 2`.
     pub fn windows(mut self, stride: usize) -> ModelOptions {
         self.windows = Some(stride);
+        self
+    }
+
+    /// Runs the linear layers of an f32 or f16 file in bf16 ([`FastModel::use_bf16`]): about
+    /// 1.5-1.9x faster than f32 on CPUs with AVX-512 BF16, at bfloat16's precision (MiniLM's
+    /// embeddings: min cosine 0.99996 to f32's reference). Elsewhere it computes the same
+    /// values at f32 speed. int8 files are unaffected.
+    pub fn bf16(mut self, on: bool) -> ModelOptions {
+        self.bf16 = on;
         self
     }
 }
@@ -328,9 +338,15 @@ impl Model {
                 max_seq_len - 2
             )));
         }
-        let loaded = Loaded::try_new(file, |f| match options.threads {
-            Some(t) => FastModel::with_threads(f, t),
-            None => FastModel::new(f),
+        let loaded = Loaded::try_new(file, |f| {
+            let mut fast = match options.threads {
+                Some(t) => FastModel::with_threads(f, t),
+                None => FastModel::new(f),
+            }?;
+            if options.bf16 {
+                fast.use_bf16();
+            }
+            Ok::<_, Error>(fast)
         })?;
         Ok(Model {
             loaded,

@@ -484,6 +484,26 @@ pub fn packed_index(j: usize, kk: usize, k: usize) -> usize {
     (j / PANEL) * PANEL * k + kk * PANEL + j % PANEL
 }
 
+/// Packed float weights (`n x k`) back to row-major f32 (f16 and bf16 widened exactly): what
+/// re-packing them in another type starts from. `None` for int8 weights.
+pub fn unpack_weights(w: Weights<'_>, n: usize, k: usize) -> Option<Vec<f32>> {
+    let at = |j: usize, kk: usize| j * k + kk;
+    let mut out = vec![0.0f32; n * k];
+    match w {
+        Weights::F32(p) => (0..n).for_each(|j| {
+            (0..k).for_each(|kk| out[at(j, kk)] = p[packed_index(j, kk, k)]);
+        }),
+        Weights::F16(p) => (0..n).for_each(|j| {
+            (0..k).for_each(|kk| out[at(j, kk)] = p[packed_index(j, kk, k)].to_f32());
+        }),
+        Weights::Bf16(p) => (0..n).for_each(|j| {
+            (0..k).for_each(|kk| out[at(j, kk)] = p[bf16::packed_index_bf16(j, kk, k)].to_f32());
+        }),
+        Weights::I8(_) => return None,
+    }
+    Some(out)
+}
+
 fn float_dot(row: &[f32], w: impl Fn(usize) -> f64) -> f64 {
     row.iter()
         .enumerate()

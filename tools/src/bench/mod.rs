@@ -283,11 +283,15 @@ pub fn child(
     model: &Path,
     workload: Workload,
     threads: usize,
+    bf16: bool,
     timing: Timing,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = BerthFile::open(model)?;
     let tokenizer = Tokenizer::from_file(&file);
-    let fast = FastModel::with_threads(&file, threads)?;
+    let mut fast = FastModel::with_threads(&file, threads)?;
+    if bf16 {
+        fast.use_bf16();
+    }
     let b = batch(workload, fast.config(), tokenizer.as_ref())?;
     let mut ws = Workspace::default();
     let mut outputs = Outputs::default();
@@ -314,6 +318,7 @@ pub fn child(
         "peak_rss_mb": peak_rss_mb(),
         "isa": fast.kernels().isa.name(),
         "int8_kernel": fast.kernels().int8,
+        "bf16_kernel": fast.kernels().bf16,
         "real_tokens": b.lengths.iter().sum::<usize>(),
         "padded_tokens": b.batch * b.seq,
         "gflop": flops(&b.lengths, fast.config()) / 1e9,
@@ -338,7 +343,26 @@ pub struct Job {
     pub model_name: String,
     pub model: PathBuf,
     pub dtype: &'static str,
+    /// Run the (float) file's linear layers in bf16 (`FastModel::use_bf16`).
+    pub bf16: bool,
     pub threads: usize,
+}
+
+/// What a record runs: a file converted at a dtype, or the f32 file computed in bf16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchDtype {
+    File(OutDtype),
+    Bf16,
+}
+
+impl BenchDtype {
+    /// The dtype of the file it runs.
+    fn file(self) -> OutDtype {
+        match self {
+            BenchDtype::File(d) => d,
+            BenchDtype::Bf16 => OutDtype::F32,
+        }
+    }
 }
 
 /// The arithmetic peak of one core for a dtype's kernels (GFLOP/s, or GOP/s for int8), measured
@@ -357,6 +381,7 @@ pub fn peak_per_core(dtype: &str) -> Option<f64> {
         Some(best)
     };
     match (k.isa, dtype) {
+        (Isa::Avx512, "bf16") if k.bf16 == "avx512-bf16" => f(peak::dpbf16_avx512),
         (Isa::Avx512, "int8") if k.int8.contains("vnni") => f(peak::vnni_i8_avx512),
         (Isa::Avx2, "int8") if k.int8.contains("vnni") => f(peak::vnni_i8_avx),
         (_, "int8") => None,
@@ -376,6 +401,7 @@ pub fn run_job(job: &Job, timing: Timing, peak: Option<f64>) -> Result<Value, St
         .arg(&job.model)
         .args(["--workload", job.workload.name()])
         .args(["--threads", &job.threads.to_string()])
+        .args(job.bf16.then_some("--bf16"))
         .args(["--runs", &timing.runs.to_string()])
         .args(["--min-time-ms", &timing.min_time.as_millis().to_string()])
         .args(["--warm-up-ms", &timing.warm_up.as_millis().to_string()])
@@ -431,6 +457,7 @@ pub fn run_job(job: &Job, timing: Timing, peak: Option<f64>) -> Result<Value, St
         "threads": job.threads,
         "isa": r["isa"],
         "int8_kernel": r["int8_kernel"],
+        "bf16_kernel": r["bf16_kernel"],
         "batch": job.workload.lengths().len(),
         "real_tokens": r["real_tokens"],
         "padded_tokens": r["padded_tokens"],
@@ -455,8 +482,8 @@ pub struct Plan {
     /// A file to run every workload on instead of the default models.
     pub model: Option<PathBuf>,
     pub workloads: Vec<Workload>,
-    /// Ignored with `model` (the file has its own).
-    pub dtypes: Vec<OutDtype>,
+    /// With `model`, the file runs at its own dtype, and also in bf16 if `Bf16` is listed.
+    pub dtypes: Vec<BenchDtype>,
     pub threads: Vec<usize>,
     pub timing: Timing,
 }
@@ -530,16 +557,22 @@ pub fn run_plan(
     mut each: impl FnMut(&Value),
 ) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
     let mut models = Models::new(plan.model.as_deref())?;
-    let dtypes: Vec<OutDtype> = if plan.model.is_some() {
-        vec![OutDtype::F32]
-    } else {
-        plan.dtypes.clone()
+    let dtypes: Vec<BenchDtype> = match plan.model {
+        Some(_) => {
+            let mut d = vec![BenchDtype::File(OutDtype::F32)];
+            d.extend(plan.dtypes.iter().filter(|&&d| d == BenchDtype::Bf16));
+            d
+        }
+        None => plan.dtypes.clone(),
     };
     let mut peaks: Vec<(&'static str, Option<f64>)> = Vec::new();
     let mut records = Vec::new();
     for &workload in &plan.workloads {
         for &dtype in &dtypes {
-            let (model_name, dtype_name, model) = models.get(workload.default_model(), dtype)?;
+            let (model_name, file_dtype, model) =
+                models.get(workload.default_model(), dtype.file())?;
+            let bf16 = dtype == BenchDtype::Bf16;
+            let dtype_name = if bf16 { "bf16" } else { file_dtype };
             let peak = match peaks.iter().find(|(d, _)| *d == dtype_name) {
                 Some(&(_, p)) => p,
                 None => {
@@ -554,6 +587,7 @@ pub fn run_plan(
                     model_name: model_name.clone(),
                     model: model.clone(),
                     dtype: dtype_name,
+                    bf16,
                     threads,
                 };
                 let r = run_job(&job, plan.timing, peak)?;

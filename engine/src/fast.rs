@@ -158,11 +158,13 @@ impl<'f> Dense<'f> {
         }
     }
 
-    /// Re-packs float weights as bf16 (int8 weights stay as they are).
-    fn repack_bf16(&mut self) {
-        if let Some(rows) = gemm::unpack_weights(self.w.weights(), self.n, self.k) {
-            self.w = Packed::Bf16(gemm::pack_weights_bf16(&rows, self.n, self.k));
-        }
+    /// Re-packs float weights as bf16 (int8 weights stay as they are); whether it did.
+    fn repack_bf16(&mut self) -> bool {
+        let Some(rows) = gemm::unpack_weights(self.w.weights(), self.n, self.k) else {
+            return false;
+        };
+        self.w = Packed::Bf16(gemm::pack_weights_bf16(&rows, self.n, self.k));
+        true
     }
 
     /// Quantises this layer's activations per group of `size` elements of K (int8 weights
@@ -652,11 +654,12 @@ impl<'f> FastModel<'f> {
     /// attention and the epilogues stay f32. The re-packed weights take half the bytes of f32
     /// ones, in memory of their own.
     pub fn use_bf16(&mut self) {
-        self.for_each_dense(|d, _| d.repack_bf16());
-        self.bf16 = true;
+        let mut any = false;
+        self.for_each_dense(|d, _| any |= d.repack_bf16());
+        self.bf16 |= any;
     }
 
-    /// Whether [`FastModel::use_bf16`] was called.
+    /// Whether some linear layers run in bf16 ([`FastModel::use_bf16`] on a float file).
     pub fn is_bf16(&self) -> bool {
         self.bf16
     }

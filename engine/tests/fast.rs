@@ -289,6 +289,37 @@ fn bad_act_grouping_is_an_error() {
     assert_eq!(fast.act_grouping(), ActGrouping::PER_ROW);
 }
 
+/// bf16 compute re-packs float layers only: an int8 file computes exactly what it did, and
+/// says it is not in bf16; a float file says it is.
+#[test]
+fn bf16_leaves_int8_layers_alone() {
+    let cfg = config(Head::None, Activation::Gelu);
+    let (ids, mask, types) = batch(&cfg, 5);
+    let inputs = Inputs {
+        batch: 3,
+        seq: 40,
+        input_ids: &ids,
+        attention_mask: Some(&mask),
+        token_type_ids: Some(&types),
+    };
+    for dtype in [DType::I8, DType::F32] {
+        let bytes = encode(&cfg, None, &tensors(&cfg, dtype, Layout::Panels, 4)).unwrap();
+        let file = BerthFile::from_bytes(&bytes).unwrap();
+        let mut fast = FastModel::with_threads(&file, 1).unwrap();
+        let before = fast.forward(&inputs, &mut Workspace::default()).unwrap();
+        fast.use_bf16();
+        assert_eq!(fast.is_bf16(), dtype != DType::I8);
+        let after = fast.forward(&inputs, &mut Workspace::default()).unwrap();
+        let same = before
+            .last_hidden_state
+            .data
+            .iter()
+            .zip(&after.last_hidden_state.data);
+        let identical = same.clone().all(|(x, y)| x.to_bits() == y.to_bits());
+        assert_eq!(identical, dtype == DType::I8, "{dtype:?}");
+    }
+}
+
 /// Every length from 1 to the maximum runs and matches the reference (f32).
 #[test]
 fn every_sequence_length() {

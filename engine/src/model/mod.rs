@@ -147,7 +147,7 @@ impl Embeddings {
         self.truncated.is_empty()
     }
 
-    /// Values per embedding (the model's hidden size).
+    /// Values per embedding (the model's hidden size, or [`ModelOptions::truncate_dim`]).
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -456,7 +456,8 @@ enum Command {
         workload: Vec<String>,
         /// Dtypes the default models are converted to, comma-separated [default:
         /// f32,f16,bf16,int8]; bf16 runs the f32 file with its linear layers in bf16. With
-        /// --model the file runs as it is, and also in bf16 if bf16 is listed.
+        /// --model the file runs as it is, and also in bf16 if bf16 is listed (and it is not
+        /// int8).
         #[arg(long, value_enum, value_delimiter = ',')]
         dtype: Vec<BenchDtypeArg>,
         /// Thread counts, comma-separated.

@@ -482,7 +482,8 @@ pub struct Plan {
     /// A file to run every workload on instead of the default models.
     pub model: Option<PathBuf>,
     pub workloads: Vec<Workload>,
-    /// With `model`, the file runs at its own dtype, and also in bf16 if `Bf16` is listed.
+    /// With `model`, the file runs at its own dtype, and also in bf16 if `Bf16` is listed
+    /// (unless it is int8).
     pub dtypes: Vec<BenchDtype>,
     pub threads: Vec<usize>,
     pub timing: Timing,
@@ -572,6 +573,10 @@ pub fn run_plan(
             let (model_name, file_dtype, model) =
                 models.get(workload.default_model(), dtype.file())?;
             let bf16 = dtype == BenchDtype::Bf16;
+            if bf16 && file_dtype == "int8" {
+                // An int8 file has no float layers to run in bf16.
+                continue;
+            }
             let dtype_name = if bf16 { "bf16" } else { file_dtype };
             let peak = match peaks.iter().find(|(d, _)| *d == dtype_name) {
                 Some(&(_, p)) => p,

@@ -345,34 +345,34 @@ fn bench_runs_a_given_model_and_reports_every_field() {
     assert_eq!(m2["padded_tokens"], 32 * 128);
     assert_eq!(m2["real_tokens"], 2131);
 
-    // An f32 file with --dtype bf16: the file as it is, then its linear layers in bf16.
+    // With --dtype bf16, an f32 file runs as it is, then with its linear layers in bf16; an
+    // int8 file has none to run in bf16.
     let f32_model = convert_tiny("bert_model", dir.path(), "f32");
-    let out = berth(&[
-        "bench",
-        "--model",
-        &f32_model,
-        "--workload",
-        "M1",
-        "--threads",
-        "1",
-        "--runs",
-        "2",
-        "--min-time",
-        "0",
-        "--dtype",
-        "bf16",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let dtypes: Vec<&str> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["dtype"].as_str().unwrap())
-        .collect();
-    assert_eq!(dtypes, ["f32", "bf16"]);
-    assert!(records[1]["bf16_kernel"].is_string());
+    for (file, want) in [(&f32_model, &["f32", "bf16"][..]), (&model, &["int8"][..])] {
+        let args = [
+            "--model",
+            file,
+            "--workload",
+            "M1",
+            "--threads",
+            "1",
+            "--runs",
+            "2",
+        ];
+        let mut all = vec!["bench"];
+        all.extend(args);
+        all.extend(["--min-time", "0", "--dtype", "bf16", "--json"]);
+        let out = berth(&all);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let records = records.as_array().unwrap();
+        let dtypes: Vec<&str> = records
+            .iter()
+            .map(|r| r["dtype"].as_str().unwrap())
+            .collect();
+        assert_eq!(dtypes, want);
+        assert!(records.iter().all(|r| r["bf16_kernel"].is_string()));
+    }
 
     // The table form has a header and one row per record.
     let table = berth(&[

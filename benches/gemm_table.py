@@ -2,7 +2,7 @@
 """Prints the GEMM tables from criterion's saved medians (run `cargo bench -p berth-benches
 --bench gemm` first): per shape, GFLOP/s (GOP/s for int8) of every berth weight type and path,
 the fraction of the register-only peak measured in the same run (FMA for f32 and f16, VNNI for
-int8), berth f32's ratio to the gemm crate, f16's and int8's ratio to berth f32 on the same
+int8, vdpbf16ps for bf16), berth f32's ratio to the gemm crate, f16's and int8's ratio to berth f32 on the same
 path, two threads against one, and small M with the weights streamed from memory. `--json`
 prints the same as JSON."""
 import json
@@ -44,6 +44,7 @@ def main():
     fma = {isa: next((v for k, v in peak.items() if k.startswith("fma") and isa in k), None)
            for isa in ("avx512", "avx2")}
     vnni = next((v for k, v in peak.items() if k.startswith("vnni") and "avx512" in k), None)
+    dpbf16 = next((v for k, v in peak.items() if k.startswith("dpbf16")), None)
     print("peak (register-only, 1 thread): " +
           ", ".join(f"{k} {v:.1f} G/s" for k, v in sorted(peak.items())))
     rows = groups("gemm")
@@ -59,12 +60,15 @@ def main():
     for (m, k, n), r in sorted(rows.items()):
         a5 = {wt: r.get(f"berth {wt} avx512") for wt in ("f32", "f16")}
         a5["i8"] = r.get("berth i8 avx512-vnni")
+        a5["bf16"] = r.get("berth bf16 avx512 avx512-bf16")
         a2 = {wt: r.get(f"berth {wt} avx2") for wt in ("f32", "f16")}
         a2["i8"] = r.get("berth i8 avx2")
         g, mm = r.get("gemm crate"), r.get("matrixmultiply")
         row = dict(m=m, k=k, n=n, avx512=a5, avx2=a2, gemm=g, matrixmultiply=mm,
                    f32_frac=a5["f32"] / fma["avx512"] if a5["f32"] and fma["avx512"] else None,
                    i8_frac=a5["i8"] / vnni if a5["i8"] and vnni else None,
+                   bf16_frac=a5["bf16"] / dpbf16 if a5["bf16"] and dpbf16 else None,
+                   bf16_over_f32=a5["bf16"] / a5["f32"] if a5["bf16"] and a5["f32"] else None,
                    ratio_gemm=a5["f32"] / g if a5["f32"] and g else None,
                    f16_over_f32=a5["f16"] / a5["f32"] if a5["f16"] and a5["f32"] else None,
                    i8_over_f32=a5["i8"] / a5["f32"] if a5["i8"] and a5["f32"] else None)
@@ -73,6 +77,14 @@ def main():
               f"{f(a5['i8'])} {p(row['i8_frac'])} | {f(a2['f32'])} {f(a2['f16'])} {f(a2['i8'])} | "
               f"{f(g)} {f(mm)} | {r2(row['ratio_gemm'])} {r2(row['f16_over_f32'])} "
               f"{r2(row['i8_over_f32'])}")
+    bf = [row for row in out if row["avx512"].get("bf16")]
+    if bf:
+        print()
+        print("bf16 (vdpbf16ps, AVX-512 BF16), 1 thread:")
+        print(f"{'M':>4} {'K':>5} {'N':>5} | {'bf16':>6} {'peak':>5} {'x f32':>6}")
+        for row in bf:
+            print(f"{row['m']:>4} {row['k']:>5} {row['n']:>5} | {f(row['avx512']['bf16'])} "
+                  f"{p(row['bf16_frac'])} {r2(row['bf16_over_f32'])}")
     threads = groups("gemm threads")
     if threads:
         print()

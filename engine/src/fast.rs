@@ -160,10 +160,10 @@ impl<'f> Dense<'f> {
 
     /// Re-packs float weights as bf16 (int8 weights stay as they are); whether it did.
     fn repack_bf16(&mut self) -> bool {
-        let Some(rows) = gemm::unpack_weights(self.w.weights(), self.n, self.k) else {
+        let Some(w) = gemm::repack_weights_bf16(self.w.weights(), self.n, self.k) else {
             return false;
         };
-        self.w = Packed::Bf16(gemm::pack_weights_bf16(&rows, self.n, self.k));
+        self.w = Packed::Bf16(w);
         true
     }
 

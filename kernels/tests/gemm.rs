@@ -788,3 +788,36 @@ fn to_bf16_rounds_to_nearest_even_and_flushes_denormals() {
     assert_eq!(b(f32::INFINITY), 0x7f80);
     assert!(to_bf16(f32::NAN).is_nan());
 }
+
+/// Re-packing f32 or f16 panels as bf16 gives what packing the row-major values does, for
+/// partial panels and odd K too; bf16 weights come back as they are; int8 has none.
+#[test]
+fn repacking_panels_as_bf16_equals_packing_the_rows() {
+    use berth_kernels::gemm::{repack_weights_bf16, unpack_weights};
+    for (n, k) in [(1, 1), (5, 3), (32, 64), (33, 7), (70, 130)] {
+        let w = values(n * k, (n * 31 + k) as u64);
+        let want = pack_weights_bf16(&w, n, k);
+        let f32p = pack_weights(&w, n, k);
+        let halves: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+        let f16p = pack_weights(&halves, n, k);
+        let from_f32 = repack_weights_bf16(Weights::F32(&f32p), n, k).unwrap();
+        assert_eq!(from_f32, want, "f32 n={n} k={k}");
+        let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        let from_f16 = repack_weights_bf16(Weights::F16(&f16p), n, k).unwrap();
+        assert_eq!(
+            from_f16,
+            pack_weights_bf16(&widened, n, k),
+            "f16 n={n} k={k}"
+        );
+        assert_eq!(
+            repack_weights_bf16(Weights::Bf16(&want), n, k).unwrap(),
+            want
+        );
+        // And back: the bf16 values, row-major.
+        let rows: Vec<f32> = w.iter().map(|&x| to_bf16(x).to_f32()).collect();
+        assert_eq!(unpack_weights(Weights::Bf16(&want), n, k).unwrap(), rows);
+        assert_eq!(unpack_weights(Weights::F32(&f32p), n, k).unwrap(), w);
+    }
+    let q = PackedI8Buf::quantize(&values(32 * 4, 1), 32, 4);
+    assert!(repack_weights_bf16(Weights::I8(q.view()), 32, 4).is_none());
+}

@@ -13,10 +13,22 @@ use crate::simd::{DotBf16, Simd};
 /// zero: `vdpbf16ps` reads denormal inputs as zero, so flushing them when packing makes every
 /// path multiply the same values. NaN stays NaN.
 pub fn to_bf16(x: f32) -> bf16 {
-    if x.is_subnormal() {
-        return bf16::from_bits(((x.to_bits() >> 16) & 0x8000) as u16);
+    bf16::from_bits(bf16_bits(x))
+}
+
+/// [`to_bf16`]'s bits, by integer arithmetic (the packing of A calls it per element): add
+/// just under half a bf16 step, plus one when the kept part is odd (ties to even), and keep the
+/// top 16 bits; zeros and denormals become a signed zero, NaN a quiet NaN.
+#[inline(always)]
+fn bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    if b & 0x7f80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
     }
-    bf16::from_f32(x)
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        return ((b >> 16) | 0x0040) as u16;
+    }
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
 }
 
 /// Length of packed bf16 weights for `n x k`: whole panels of [`PANEL`] channels, K padded to
@@ -45,9 +57,38 @@ pub fn pack_weights_bf16(w: &[f32], n: usize, k: usize) -> Vec<bf16> {
     out
 }
 
+/// Float weights packed for the f32 GEMM (f32 or f16, [`super::pack_weights`]'s panels)
+/// re-packed as bf16 panels, equal to `pack_weights_bf16` of their values: both layouts hold
+/// the same 32 channels per panel, so each panel is converted in one sequential pass (the
+/// loading of a model for bf16 compute, `berth::fast::FastModel::use_bf16`). bf16 weights are
+/// returned as they are; `None` for int8.
+pub fn repack_weights_bf16(w: Weights<'_>, n: usize, k: usize) -> Option<Vec<bf16>> {
+    let kp = k.div_ceil(2) * 2;
+    let mut out = vec![bf16::ZERO; packed_len_bf16(n, k)];
+    let mut fill = |value: &dyn Fn(usize) -> f32| {
+        for p in 0..n.div_ceil(PANEL) {
+            let (src, dst) = (p * PANEL * k, p * PANEL * kp);
+            for kk in 0..k {
+                for c in 0..PANEL {
+                    out[dst + (kk / 2) * PANEL * 2 + c * 2 + kk % 2] =
+                        to_bf16(value(src + kk * PANEL + c));
+                }
+            }
+        }
+    };
+    match w {
+        Weights::F32(p) => fill(&|i| p[i]),
+        Weights::F16(p) => fill(&|i| p[i].to_f32()),
+        Weights::Bf16(p) => return Some(p.to_vec()),
+        Weights::I8(_) => return None,
+    }
+    Some(out)
+}
+
 /// The bf16 pair `(x0, x1)` as the packing stores it: `x0` in the low half.
+#[inline(always)]
 fn pair(x0: f32, x1: f32) -> u32 {
-    u32::from(to_bf16(x0).to_bits()) | (u32::from(to_bf16(x1).to_bits()) << 16)
+    u32::from(bf16_bits(x0)) | (u32::from(bf16_bits(x1)) << 16)
 }
 
 /// The blocked bf16 GEMM over the microkernel `MR x (NV * LANES)` of `D`, which must be the ISA
@@ -122,5 +163,45 @@ fn pack_a_bf16<const MR: usize>(a: &[f32], lda: usize, mc: usize, k: usize, out:
                 dst[(steps - 1) * MR + r] = pair(*last, 0.0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The integer rounding is `half`'s (round to nearest, ties to even; NaN quiet) on every
+    /// normal, infinite and NaN input of a sweep over the bit patterns, and flushes denormals.
+    #[test]
+    fn bf16_bits_is_round_to_nearest_even() {
+        let mut checked = 0;
+        for hi in 0..=0xffffu32 {
+            for lo in [
+                0u32,
+                1,
+                0x7fff,
+                0x8000,
+                0x8001,
+                0xffff,
+                hi.wrapping_mul(2654435761) & 0xffff,
+            ] {
+                let x = f32::from_bits((hi << 16) | lo);
+                let got = bf16_bits(x);
+                if x.is_nan() {
+                    assert!(bf16::from_bits(got).is_nan(), "{x:?}");
+                } else if x.is_subnormal() || x == 0.0 {
+                    assert_eq!(got, ((x.to_bits() >> 16) & 0x8000) as u16, "{x:?}");
+                } else {
+                    assert_eq!(
+                        got,
+                        bf16::from_f32(x).to_bits(),
+                        "{x:?} ({:#010x})",
+                        x.to_bits()
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 7 << 16);
     }
 }

@@ -34,7 +34,9 @@ mod int8;
 mod kernel;
 
 pub(crate) use bf16::gemm_bf16;
-pub use bf16::{pack_weights_bf16, packed_index_bf16, packed_len_bf16, to_bf16};
+pub use bf16::{
+    pack_weights_bf16, packed_index_bf16, packed_len_bf16, repack_weights_bf16, to_bf16,
+};
 pub(crate) use int8::gemm_i8;
 pub use int8::{
     act_group_sums, act_groups, packed_index_i8, packed_len_i8, ActGroups, PackedI8, PackedI8Buf,

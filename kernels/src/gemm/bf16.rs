@@ -61,28 +61,31 @@ pub fn pack_weights_bf16(w: &[f32], n: usize, k: usize) -> Vec<bf16> {
 /// re-packed as bf16 panels, equal to `pack_weights_bf16` of their values: both layouts hold
 /// the same 32 channels per panel, so each panel is converted in one sequential pass (the
 /// loading of a model for bf16 compute, `berth::fast::FastModel::use_bf16`). bf16 weights are
-/// returned as they are; `None` for int8.
+/// returned as they are; `None` for int8. Panics if `w` is not packed for `n x k` (a caller's
+/// bug, as in [`super::Gemm`]).
 pub fn repack_weights_bf16(w: Weights<'_>, n: usize, k: usize) -> Option<Vec<bf16>> {
+    match w {
+        Weights::F32(p) => Some(repack_panels(n, k, |i| p[i])),
+        Weights::F16(p) => Some(repack_panels(n, k, |i| p[i].to_f32())),
+        Weights::Bf16(p) => Some(p.to_vec()),
+        Weights::I8(_) => None,
+    }
+}
+
+/// [`repack_weights_bf16`] over the values of packed float panels, `value(i)` the `i`-th.
+fn repack_panels(n: usize, k: usize, value: impl Fn(usize) -> f32) -> Vec<bf16> {
     let kp = k.div_ceil(2) * 2;
     let mut out = vec![bf16::ZERO; packed_len_bf16(n, k)];
-    let mut fill = |value: &dyn Fn(usize) -> f32| {
-        for p in 0..n.div_ceil(PANEL) {
-            let (src, dst) = (p * PANEL * k, p * PANEL * kp);
-            for kk in 0..k {
-                for c in 0..PANEL {
-                    out[dst + (kk / 2) * PANEL * 2 + c * 2 + kk % 2] =
-                        to_bf16(value(src + kk * PANEL + c));
-                }
+    for p in 0..n.div_ceil(PANEL) {
+        let (src, dst) = (p * PANEL * k, p * PANEL * kp);
+        for kk in 0..k {
+            for c in 0..PANEL {
+                out[dst + (kk / 2) * PANEL * 2 + c * 2 + kk % 2] =
+                    to_bf16(value(src + kk * PANEL + c));
             }
         }
-    };
-    match w {
-        Weights::F32(p) => fill(&|i| p[i]),
-        Weights::F16(p) => fill(&|i| p[i].to_f32()),
-        Weights::Bf16(p) => return Some(p.to_vec()),
-        Weights::I8(_) => return None,
     }
-    Some(out)
+    out
 }
 
 /// The bf16 pair `(x0, x1)` as the packing stores it: `x0` in the low half.

@@ -112,7 +112,8 @@ impl Model {
             }
             // Windows of the context: [start, end) in context tokens, `room - stride` apart,
             // until one reaches the end (one empty window for an empty context).
-            let mut windows = Vec::new();
+            let windows = &mut s.windows;
+            windows.clear();
             let mut start = 0;
             loop {
                 let end = (start + room).min(c);
@@ -125,7 +126,7 @@ impl Model {
             s.rows.clear();
             let (cls, sep) = (self.tokenizer.cls_id(), self.tokenizer.sep_id());
             let rows = &mut s.rows;
-            for w in &windows {
+            for w in windows.iter() {
                 let first = rows.ids.len();
                 rows.ids.push(cls);
                 rows.ids.extend_from_slice(&s.one.ids);
@@ -147,6 +148,7 @@ impl Model {
                 probs,
                 spans,
                 two,
+                windows,
                 ..
             } = s;
             let top = options.top_k * 2 + 10;

@@ -188,22 +188,28 @@ impl Model {
     ) -> Result<Vec<Ranked>, Error> {
         let mut ranked = match self.config().head {
             Head::SequenceClassification => {
-                let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
-                self.classify_pairs(&pairs)?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, c)| Ranked {
-                        index,
-                        // The last label: the one a one-label model has, and "relevant" in the
-                        // two-label convention.
-                        score: c
-                            .labels
-                            .iter()
-                            .max_by_key(|l| l.id)
-                            .map_or(0.0, |l| l.score),
-                        truncated: c.truncated,
-                    })
-                    .collect::<Vec<_>>()
+                if documents.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let pairs = documents.iter().map(|d| (query, *d));
+                self.with_scratch(|s| {
+                    self.stage_pairs(pairs, s)?;
+                    self.classify_rows(s, self.score_fn())
+                })?
+                .into_iter()
+                .enumerate()
+                .map(|(index, c)| Ranked {
+                    index,
+                    // The last label: the one a one-label model has, and "relevant" in the
+                    // two-label convention.
+                    score: c
+                        .labels
+                        .iter()
+                        .max_by_key(|l| l.id)
+                        .map_or(0.0, |l| l.score),
+                    truncated: c.truncated,
+                })
+                .collect::<Vec<_>>()
             }
             Head::None => {
                 if documents.is_empty() {

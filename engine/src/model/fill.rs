@@ -64,13 +64,16 @@ impl Model {
                 }
             }
             let Scratch {
-                rows, pass, probs, ..
+                rows,
+                pass,
+                probs,
+                best,
+                ids,
+                ..
             } = s;
             let vocab = self.config().vocab_size;
             let pad = self.tokenizer.pad_id();
             let mut result = Vec::with_capacity(rows.len());
-            let mut best: Vec<(f32, u32)> = Vec::with_capacity(top_k + 1);
-            let mut ids: Vec<u32> = Vec::new();
             self.run_rows(rows, pass, |row, b, seq, out| {
                 let logits = out.logits.as_ref().map_or(&[][..], |t| &t.data[..]);
                 let range = rows.range(row);
@@ -82,7 +85,7 @@ impl Model {
                     probs.clear();
                     probs.extend_from_slice(logits.get(at..at + vocab).unwrap_or(&[]));
                     softmax(probs);
-                    top(probs, top_k, &mut best);
+                    top(probs, top_k, best);
                     let fills = best
                         .iter()
                         .map(|&(score, token)| {
@@ -96,7 +99,7 @@ impl Model {
                                 score,
                                 token,
                                 token_str: clean_up(&self.tokenizer.decode(&[token], false)),
-                                sequence: clean_up(&self.tokenizer.decode(&ids, single)),
+                                sequence: clean_up(&self.tokenizer.decode(ids, single)),
                             }
                         })
                         .collect();

@@ -239,7 +239,14 @@ struct Scratch {
     pooled: Vec<f32>,
     sum: Vec<f64>,
     probs: Vec<f32>,
+    /// QA: candidate spans; the context windows of the rows.
     spans: Vec<(f32, u32, u32)>,
+    windows: Vec<Range<usize>>,
+    /// Fill-mask: the best candidates of a mask, and a filled row's ids.
+    best: Vec<(f32, u32)>,
+    ids: Vec<u32>,
+    /// embed with windows: each row's text.
+    owners: Vec<usize>,
 }
 
 /// A `.berth` model loaded for inference: the mapped weights, the tokenizer, and the fast
@@ -459,11 +466,11 @@ impl Model {
         let in_model = cfg.normalize && self.normalize != Some(false);
         let after_cut = self.normalize == Some(true);
         let mut data = vec![0.0f32; texts.len() * dim];
-        let mut owners: Vec<usize> = Vec::new();
         let truncated = self.with_scratch(|s| {
+            s.owners.clear();
             match self.windows {
                 None => self.stage_texts(texts, s)?,
-                Some(stride) => self.stage_windows(texts, stride, &mut owners, s)?,
+                Some(stride) => self.stage_windows(texts, stride, s)?,
             }
             let Scratch {
                 rows,
@@ -471,6 +478,7 @@ impl Model {
                 acc,
                 pooled: full,
                 sum,
+                owners,
                 ..
             } = s;
             acc.resize(hidden, 0.0);
@@ -551,14 +559,8 @@ impl Model {
     }
 
     /// Tokenizes `texts` into `s.rows`, a text longer than the maximum as windows of it
-    /// (`stride` tokens shared), with each row's text in `owners`.
-    fn stage_windows(
-        &self,
-        texts: &[&str],
-        stride: usize,
-        owners: &mut Vec<usize>,
-        s: &mut Scratch,
-    ) -> Result<(), Error> {
+    /// (`stride` tokens shared), with each row's text in `s.owners`.
+    fn stage_windows(&self, texts: &[&str], stride: usize, s: &mut Scratch) -> Result<(), Error> {
         let whole = EncodeOptions {
             max_length: Some(usize::MAX),
             add_special_tokens: false,
@@ -567,7 +569,6 @@ impl Model {
         let room = self.max_seq_len - 2;
         let (cls, sep) = (self.tokenizer.cls_id(), self.tokenizer.sep_id());
         s.rows.clear();
-        owners.clear();
         for (text, t) in texts.iter().enumerate() {
             self.tokenizer.encode_into(t, &whole, &mut s.one)?;
             let n = s.one.len();
@@ -584,7 +585,7 @@ impl Model {
                 rows.continues.resize(rows.ids.len(), false);
                 rows.starts.push(rows.ids.len());
                 rows.truncated.push(false);
-                owners.push(text);
+                s.owners.push(text);
                 if end == n {
                     break;
                 }

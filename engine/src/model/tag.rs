@@ -1,6 +1,8 @@
 //! Token classification (NER), as transformers' token-classification pipeline computes it,
 //! aggregation strategies included.
 
+use std::borrow::Cow;
+
 use super::classify::softmax;
 use super::{Model, Scratch};
 use crate::config::Head;
@@ -61,14 +63,17 @@ pub struct Tags {
     pub truncated: bool,
 }
 
-/// A token (or word) before grouping.
-struct Pre {
+/// A token (or word) before grouping: a token's text is borrowed (the vocabulary's, or the
+/// input's for an unknown token); only a merged word owns its joined text.
+struct Pre<'t> {
     label: usize,
     score: f32,
-    word: String,
+    word: Cow<'t, str>,
     start: usize,
     end: usize,
     index: usize,
+    /// Whether the token continues the previous one's word (the pipeline's `is_subword`).
+    subword: bool,
 }
 
 impl Model {
@@ -99,12 +104,16 @@ impl Model {
                 rows, pass, probs, ..
             } = s;
             let mut result = Vec::with_capacity(rows.len());
+            // Working lists for one row at a time, reused by the next.
+            let mut tokens: Vec<Pre> = Vec::new();
+            let mut words: Vec<Pre> = Vec::new();
+            let mut mean = vec![0.0f32; n];
             self.run_rows(rows, pass, |row, b, seq, out| {
                 let text = texts[row];
                 let logits = out.logits.as_ref().map_or(&[][..], |t| &t.data[..]);
                 let range = rows.range(row);
                 // Each real token's scores, then the pipeline's "pre-entities".
-                let mut tokens: Vec<(Pre, bool)> = Vec::new();
+                tokens.clear();
                 probs.clear();
                 for (p, i) in range.clone().enumerate() {
                     if rows.special[i] != 0 {
@@ -127,38 +136,33 @@ impl Model {
                         false => (token, token.chars().count() != reference.chars().count()),
                     };
                     let (label, score) = argmax(&probs[from..]);
-                    tokens.push((
-                        Pre {
-                            label,
-                            score,
-                            word: word.to_owned(),
-                            start,
-                            end,
-                            index: p,
-                        },
+                    tokens.push(Pre {
+                        label,
+                        score,
+                        word: Cow::Borrowed(word),
+                        start,
+                        end,
+                        index: p,
                         subword,
-                    ));
+                    });
                 }
                 let entities = match aggregation {
                     Aggregation::None => tokens
-                        .into_iter()
-                        .map(|(t, _)| t)
+                        .iter()
                         .filter(|t| labels[t.label] != "O")
                         .map(|t| Entity {
                             label: labels[t.label].clone(),
                             score: t.score,
-                            word: t.word,
+                            word: t.word.clone().into_owned(),
                             start: t.start,
                             end: t.end,
                             index: Some(t.index),
                         })
                         .collect(),
-                    Aggregation::Simple => {
-                        self.group(tokens.into_iter().map(|(t, _)| t).collect(), labels)
-                    }
+                    Aggregation::Simple => self.group(&tokens, labels),
                     _ => {
-                        let words = self.words(tokens, probs, n, aggregation);
-                        self.group(words, labels)
+                        self.words(&tokens, probs, aggregation, &mut mean, &mut words);
+                        self.group(&words, labels)
                     }
                 };
                 result.push(Tags {
@@ -172,19 +176,22 @@ impl Model {
     }
 
     /// Merges each word's tokens (a token and the subwords after it) into one, labelled as
-    /// `aggregation` says. `probs` holds the tokens' scores back to back, `n` each.
-    fn words(
+    /// `aggregation` says, into `words`. `probs` holds the tokens' scores back to back, `n`
+    /// (`mean.len()`) each.
+    fn words<'t>(
         &self,
-        tokens: Vec<(Pre, bool)>,
+        tokens: &[Pre<'t>],
         probs: &[f32],
-        n: usize,
         aggregation: Aggregation,
-    ) -> Vec<Pre> {
-        let mut words = Vec::new();
+        mean: &mut [f32],
+        words: &mut Vec<Pre<'t>>,
+    ) {
+        let n = mean.len();
+        words.clear();
         let mut i = 0;
         while i < tokens.len() {
             let mut j = i + 1;
-            while j < tokens.len() && tokens[j].1 {
+            while j < tokens.len() && tokens[j].subword {
                 j += 1;
             }
             let scores = |k: usize| &probs[k * n..(k + 1) * n];
@@ -201,7 +208,7 @@ impl Model {
                     argmax(scores(best))
                 }
                 _ => {
-                    let mut mean = vec![0.0f32; n];
+                    mean.fill(0.0);
                     for k in i..j {
                         for (m, &v) in mean.iter_mut().zip(scores(k)) {
                             *m += v;
@@ -209,27 +216,28 @@ impl Model {
                     }
                     let count = (j - i) as f32;
                     mean.iter_mut().for_each(|m| *m /= count);
-                    argmax(&mean)
+                    argmax(mean)
                 }
             };
             words.push(Pre {
                 label,
                 score,
-                word: self
-                    .tokenizer
-                    .join_tokens(tokens[i..j].iter().map(|(t, _)| t.word.as_str())),
-                start: tokens[i].0.start,
-                end: tokens[j - 1].0.end,
-                index: tokens[i].0.index,
+                word: Cow::Owned(
+                    self.tokenizer
+                        .join_tokens(tokens[i..j].iter().map(|t| t.word.as_ref())),
+                ),
+                start: tokens[i].start,
+                end: tokens[j - 1].end,
+                index: tokens[i].index,
+                subword: false,
             });
             i = j;
         }
-        words
     }
 
     /// The pipeline's `group_entities`: runs of the same tag, a `B-` starting a new run,
     /// become one entity with the mean score; `O` groups are left out.
-    fn group(&self, items: Vec<Pre>, labels: &[String]) -> Vec<Entity> {
+    fn group(&self, items: &[Pre], labels: &[String]) -> Vec<Entity> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < items.len() {
@@ -252,7 +260,7 @@ impl Model {
                     score: run.iter().map(|p| p.score).sum::<f32>() / run.len() as f32,
                     word: self
                         .tokenizer
-                        .join_tokens(run.iter().map(|p| p.word.as_str())),
+                        .join_tokens(run.iter().map(|p| p.word.as_ref())),
                     start: run[0].start,
                     end: run[run.len() - 1].end,
                     index: None,

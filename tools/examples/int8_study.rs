@@ -19,10 +19,10 @@ use support::{cosine, read, reference};
 /// Which tensors of the int8 file to replace by their f32 version.
 type Keep = Box<dyn Fn(&str) -> bool>;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = support::minilm_dir();
-    let f32c = convert_dir(&dir, &Options::new(OutDtype::F32)).unwrap();
-    let i8c = convert_dir(&dir, &Options::new(OutDtype::Int8)).unwrap();
+    let f32c = convert_dir(&dir, &Options::new(OutDtype::F32))?;
+    let i8c = convert_dir(&dir, &Options::new(OutDtype::Int8))?;
     let tokens = read(&reference().join("minilm/tokens.safetensors"));
     let emb = read(&reference().join("minilm/embeddings.safetensors"));
     let ids = &tokens["input_ids"];
@@ -58,7 +58,7 @@ fn main() {
         ));
     }
     configs.push(("all f32".into(), Box::new(|_: &str| true)));
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir()?;
     let inputs = Inputs {
         batch: n,
         seq: width,
@@ -67,13 +67,18 @@ fn main() {
         token_type_ids: None,
     };
     // The cosines of one file's embeddings at one activation grouping, summarised.
-    let measure = |path: &std::path::Path, grouping: ActGrouping| -> String {
-        let file = BerthFile::open(path).unwrap();
-        let mut fast = FastModel::new(&file).unwrap();
-        fast.set_act_grouping(grouping).unwrap();
+    let measure = |path: &std::path::Path,
+                   grouping: ActGrouping|
+     -> Result<String, Box<dyn std::error::Error>> {
+        let file = BerthFile::open(path)?;
+        let mut fast = FastModel::new(&file)?;
+        fast.set_act_grouping(grouping)?;
         let mut ws = Workspace::default();
-        let out = fast.forward(&inputs, &mut ws).unwrap();
-        let got = out.sentence_embedding.unwrap().data;
+        let out = fast.forward(&inputs, &mut ws)?;
+        let got = out
+            .sentence_embedding
+            .ok_or("the file has no sentence-transformers pooling")?
+            .data;
         let cos: Vec<f64> = (0..n)
             .map(|i| cosine(&got[i * dim..(i + 1) * dim], &want[i * dim..(i + 1) * dim]))
             .collect();
@@ -84,18 +89,18 @@ fn main() {
         let mean = cos.iter().sum::<f64>() / n as f64;
         let mut sorted = cos.clone();
         sorted.sort_by(f64::total_cmp);
-        format!(
+        Ok(format!(
             "min {min:.5} (#{imin}) 2nd {:.5} 3rd {:.5} mean {mean:.5}",
             sorted[1], sorted[2]
-        )
+        ))
     };
     // The activation groupings, with and without the converter's smoothing.
     let path = tmp.path().join("g.berth");
     for smoothing in [false, true] {
         let mut opts = Options::new(OutDtype::Int8);
         opts.smoothing = smoothing;
-        let c = convert_dir(&dir, &opts).unwrap();
-        berth::format::write_file(&path, &c.config, c.tokenizer.as_ref(), &c.tensors).unwrap();
+        let c = convert_dir(&dir, &opts)?;
+        berth::format::write_file(&path, &c.config, c.tokenizer.as_ref(), &c.tensors)?;
         let sizes = [None, Some(256), Some(128), Some(64), Some(32)];
         let pairs = sizes.iter().map(|&g| (g, g)).chain([
             (Some(128), Some(64)),
@@ -113,7 +118,7 @@ fn main() {
                 hidden,
                 intermediate,
             };
-            println!("{label:<42} {}", measure(&path, grouping));
+            println!("{label:<42} {}", measure(&path, grouping)?);
         }
     }
     for (label, keep) in &configs {
@@ -130,10 +135,11 @@ fn main() {
             })
             .collect();
         let path = tmp.path().join("m.berth");
-        berth::format::write_file(&path, &i8c.config, i8c.tokenizer.as_ref(), &tensors).unwrap();
+        berth::format::write_file(&path, &i8c.config, i8c.tokenizer.as_ref(), &tensors)?;
         println!(
             "{label:<42} {}",
-            measure(&path, berth::fast::DEFAULT_ACT_GROUPING)
+            measure(&path, berth::fast::DEFAULT_ACT_GROUPING)?
         );
     }
+    Ok(())
 }

@@ -6,7 +6,7 @@
 use half::bf16;
 
 use super::kernel;
-use super::{Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{grow, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::simd::{DotBf16, Simd};
 
 /// `f32` to bfloat16, rounded to nearest (ties to even), with denormals flushed to a signed
@@ -115,9 +115,7 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     }
     let steps = k.div_ceil(2);
     let mc_rows = MC.div_ceil(MR) * MR;
-    if scratch.packed_a_bf16.len() < mc_rows * steps {
-        scratch.packed_a_bf16.resize(mc_rows * steps, 0);
-    }
+    grow(&mut scratch.packed_a_bf16, mc_rows * steps, 0);
     let c_ptr = p.c.as_mut_ptr();
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
     // 4-aligned).

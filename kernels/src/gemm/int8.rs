@@ -15,7 +15,7 @@
 //! scale and the i32 sum of the channel's quantised weights, for the zero-point correction:
 //! `sum (qa - zero) w = sum qa w - zero sum w`.
 
-use super::{kernel, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{grow, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::quant;
 use crate::simd::{DotI8, Simd};
 
@@ -284,15 +284,15 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
         Some(g) => (g.size, act_groups(k, g.size)),
         None => (k.max(1), 1),
     };
-    resize(&mut scratch.packed_a_i8, mc_rows * kp, 0);
-    resize(&mut scratch.row_i8, kp, 0);
+    grow(&mut scratch.packed_a_i8, mc_rows * kp, 0);
+    grow(&mut scratch.row_i8, kp, 0);
     if w.input_scale.is_some() {
-        resize(&mut scratch.row_f32, k, 0.0);
+        grow(&mut scratch.row_f32, k, 0.0);
     }
-    resize(&mut scratch.a_scale, mc_rows * count, 0.0);
-    resize(&mut scratch.a_zp, mc_rows, 0);
+    grow(&mut scratch.a_scale, mc_rows * count, 0.0);
+    grow(&mut scratch.a_zp, mc_rows, 0);
     if w.groups.is_some() {
-        resize(&mut scratch.a_corr, mc_rows * count, 0.0);
+        grow(&mut scratch.a_corr, mc_rows * count, 0.0);
     }
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(MC) {
@@ -361,12 +361,6 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                 unsafe { kernel::run_i8::<D, MR, NV>(steps, a, &a_scale, &a_zp, wp, cs, ws, &out) };
             }
         }
-    }
-}
-
-fn resize<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
-    if v.len() < len {
-        v.resize(len, fill);
     }
 }
 

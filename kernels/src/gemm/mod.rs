@@ -401,12 +401,8 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     let (m, n, k) = (p.m(), p.n(), p.k);
     let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
     // In the scratch, so that the scalar path allocates nothing either once it has grown.
-    if scratch.row_i8.len() < k {
-        scratch.row_i8.resize(k, 0);
-    }
-    if scratch.row_f32.len() < k {
-        scratch.row_f32.resize(k, 0.0);
-    }
+    grow(&mut scratch.row_i8, k, 0);
+    grow(&mut scratch.row_f32, k, 0.0);
     // Activation groups of the int8 weights: (size, count); per row, one group of all K.
     let (size, count) = match p.w {
         Weights::I8(PackedI8 {
@@ -414,10 +410,8 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
         }) => (g.size, act_groups(k, g.size)),
         _ => (k.max(1), 1),
     };
-    if scratch.a_scale.len() < count {
-        scratch.a_scale.resize(count, 0.0);
-        scratch.a_zp.resize(count, 0);
-    }
+    grow(&mut scratch.a_scale, count, 0.0);
+    grow(&mut scratch.a_zp, count, 0);
     let row_q = &mut scratch.row_i8[..k];
     let scaled = &mut scratch.row_f32[..k];
     for i in 0..m {
@@ -504,6 +498,13 @@ pub fn unpack_weights(w: Weights<'_>, n: usize, k: usize) -> Option<Vec<f32>> {
         Weights::I8(_) => return None,
     }
     Some(out)
+}
+
+/// Lengthens `v` to `len` with `fill` if it is shorter (a scratch buffer only grows).
+fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
+    if v.len() < len {
+        v.resize(len, fill);
+    }
 }
 
 fn float_dot(row: &[f32], w: impl Fn(usize) -> f64) -> f64 {

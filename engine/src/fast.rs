@@ -649,8 +649,9 @@ impl<'f> FastModel<'f> {
 
     /// Runs every linear layer (and the tied masked-LM decoder) in bf16: float weights (f32,
     /// f16) are re-packed as bfloat16 now, and their GEMMs round activations to bfloat16 and
-    /// sum the products in f32 (`vdpbf16ps` on CPUs with AVX-512 BF16, the same operations
-    /// widened elsewhere: docs/KERNELS.md). int8 layers are unchanged. Embeddings, LayerNorm,
+    /// sum the products in f32 (AMX `tdpbf16ps` tiles where the CPU and OS allow them,
+    /// `vdpbf16ps` on CPUs with AVX-512 BF16, the same operations widened elsewhere:
+    /// docs/KERNELS.md). int8 layers are unchanged. Embeddings, LayerNorm,
     /// attention and the epilogues stay f32. The re-packed weights take half the bytes of f32
     /// ones, in memory of their own.
     pub fn use_bf16(&mut self) {

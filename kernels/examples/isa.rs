@@ -12,7 +12,7 @@ fn main() {
         return;
     }
     let f = cpu_features();
-    for isa in [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar] {
+    for isa in [Isa::Amx, Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar] {
         if f.supports(isa) {
             println!("{isa}");
         }

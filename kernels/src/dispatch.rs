@@ -14,7 +14,7 @@ use half::f16;
 use crate::attention::{self, AttentionHead, AttentionScratch};
 use crate::elementwise::{self, LayerNormRows};
 use crate::gemm::{self, Gemm, GemmScratch, Weights};
-use crate::isa::{cpu_features, Isa, IsaError};
+use crate::isa::{cpu_features, CpuFeatures, Isa, IsaError};
 use crate::{convert, quant};
 
 /// The kernels of one instruction-set path.
@@ -28,7 +28,7 @@ pub struct Kernels {
     pub layer_norm: fn(LayerNormRows<'_>),
     pub softmax: fn(&mut [f32]),
     pub gelu: fn(&mut [f32]),
-    /// The int8 dot-product instructions `gemm_i8` uses (`"avx512-vnni"`, `"avx-vnni"`,
+    /// The int8 dot-product instructions `gemm_i8` uses (`"amx-int8"`, `"avx512-vnni"`, `"avx-vnni"`,
     /// `"avx2"`, `"neon-dotprod"`, `"neon"`, `"scalar"`).
     pub int8: &'static str,
     /// GEMM with f32 weights; call through [`Kernels::gemm`], which routes by weight type.
@@ -37,7 +37,7 @@ pub struct Kernels {
     pub gemm_f16: fn(Gemm<'_>, &mut GemmScratch),
     /// GEMM with int8 weights.
     pub gemm_i8: fn(Gemm<'_>, &mut GemmScratch),
-    /// The bf16 dot products `gemm_bf16` uses (`"avx512-bf16"`, or `"widened"` on the f32
+    /// The bf16 dot products `gemm_bf16` uses (`"amx-bf16"`, `"avx512-bf16"`, or `"widened"` on the f32
     /// instructions of the path, or `"scalar"`).
     pub bf16: &'static str,
     /// GEMM with bf16 weights (and activations rounded to bf16).
@@ -82,12 +82,22 @@ impl Kernels {
     /// The table for `isa`; `dot` allows the optional dot-product extensions (VNNI, dotprod,
     /// AVX-512 BF16), so that tests can run the fallbacks on a CPU that has them.
     fn build(isa: Isa, dot: bool) -> Result<Kernels, IsaError> {
-        let features = cpu_features();
+        Kernels::build_with(cpu_features(), isa, dot)
+    }
+
+    /// [`Kernels::build`] as if the CPU had only `features`, which must be a subset of what
+    /// it has (the installed kernels rely on them): how tests take the fallbacks of a CPU
+    /// without a feature, or of a process refused AMX.
+    fn build_with(features: &CpuFeatures, isa: Isa, dot: bool) -> Result<Kernels, IsaError> {
         if !features.supports(isa) {
             return Err(IsaError::Unsupported {
                 requested: isa,
                 best: features.best_isa(),
             });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Amx {
+            gemm::amx_min_rows()?;
         }
         let mut k = Kernels {
             isa,
@@ -95,6 +105,8 @@ impl Kernels {
         };
         match isa {
             Isa::Scalar => {}
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => x86::install_amx(&mut k, features, dot),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => x86::install_avx512(&mut k, features, dot),
             #[cfg(target_arch = "x86_64")]
@@ -111,7 +123,7 @@ impl Kernels {
 
 /// Every path this CPU supports, best first.
 pub fn supported_isas() -> Vec<Isa> {
-    [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar]
+    [Isa::Amx, Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar]
         .into_iter()
         .filter(|&i| cpu_features().supports(i))
         .collect()
@@ -166,7 +178,6 @@ macro_rules! simd_entry {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::isa::CpuFeatures;
     use crate::simd::avx2::{Avx2, Avx2Madd, AvxVnni};
     use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
     use crate::simd::Widen;
@@ -201,6 +212,48 @@ mod x86 {
         // SAFETY: installed only by `Kernels::for_isa(Isa::Avx2 | Isa::Avx512)`, after detection
         // (both require AVX2 and F16C).
         unsafe { convert::x86::f16_to_f32_f16c(s, d) }
+    }
+
+    /// An AMX entry: `$f` (a tile GEMM of `gemm::amx`) with its row threshold, compiled with
+    /// the AVX-512 features its fallbacks need.
+    macro_rules! amx_entry {
+        ($entry:ident, $f:ident, $min_rows:ident) => {
+            fn $entry(p: Gemm<'_>, s: &mut GemmScratch) {
+                #[target_feature(
+                    enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c"
+                )]
+                unsafe fn inner(p: Gemm<'_>, s: &mut GemmScratch) {
+                    // SAFETY: AMX is enabled and the features are enabled here (the caller's
+                    // contract below).
+                    unsafe { gemm::amx::$f(p, s, $min_rows()) }
+                }
+                // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`,
+                // which checked that the CPU has these features and that AMX is enabled for the
+                // process (`CpuFeatures::supports`).
+                unsafe { inner(p, s) }
+            }
+        };
+    }
+    // The thresholds: `Kernels::build` checked that `amx_min_rows` is Ok before installing
+    // these entries, so the defaults are never taken here.
+    fn rows_i8() -> usize {
+        gemm::amx_min_rows().map_or(gemm::AMX_MIN_ROWS_I8, |r| r.0)
+    }
+    fn rows_bf16() -> usize {
+        gemm::amx_min_rows().map_or(gemm::AMX_MIN_ROWS_BF16, |r| r.1)
+    }
+    amx_entry!(gemm_i8_amx, gemm_i8_amx, rows_i8);
+    amx_entry!(gemm_bf16_amx, gemm_bf16_amx, rows_bf16);
+
+    /// AMX: AVX-512's table with the int8 and bf16 GEMMs on the tiles (which fall back to VNNI
+    /// and AVX-512 BF16 by shape). The optional extensions always come with AMX, so `dot` does
+    /// not apply.
+    pub(super) fn install_amx(k: &mut Kernels, f: &CpuFeatures, _dot: bool) {
+        install_avx512(k, f, true);
+        k.int8 = "amx-int8";
+        k.gemm_i8 = gemm_i8_amx;
+        k.bf16 = "amx-bf16";
+        k.gemm_bf16 = gemm_bf16_amx;
     }
 
     /// AVX-512 without VNNI (Skylake-SP) takes the AVX2 int8 kernel its AVX2 table would.
@@ -250,7 +303,6 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::*;
-    use crate::isa::CpuFeatures;
     use crate::simd::neon::{Neon, NeonDot, NeonMull};
     use crate::simd::Widen;
 
@@ -284,5 +336,66 @@ mod arm {
         k.softmax = softmax_neon;
         k.gelu = gelu_neon;
         k.gemm_f32 = gemm_f32_neon;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amx::{support_with, AmxSupport};
+    use crate::gemm::{Epilogue, MatMut, PackedI8Buf};
+
+    /// A process the OS refuses AMX gets AVX-512's table (VNNI and AVX-512 BF16 where the CPU
+    /// has them), `BERTH_ISA=amx` is an error rather than a silent fallback, and the int8 GEMM
+    /// of that table runs and agrees with the reference. The refusal is simulated: this CPU's
+    /// features with the permission request answering EPERM.
+    #[test]
+    fn refused_amx_permission_falls_back() {
+        const EPERM: i32 = 1;
+        let mut f = *cpu_features();
+        f.amx = support_with(true, || Err(EPERM)) == AmxSupport::Enabled;
+        assert!(!f.amx && !f.supports(Isa::Amx));
+        let best = crate::isa::resolve(&f, None).expect("no request");
+        assert_ne!(best, Isa::Amx);
+        assert!(matches!(
+            crate::isa::resolve(&f, Some("amx")),
+            Err(IsaError::Unsupported {
+                requested: Isa::Amx,
+                ..
+            })
+        ));
+        let k = Kernels::build_with(&f, best, true).expect("the best path builds");
+        assert!(k.int8 != "amx-int8" && k.bf16 != "amx-bf16", "{k:?}");
+        if f.supports(Isa::Avx512) && f.avx512vnni {
+            assert_eq!(k.int8, "avx512-vnni");
+        }
+        let (m, n, kk) = (32, 40, 128);
+        let a: Vec<f32> = (0..m * kk)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+            .collect();
+        let w: Vec<f32> = (0..n * kk)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 16.0)
+            .collect();
+        let q = PackedI8Buf::quantize(&w, n, kk);
+        let run = |t: &Kernels| {
+            let mut c = vec![0.0f32; m * n];
+            t.gemm(
+                Gemm {
+                    k: kk,
+                    a: &a,
+                    lda: kk,
+                    w: Weights::I8(q.view()),
+                    bias: None,
+                    epilogue: Epilogue::None,
+                    c: MatMut::new(&mut c, m, n, n),
+                },
+                &mut GemmScratch::default(),
+            );
+            c
+        };
+        let (got, want) = (run(&k), run(&Kernels::REFERENCE));
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+        }
     }
 }

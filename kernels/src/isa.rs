@@ -2,7 +2,7 @@
 //!
 //! The CPU is probed once. The instruction-set path that kernels dispatch to is the best one the
 //! CPU supports, unless the environment variable `BERTH_ISA` names a lower one
-//! (`avx512`, `avx2`, `neon`, `scalar`): tests and CI use it to run every path this machine can
+//! (`amx`, `avx512`, `avx2`, `neon`, `scalar`): tests and CI use it to run every path this machine can
 //! run. Asking for a path the CPU cannot run, or naming an unknown one, is an error rather than a
 //! silent fallback, so that a CI job meant to test AVX2 cannot quietly test scalar code instead.
 
@@ -11,6 +11,11 @@ use std::sync::OnceLock;
 
 /// The environment variable that forces a lower instruction-set path.
 pub const ISA_ENV: &str = "BERTH_ISA";
+
+/// The environment variable that overrides the fewest rows (M) for which the AMX path runs
+/// a GEMM on the tiles rather than on AVX-512 (`gemm::AMX_MIN_ROWS_I8` and `_BF16`): for
+/// measuring the tiles at every M, and for tuning on other CPUs.
+pub const AMX_ROWS_ENV: &str = "BERTH_AMX_MIN_ROWS";
 
 /// An instruction-set path. Ordered within an architecture: a later variant is a superset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,6 +28,10 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512 F, BW, VL (with FMA and F16C).
     Avx512,
+    /// AVX-512 (with VNNI and BF16) plus Intel AMX tiles (AMX-TILE, AMX-INT8, AMX-BF16), the
+    /// OS's tile state and its permission to use it ([`crate::amx`]): the int8 and bf16 GEMMs
+    /// of large enough shapes run on the tiles, everything else as on `Avx512`.
+    Amx,
 }
 
 impl Isa {
@@ -33,6 +42,7 @@ impl Isa {
             Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Amx => "amx",
         }
     }
 
@@ -43,6 +53,7 @@ impl Isa {
             "neon" => Some(Isa::Neon),
             "avx2" => Some(Isa::Avx2),
             "avx512" => Some(Isa::Avx512),
+            "amx" => Some(Isa::Amx),
             _ => None,
         }
     }
@@ -58,8 +69,14 @@ impl fmt::Display for Isa {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IsaError {
     /// `BERTH_ISA` holds a name that is not a path.
-    #[error("{ISA_ENV}={value:?} is not one of avx512, avx2, neon, scalar")]
+    #[error("{ISA_ENV}={value:?} is not one of amx, avx512, avx2, neon, scalar")]
     Unknown {
+        /// The value found in the environment.
+        value: String,
+    },
+    /// `BERTH_AMX_MIN_ROWS` is not a whole number of rows.
+    #[error("{AMX_ROWS_ENV}={value:?} is not a whole number of rows")]
+    AmxRows {
         /// The value found in the environment.
         value: String,
     },
@@ -88,6 +105,9 @@ pub struct CpuFeatures {
     pub avx512fp16: bool,
     pub neon: bool,
     pub dotprod: bool,
+    /// AMX tiles usable: the CPU has AMX-TILE, AMX-INT8 and AMX-BF16, the OS enabled the tile
+    /// state, and (Linux) granted this process its permission ([`crate::amx::support`]).
+    pub amx: bool,
 }
 
 impl CpuFeatures {
@@ -108,6 +128,7 @@ impl CpuFeatures {
             f.avx512vnni = std::arch::is_x86_feature_detected!("avx512vnni");
             f.avx512bf16 = std::arch::is_x86_feature_detected!("avx512bf16");
             f.avx512fp16 = std::arch::is_x86_feature_detected!("avx512fp16");
+            f.amx = crate::amx::support() == crate::amx::AmxSupport::Enabled;
         }
         #[cfg(target_arch = "aarch64")]
         {
@@ -119,7 +140,9 @@ impl CpuFeatures {
 
     /// The best path these features allow.
     pub fn best_isa(&self) -> Isa {
-        if self.avx512f && self.avx512bw && self.avx512vl && self.fma && self.f16c {
+        if self.supports(Isa::Amx) {
+            Isa::Amx
+        } else if self.supports(Isa::Avx512) {
             Isa::Avx512
         } else if self.avx2 && self.fma && self.f16c {
             Isa::Avx2
@@ -136,7 +159,12 @@ impl CpuFeatures {
             Isa::Scalar => true,
             Isa::Neon => self.neon,
             Isa::Avx2 => self.avx2 && self.fma && self.f16c,
-            Isa::Avx512 => self.best_isa() == Isa::Avx512,
+            Isa::Avx512 => self.avx512f && self.avx512bw && self.avx512vl && self.fma && self.f16c,
+            // The tile GEMMs fall back to VNNI and AVX-512 BF16 for the shapes tiles do not pay
+            // on, so those come with it (every CPU with AMX has them).
+            Isa::Amx => {
+                self.amx && self.supports(Isa::Avx512) && self.avx512vnni && self.avx512bf16
+            }
         }
     }
 }
@@ -239,6 +267,33 @@ mod tests {
         let mut cpu = avx512_cpu();
         cpu.avx512bw = false;
         assert_eq!(cpu.best_isa(), Isa::Avx2);
+    }
+
+    /// AMX is a path of its own only with the tiles enabled and AVX-512 with VNNI and BF16
+    /// beside them (its fallbacks); without the permission it is not offered at all.
+    #[test]
+    fn amx_needs_permission_and_its_fallbacks() {
+        let mut cpu = CpuFeatures {
+            avx512vnni: true,
+            avx512bf16: true,
+            amx: true,
+            ..avx512_cpu()
+        };
+        assert_eq!(cpu.best_isa(), Isa::Amx);
+        assert_eq!(resolve(&cpu, Some("avx512")), Ok(Isa::Avx512));
+        assert_eq!(resolve(&cpu, Some("AMX")), Ok(Isa::Amx));
+        cpu.avx512bf16 = false;
+        assert_eq!(cpu.best_isa(), Isa::Avx512);
+        cpu.avx512bf16 = true;
+        cpu.amx = false;
+        assert_eq!(cpu.best_isa(), Isa::Avx512);
+        assert_eq!(
+            resolve(&cpu, Some("amx")),
+            Err(IsaError::Unsupported {
+                requested: Isa::Amx,
+                best: Isa::Avx512
+            })
+        );
     }
 
     /// The selected path honours `BERTH_ISA` in this very process: CI runs the suite once per

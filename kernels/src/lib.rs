@@ -5,6 +5,7 @@
 //! version added later; `docs/KERNELS.md` states each contract. The instruction-set path is
 //! chosen at run time by [`isa`], never at compile time only.
 
+pub mod amx;
 pub mod attention;
 pub mod convert;
 pub mod dispatch;

@@ -1,7 +1,7 @@
 //! Register-only loops that measure this machine's arithmetic peak per core, so that GEMM
 //! results can be quoted as a fraction of it: independent chains of fused multiply-adds that
 //! never touch memory (enough chains to cover the FMA latency on two ports), and the same for
-//! the int8 dot-product instructions (`vpdpbusd`).
+//! the int8 dot-product instructions (`vpdpbusd`), and the AMX tile products.
 
 /// Runs `iters` iterations of 24 independent 16-lane f32 FMA chains on AVX-512 and returns the
 /// number of floating-point operations done (2 per lane per FMA), or `None` without AVX-512.
@@ -103,6 +103,37 @@ pub fn dpbf16_avx512(iters: u64) -> Option<u64> {
     }
 }
 
+/// Runs `iters` iterations of 4 independent AMX `tdpbusd` chains (16 x 16 x 64 each) on
+/// register-resident tiles and returns the integer operations done (2 per multiply-add), or
+/// `None` where AMX is not enabled ([`crate::amx::support`]).
+pub fn amx_i8(iters: u64) -> Option<u64> {
+    amx_loop(iters, false)
+}
+
+/// Runs `iters` iterations of 4 independent AMX `tdpbf16ps` chains (16 x 16 x 32 each) and
+/// returns the floating-point operations done, or `None` where AMX is not enabled.
+pub fn amx_bf16(iters: u64) -> Option<u64> {
+    amx_loop(iters, true)
+}
+
+fn amx_loop(iters: u64, bf16: bool) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !crate::isa::cpu_features().supports(crate::Isa::Amx) {
+            return None;
+        }
+        // SAFETY: AMX is enabled for this process (checked above).
+        unsafe { x86::amx(iters, bf16) };
+        let k = if bf16 { 32 } else { 64 };
+        Some(iters * 4 * 16 * 16 * k * 2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (iters, bf16);
+        None
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -173,6 +204,53 @@ mod x86 {
             s = _mm512_add_ps(s, v);
         }
         std::hint::black_box(s);
+    }
+
+    /// Zeroed tiles multiplied into 4 accumulators, `iters` times each. Safety: AMX enabled.
+    pub(super) unsafe fn amx(iters: u64, bf16: bool) {
+        #[repr(C, align(64))]
+        struct Config([u8; 64]);
+        let mut cfg = Config([0; 64]);
+        cfg.0[0] = 1;
+        for t in 0..8 {
+            cfg.0[16 + 2 * t] = 64;
+            cfg.0[48 + t] = 16;
+        }
+        macro_rules! chains {
+            ($op:literal) => {
+                // SAFETY: AMX is enabled (the caller's contract); LDTILECFG reads the 64-byte
+                // configuration (8 tiles of 16 x 64 bytes), the loop touches only tiles and
+                // the counter, TILERELEASE ends the tile use.
+                unsafe {
+                    std::arch::asm!(
+                        "ldtilecfg [{cfg}]",
+                        "tilezero tmm4",
+                        "tilezero tmm5",
+                        "tilezero tmm6",
+                        "tilezero tmm7",
+                        "test {n}, {n}",
+                        "jz 3f",
+                        "2:",
+                        concat!($op, " tmm0, tmm4, tmm6"),
+                        concat!($op, " tmm1, tmm4, tmm7"),
+                        concat!($op, " tmm2, tmm5, tmm6"),
+                        concat!($op, " tmm3, tmm5, tmm7"),
+                        "dec {n}",
+                        "jnz 2b",
+                        "3:",
+                        "tilerelease",
+                        cfg = in(reg) &cfg,
+                        n = inout(reg) iters => _,
+                        options(nostack)
+                    )
+                }
+            };
+        }
+        if bf16 {
+            chains!("tdpbf16ps");
+        } else {
+            chains!("tdpbusd");
+        }
     }
 
     #[target_feature(enable = "avx2,avxvnni")]

@@ -709,13 +709,19 @@ fn run_time_packers_match_pack_weights() {
 /// (both exact products of bf16 values), then the bias added once. This scalar emulation is the
 /// twin; every SIMD table (AVX-512 BF16, and the widened f32 paths) must equal it exactly on
 /// data without denormals, which is also what makes them equal to each other.
+///
+/// AMX's `tdpbf16ps` is the exception: it rounds its sums its own way, so the AMX table is held
+/// to the reference with the f32 tolerance by the other tests instead.
 #[test]
 fn bf16_paths_match_vdpbf16ps_bit_for_bit() {
     let tables: Vec<Kernels> = cases()
         .into_iter()
         .find(|(wt, _)| *wt == Wt::Bf16)
         .map(|(_, t)| t)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.bf16 != "amx-bf16")
+        .collect();
     for (m, n, k) in [
         (1, 1, 1),
         (3, 17, 5),

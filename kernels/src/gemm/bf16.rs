@@ -90,7 +90,7 @@ fn repack_panels(n: usize, k: usize, value: impl Fn(usize) -> f32) -> Vec<bf16> 
 
 /// The bf16 pair `(x0, x1)` as the packing stores it: `x0` in the low half.
 #[inline(always)]
-fn pair(x0: f32, x1: f32) -> u32 {
+pub(super) fn pair(x0: f32, x1: f32) -> u32 {
     u32::from(bf16_bits(x0)) | (u32::from(bf16_bits(x1)) << 16)
 }
 

@@ -284,16 +284,7 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
         Some(g) => (g.size, act_groups(k, g.size)),
         None => (k.max(1), 1),
     };
-    grow(&mut scratch.packed_a_i8, mc_rows * kp, 0);
-    grow(&mut scratch.row_i8, kp, 0);
-    if w.input_scale.is_some() {
-        grow(&mut scratch.row_f32, k, 0.0);
-    }
-    grow(&mut scratch.a_scale, mc_rows * count, 0.0);
-    grow(&mut scratch.a_zp, mc_rows, 0);
-    if w.groups.is_some() {
-        grow(&mut scratch.a_corr, mc_rows * count, 0.0);
-    }
+    reserve_a_i8(scratch, &w, mc_rows, k, count);
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
@@ -305,6 +296,7 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
             k,
             w.input_scale,
             grouped,
+            false,
             scratch,
         );
         for jr in (0..n).step_by(nr) {
@@ -364,6 +356,28 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
+/// Grows the scratch that [`pack_a_i8`] fills for blocks of `mc_rows` rows of K = `k`, with
+/// `count` activation groups per row.
+pub(super) fn reserve_a_i8(
+    scratch: &mut GemmScratch,
+    w: &PackedI8<'_>,
+    mc_rows: usize,
+    k: usize,
+    count: usize,
+) {
+    let kp = k.div_ceil(4) * 4;
+    grow(&mut scratch.packed_a_i8, mc_rows * kp, 0);
+    grow(&mut scratch.row_i8, kp, 0);
+    if w.input_scale.is_some() {
+        grow(&mut scratch.row_f32, k, 0.0);
+    }
+    grow(&mut scratch.a_scale, mc_rows * count, 0.0);
+    grow(&mut scratch.a_zp, mc_rows, 0);
+    if w.groups.is_some() {
+        grow(&mut scratch.a_corr, mc_rows * count, 0.0);
+    }
+}
+
 /// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels: panel `q`
 /// holds, for each group of 4 k, the 4 bytes of each of its MR rows (`q - 128`, or `q` when `D`
 /// multiplies unsigned bytes; zero past `k`, and rows past `mc` have scale 0). With `input_scale`,
@@ -372,14 +386,19 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
 /// `scratch.a_zp[r]`. Per group of `group` elements (`count` per row): group `g`'s scale into
 /// `scratch.a_scale[r * count + g]` and its scale times that zero point into
 /// `scratch.a_corr[r * count + g]`.
+///
+/// With `row_major` (the AMX tiles' operand), the rows are stored whole instead, row `r` at
+/// `r * kp`, `mc` rounded up to a multiple of MR.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn pack_a_i8<D: DotI8, const MR: usize>(
+pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
     a: &[f32],
     lda: usize,
     mc: usize,
     k: usize,
     input_scale: Option<&[f32]>,
     group: Option<usize>,
+    row_major: bool,
     scratch: &mut GemmScratch,
 ) {
     let kp = k.div_ceil(4) * 4;
@@ -435,6 +454,13 @@ fn pack_a_i8<D: DotI8, const MR: usize>(
             if group.is_some() {
                 scratch.a_corr[r * count..(r + 1) * count].fill(0.0);
             }
+        }
+        if row_major {
+            let dst = &mut scratch.packed_a_i8[r * kp..(r + 1) * kp];
+            for (d, &v) in dst.iter_mut().zip(row_q.iter()) {
+                *d = v as u8 ^ offset as u8;
+            }
+            continue;
         }
         let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
         for (g, four) in row_q.chunks_exact(4).enumerate() {

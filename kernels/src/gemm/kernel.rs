@@ -303,7 +303,10 @@ pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize>(
 /// Stores an MR x NR tile of results: adds what C holds unless this is the first K block, and
 /// on the last applies the bias and the epilogue.
 #[inline(always)]
-unsafe fn store<S: Simd, const MR: usize, const NV: usize>(acc: &[[S::F; NV]; MR], t: &Out<'_>) {
+pub(super) unsafe fn store<S: Simd, const MR: usize, const NV: usize>(
+    acc: &[[S::F; NV]; MR],
+    t: &Out<'_>,
+) {
     let l = S::LANES;
     let nr = NV * l;
     // SAFETY: `c` is valid for the mr x nc elements at stride ldc (the driver derived it from

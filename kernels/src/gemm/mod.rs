@@ -29,10 +29,14 @@
 //! Every C element is computed by the same sequence of operations whatever the thread count or
 //! the split, so results are bit-identical across thread counts.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod amx;
 mod bf16;
 mod int8;
 mod kernel;
 
+#[cfg(target_arch = "x86_64")]
+pub use amx::{amx_min_rows, AMX_MIN_ROWS_BF16, AMX_MIN_ROWS_I8};
 pub(crate) use bf16::gemm_bf16;
 pub use bf16::{
     pack_weights_bf16, packed_index_bf16, packed_len_bf16, repack_weights_bf16, to_bf16,

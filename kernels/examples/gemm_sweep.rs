@@ -1,0 +1,164 @@
+//! A quick sweep of the int8 and bf16 GEMMs over M at BERT's (K, N), one thread, on every
+//! table of this CPU that has its own int8 or bf16 kernel (AMX tiles, AVX-512 VNNI, AVX-512
+//! BF16, ...): the median time of each, its GOP/s and its ratio to the first table. This is
+//! what the AMX row thresholds (`gemm::AMX_MIN_ROWS_*`) were read from; the criterion bench
+//! (`cargo bench -p berth-benches --bench gemm`) is the thorough one.
+//!
+//!     cargo run --release -p berth-kernels --example gemm_sweep [-- --ms 1,8,32 --min-ms 150 --json out.json]
+//!
+//! With `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M.
+
+use std::time::{Duration, Instant};
+
+use berth_kernels::gemm::{
+    act_group_sums, pack_weights_bf16, ActGroups, Epilogue, Gemm, GemmScratch, MatMut, PackedI8,
+    PackedI8Buf, Weights,
+};
+use berth_kernels::{variants, Isa, Kernels};
+
+const KN: [(usize, usize); 8] = [
+    (384, 1152),
+    (384, 384),
+    (384, 1536),
+    (1536, 384),
+    (768, 2304),
+    (768, 768),
+    (768, 3072),
+    (3072, 768),
+];
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Median seconds of `f` over at least 7 runs and `min_ms`, after one warm-up run.
+fn median(min_ms: u64, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t = Vec::new();
+    let start = Instant::now();
+    while t.len() < 7 || start.elapsed() < Duration::from_millis(min_ms) {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64());
+        if t.len() >= 2000 {
+            break;
+        }
+    }
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let ms: Vec<usize> = opt("--ms")
+        .unwrap_or_else(|| "1,2,4,8,16,32,64,128,512".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let min_ms: u64 = opt("--min-ms").and_then(|v| v.parse().ok()).unwrap_or(150);
+    // One table per distinct int8 kernel and per distinct bf16 kernel, best first.
+    let tables: Vec<Kernels> = variants()
+        .into_iter()
+        .filter(|t| t.isa != Isa::Scalar)
+        .collect();
+    let mut int8: Vec<Kernels> = Vec::new();
+    let mut bf16: Vec<Kernels> = Vec::new();
+    for t in &tables {
+        if !int8.iter().any(|o| o.int8 == t.int8) {
+            int8.push(*t);
+        }
+        if !bf16.iter().any(|o| o.bf16 == t.bf16) {
+            bf16.push(*t);
+        }
+    }
+    int8.truncate(2);
+    bf16.truncate(2);
+    let mut records = Vec::new();
+    println!("dtype   M     K     N  kernel        median_us   GOP/s  ratio");
+    for &(k, n) in &KN {
+        let w = values(n * k, 2);
+        let q = PackedI8Buf::quantize(&w, n, k);
+        let g64 = act_group_sums(&q.q, k, 64);
+        let g128 = act_group_sums(&q.q, k, 128);
+        let b = pack_weights_bf16(&w, n, k);
+        for &m in &ms {
+            let a = values(m * k, 1);
+            let mut c = vec![0.0f32; m * n];
+            let weights = |wt: &str| match wt {
+                "i8" => Weights::I8(q.view()),
+                "i8g64" => Weights::I8(PackedI8 {
+                    groups: Some(ActGroups {
+                        size: 64,
+                        sums: &g64,
+                    }),
+                    ..q.view()
+                }),
+                "i8g128" => Weights::I8(PackedI8 {
+                    groups: Some(ActGroups {
+                        size: 128,
+                        sums: &g128,
+                    }),
+                    ..q.view()
+                }),
+                _ => Weights::Bf16(&b),
+            };
+            for (wt, list) in [
+                ("i8", &int8),
+                ("i8g64", &int8),
+                ("i8g128", &int8),
+                ("bf16", &bf16),
+            ] {
+                let mut first = None;
+                for t in list.iter() {
+                    let mut scratch = GemmScratch::default();
+                    let secs = median(min_ms, || {
+                        t.gemm(
+                            Gemm {
+                                k,
+                                a: &a,
+                                lda: k,
+                                w: weights(wt),
+                                bias: None,
+                                epilogue: Epilogue::None,
+                                c: MatMut::new(&mut c, m, n, n),
+                            },
+                            &mut scratch,
+                        )
+                    });
+                    let gops = 2.0 * (m * n * k) as f64 / secs / 1e9;
+                    let base = *first.get_or_insert(secs);
+                    let kernel = if wt == "bf16" { t.bf16 } else { t.int8 };
+                    println!(
+                        "{wt:<6} {m:>3} {k:>5} {n:>5}  {kernel:<12} {:>10.1} {gops:>7.1} {:>6.2}",
+                        secs * 1e6,
+                        secs / base
+                    );
+                    records.push(format!(
+                        "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
+                        secs * 1e6
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(path) = opt("--json") {
+        let body = format!("[\n{}\n]\n", records.join(",\n"));
+        if let Err(e) = std::fs::write(&path, body) {
+            eprintln!("cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The int8 and bf16 GEMMs on Intel AMX tiles (`tdpbusd`, `tdpbf16ps`), for CPUs where
+//! [`crate::amx::support`] says the tiles may be used.
+//!
+//! Tiles (palette 1) are 16 rows of 64 bytes. Eight of them make one 32 x 32 block of C:
+//!
+//! ```text
+//! tmm4, tmm5  A: rows 0..16 and 16..32 of the block, 64 bytes of K (64 int8 or 32 bf16 k)
+//! tmm6, tmm7  B: channels 0..16 and 16..32 of a weight panel, the same K
+//! tmm0..tmm3  C: the four 16 x 16 products, i32 (int8) or f32 (bf16)
+//! ```
+//!
+//! B needs no packing of its own: a tile's row is 16 channels x 4 bytes (one group of 4 int8 k,
+//! or one pair of bf16 k), which is exactly half of a group's 128 bytes in the int8 and bf16
+//! panels every other path reads (docs/KERNELS.md): `tileloadd` reads it in place with a
+//! stride of 128 bytes. So a file converted for any CPU runs on the tiles without repacking,
+//! and a file converted here runs everywhere. A is quantised (int8) or rounded (bf16) once per
+//! block of MC rows into row-major rows, K contiguous, which is the A tile's layout.
+//!
+//! After the K loop the C tiles go to a 32 x 32 buffer on the stack, where the AVX-512
+//! epilogue of the other int8 and bf16 paths takes over: the zero-point correction and scales
+//! (int8), then bias, GELU or residual, by the same operations in the same order, so the int8
+//! results are bit-identical to AVX-512 VNNI's. With activation groups, each group's K is one
+//! run of the tiles and one conversion into f32 accumulators, as in the VNNI kernel.
+//!
+//! Shapes the tiles cannot take or do not pay on go to the AVX-512 kernels: K not a multiple
+//! of 64 (int8; 32 for bf16), activation groups not a multiple of 64, and fewer than
+//! [`AMX_MIN_ROWS_I8`] / [`AMX_MIN_ROWS_BF16`] rows.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+
+use super::int8::{act_groups, pack_a_i8, reserve_a_i8};
+use super::{bf16, gemm_bf16, gemm_i8, grow, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
+use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
+use crate::simd::{DotI8, Simd};
+
+/// Fewest rows (M) for which the int8 GEMM runs on the tiles; below, AVX-512 VNNI.
+pub const AMX_MIN_ROWS_I8: usize = 16;
+/// Fewest rows (M) for which the bf16 GEMM runs on the tiles; below, AVX-512 BF16.
+pub const AMX_MIN_ROWS_BF16: usize = 1;
+
+/// The row thresholds in force, (int8, bf16): the constants above, or both set by
+/// [`crate::isa::AMX_ROWS_ENV`]. Read once.
+pub fn amx_min_rows() -> Result<(usize, usize), crate::IsaError> {
+    static ROWS: std::sync::OnceLock<Result<(usize, usize), crate::IsaError>> =
+        std::sync::OnceLock::new();
+    ROWS.get_or_init(|| match std::env::var(crate::isa::AMX_ROWS_ENV) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(rows) => Ok((rows, rows)),
+            Err(_) => Err(crate::IsaError::AmxRows { value: v }),
+        },
+        _ => Ok((AMX_MIN_ROWS_I8, AMX_MIN_ROWS_BF16)),
+    })
+    .clone()
+}
+
+/// Bytes of K in one tile row (one step of the K loop).
+const CHUNK: usize = 64;
+/// Rows of a tile.
+const TILE_ROWS: usize = 16;
+/// Bytes between rows of a B tile: one group of 4 int8 k (or pair of bf16 k) of a 32-channel
+/// panel.
+const B_STRIDE: usize = PANEL * 4;
+/// Bytes between rows of the C buffer: 32 lanes of 4 bytes.
+const C_STRIDE: usize = PANEL * 4;
+
+/// The tile configuration `ldtilecfg` reads (64 bytes): palette 1, tiles 0..8 each 16 rows of
+/// 64 bytes, the rest unused.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// The tiles configured for this thread; released (`tilerelease`, which also returns the
+/// thread's tile state to its initial, cheap-to-save form) when dropped.
+struct Tiles(());
+
+impl Tiles {
+    /// Configures the tiles. Safety: AMX is enabled for this process ([`crate::amx::support`]).
+    unsafe fn configure() -> Tiles {
+        // SAFETY: LDTILECFG reads the 64-byte configuration at the pointer (valid, aligned
+        // static); the caller's contract makes the instruction legal. It zeroes every tile.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
+        Tiles(())
+    }
+}
+
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: a `Tiles` exists only after `configure`, so AMX is enabled; TILERELEASE
+        // touches no memory.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+/// The 32 x 32 block of C as the tiles store it: row `r` at `r * 32` (i32 or f32 bits).
+#[repr(C, align(64))]
+struct Block([u32; PANEL * 2 * TILE_ROWS]);
+
+/// Defines a tile loop over `$op` (`tdpbusd` or `tdpbf16ps`): `chunks` steps of 64 bytes of
+/// K into zeroed C tiles, stored to the block. `$two`: rows 16..32 too (tmm5, tmm2, tmm3).
+macro_rules! tile_loop {
+    ($name:ident, $op:literal, two) => {
+        /// 32 rows x 32 channels: `chunks` (>= 1) steps of K from `a` (rows `lda` bytes
+        /// apart) and `b` (a weight panel's groups, 128 bytes apart), into `c`. Safety: tiles
+        /// configured; `a` valid for 32 rows of `chunks * 64` bytes, `b` for `chunks * 16`
+        /// groups of 128 bytes.
+        #[inline(always)]
+        unsafe fn $name(chunks: usize, a: *const u8, lda: usize, b: *const u8, c: &mut Block) {
+            debug_assert!(chunks > 0);
+            let c0 = c.0.as_mut_ptr();
+            // SAFETY: the contract above; the loop reads A rows `r * lda .. + chunks * 64`
+            // for r < 32 and B groups `g * 128 .. + 128` for g < chunks * 16, and writes the
+            // 32 x 128 bytes of `c`. Tiles 0..8 are configured 16 x 64 bytes.
+            unsafe {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    "2:",
+                    // B: channels 0..16 and 16..32 of the panel, 16 groups (rows) of K.
+                    "tileloadd tmm6, [{b} + {ldb}*1]",
+                    "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+                    // A: rows 0..16, 64 bytes of K each.
+                    "tileloadd tmm4, [{a} + {lda}*1]",
+                    concat!($op, " tmm0, tmm4, tmm6"),
+                    concat!($op, " tmm1, tmm4, tmm7"),
+                    // A: rows 16..32.
+                    "tileloadd tmm5, [{a2} + {lda}*1]",
+                    concat!($op, " tmm2, tmm5, tmm6"),
+                    concat!($op, " tmm3, tmm5, tmm7"),
+                    // Next 64 bytes of K: along A's rows, 16 groups down the panel.
+                    "add {a}, 64",
+                    "add {a2}, 64",
+                    "add {b}, {bstep}",
+                    "dec {n}",
+                    "jnz 2b",
+                    // C rows 0..16 (channels 0..16, 16..32), then rows 16..32.
+                    "tilestored [{c} + {ldc}*1], tmm0",
+                    "tilestored [{c} + {ldc}*1 + 64], tmm1",
+                    "tilestored [{c2} + {ldc}*1], tmm2",
+                    "tilestored [{c2} + {ldc}*1 + 64], tmm3",
+                    a = inout(reg) a => _,
+                    a2 = inout(reg) a.wrapping_add(TILE_ROWS * lda) => _,
+                    b = inout(reg) b => _,
+                    n = inout(reg) chunks => _,
+                    lda = in(reg) lda,
+                    ldb = in(reg) B_STRIDE,
+                    bstep = const TILE_ROWS * B_STRIDE,
+                    c = in(reg) c0,
+                    c2 = in(reg) c0.wrapping_add(TILE_ROWS * PANEL),
+                    ldc = in(reg) C_STRIDE,
+                    options(nostack)
+                )
+            };
+        }
+    };
+    ($name:ident, $op:literal, one) => {
+        /// [`tile_loop`]'s 16-row form: rows 0..16 of the block only (tmm0, tmm1); rows
+        /// 16..32 of `c` are left as they were. Safety: as the 32-row form, with 16 rows of A.
+        #[inline(always)]
+        unsafe fn $name(chunks: usize, a: *const u8, lda: usize, b: *const u8, c: &mut Block) {
+            debug_assert!(chunks > 0);
+            // SAFETY: as the 32-row form, reading 16 rows of A and writing 16 rows of `c`.
+            unsafe {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "2:",
+                    "tileloadd tmm6, [{b} + {ldb}*1]",
+                    "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+                    "tileloadd tmm4, [{a} + {lda}*1]",
+                    concat!($op, " tmm0, tmm4, tmm6"),
+                    concat!($op, " tmm1, tmm4, tmm7"),
+                    "add {a}, 64",
+                    "add {b}, {bstep}",
+                    "dec {n}",
+                    "jnz 2b",
+                    "tilestored [{c} + {ldc}*1], tmm0",
+                    "tilestored [{c} + {ldc}*1 + 64], tmm1",
+                    a = inout(reg) a => _,
+                    b = inout(reg) b => _,
+                    n = inout(reg) chunks => _,
+                    lda = in(reg) lda,
+                    ldb = in(reg) B_STRIDE,
+                    bstep = const TILE_ROWS * B_STRIDE,
+                    c = in(reg) c.0.as_mut_ptr(),
+                    ldc = in(reg) C_STRIDE,
+                    options(nostack)
+                )
+            };
+        }
+    };
+}
+
+tile_loop!(dpbusd_32, "tdpbusd", two);
+tile_loop!(dpbusd_16, "tdpbusd", one);
+tile_loop!(dpbf16_32, "tdpbf16ps", two);
+tile_loop!(dpbf16_16, "tdpbf16ps", one);
+
+/// Whether the int8 tiles take this GEMM: K a non-zero multiple of 64, activation groups (if
+/// any) too, and at least `min_rows` rows.
+fn fits_i8(p: &Gemm<'_>, min_rows: usize) -> bool {
+    let Weights::I8(w) = p.w else { return false };
+    let groups_fit = w.groups.is_none_or(|g| g.size.is_multiple_of(CHUNK));
+    p.k > 0 && p.k.is_multiple_of(CHUNK) && groups_fit && p.m() >= min_rows && p.n() > 0
+}
+
+/// Whether the bf16 tiles take this GEMM: K a non-zero multiple of 32, at least `min_rows`
+/// rows.
+fn fits_bf16(p: &Gemm<'_>, min_rows: usize) -> bool {
+    p.k > 0 && p.k.is_multiple_of(CHUNK / 2) && p.m() >= min_rows && p.n() > 0
+}
+
+/// The int8 GEMM on AMX where it fits (see the module docs), else on AVX-512 VNNI. Safety: AMX
+/// is enabled, and the caller runs with AVX-512 F, BW, VL, VNNI, FMA and F16C.
+#[inline(always)]
+pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_rows: usize) {
+    p.check();
+    // SAFETY: the caller's contract covers both paths.
+    unsafe {
+        if fits_i8(&p, min_rows) {
+            blocks_i8(p, scratch)
+        } else {
+            gemm_i8::<Avx512Vnni, 8, 2, 4>(p, scratch)
+        }
+    }
+}
+
+/// The bf16 GEMM on AMX where it fits, else on AVX-512 BF16. Safety: AMX is enabled, and the
+/// caller runs with AVX-512 F, BW, VL, BF16, FMA and F16C.
+#[inline(always)]
+pub(crate) unsafe fn gemm_bf16_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_rows: usize) {
+    p.check();
+    // SAFETY: the caller's contract covers both paths.
+    unsafe {
+        if fits_bf16(&p, min_rows) {
+            blocks_bf16(p, scratch)
+        } else {
+            gemm_bf16::<Avx512Bf16, 8, 2>(p, scratch)
+        }
+    }
+}
+
+/// The tile loops of the int8 GEMM (`fits_i8` holds; sizes checked).
+#[inline(always)]
+unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
+    let Weights::I8(w) = p.w else {
+        unreachable!("fits_i8 checked the weights")
+    };
+    let (m, n, k) = (p.m(), p.n(), p.k);
+    let (size, count) = match w.groups {
+        Some(g) => (g.size, act_groups(k, g.size)),
+        None => (k, 1),
+    };
+    let mc_rows = MC.div_ceil(TILE_ROWS) * TILE_ROWS;
+    reserve_a_i8(scratch, &w, mc_rows, k, count);
+    let c_ptr = p.c.as_mut_ptr();
+    let mut block = Block([0; PANEL * 2 * TILE_ROWS]);
+    // SAFETY: the caller's contract (AMX enabled).
+    let _tiles = unsafe { Tiles::configure() };
+    for ic in (0..m).step_by(MC) {
+        let mc = MC.min(m - ic);
+        let grouped = w.groups.map(|_| size);
+        let a = &p.a[ic * p.lda..];
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, p.lda, mc, k, w.input_scale, grouped, true, scratch);
+        for jr in (0..n).step_by(PANEL) {
+            let nc = PANEL.min(n - jr);
+            // The panel's channel sums and scales, padded with zeros past `n`.
+            let (mut cs, mut ws) = ([0i32; PANEL], [0.0f32; PANEL]);
+            cs[..nc].copy_from_slice(&w.col_sum[jr..jr + nc]);
+            ws[..nc].copy_from_slice(&w.scale[jr..jr + nc]);
+            // Not sliced: the panel holds `k / 4` groups of 128 bytes from here.
+            let wp = w.q.as_ptr().cast::<u8>().wrapping_add(jr * k);
+            for ir in (0..mc).step_by(2 * TILE_ROWS) {
+                let rows = (2 * TILE_ROWS).min(mc - ir);
+                let ap = scratch.packed_a_i8[ir * k..].as_ptr();
+                // The tiles read rows ir..ir + 16 (or 32) of the packed block: mc rounded up to
+                // 16 rows are packed, and `rows > 16` means 32 of them are.
+                let run = |chunks: usize, from: usize, block: &mut Block| {
+                    // SAFETY: AMX configured; A holds `ceil16(rows)` rows of `k` bytes from
+                    // `ap` (k bytes apart), read from byte `from`, `chunks * 64` of them (within
+                    // k); the panel holds k / 4 groups of 128 bytes from `wp`, read from group
+                    // `from / 4`.
+                    unsafe {
+                        let (a, b) = (ap.add(from), wp.add(from / 4 * B_STRIDE));
+                        if rows > TILE_ROWS {
+                            dpbusd_32(chunks, a, k, b, block)
+                        } else {
+                            dpbusd_16(chunks, a, k, b, block)
+                        }
+                    }
+                };
+                // SAFETY: AVX-512 F (the caller's contract).
+                let mut f = [[unsafe { Avx512::splat(0.0) }; 2]; 2 * TILE_ROWS];
+                if let Some(g) = w.groups {
+                    // Group sums of this panel (whole panels are stored): group `gi`'s 32 at
+                    // `(jr / PANEL) * PANEL * count + gi * PANEL`.
+                    let sums = &g.sums[jr * count..(jr + PANEL) * count];
+                    for gi in 0..count {
+                        // The last group holds what remains of K (a multiple of 64 too).
+                        let depth = size.min(k - gi * size);
+                        run(depth / CHUNK, gi * size, &mut block);
+                        let s = [&sums[gi * PANEL..], &sums[gi * PANEL + 16..]];
+                        for (r, f_r) in f.iter_mut().enumerate().take(rows) {
+                            let at = (ir + r) * count + gi;
+                            // SAFETY: AVX-512 F (the caller's contract).
+                            let (scale, corr) = unsafe {
+                                (
+                                    Avx512::splat(scratch.a_scale[at]),
+                                    Avx512::splat(-scratch.a_corr[at]),
+                                )
+                            };
+                            for (j, f_rj) in f_r.iter_mut().enumerate() {
+                                // SAFETY: AVX-512 (the caller's contract); row r < 32 of the
+                                // block and 16 sums at `s[j]` (32 per group are stored).
+                                unsafe {
+                                    let acc = block_lanes(&block, r, j);
+                                    let sum = Avx512::load(s[j].as_ptr());
+                                    *f_rj = Avx512::fma(Avx512Vnni::cvt(acc), scale, *f_rj);
+                                    *f_rj = Avx512::fma(corr, sum, *f_rj);
+                                }
+                            }
+                        }
+                    }
+                    for f_r in f.iter_mut().take(rows) {
+                        for (j, f_rj) in f_r.iter_mut().enumerate() {
+                            // SAFETY: AVX-512; 16 of the 32 padded scales.
+                            *f_rj =
+                                unsafe { Avx512::mul(*f_rj, Avx512::load(ws[j * 16..].as_ptr())) };
+                        }
+                    }
+                } else {
+                    run(k / CHUNK, 0, &mut block);
+                    for (r, f_r) in f.iter_mut().enumerate().take(rows) {
+                        let (scale, zp) = (scratch.a_scale[ir + r], scratch.a_zp[ir + r]);
+                        for (j, f_rj) in f_r.iter_mut().enumerate() {
+                            // SAFETY: AVX-512; row r < 32 of the block, 16 of the 32 padded
+                            // sums and scales. The operations and their order are
+                            // `kernel::run_i8`'s.
+                            unsafe {
+                                let acc = block_lanes(&block, r, j);
+                                let v = Avx512Vnni::to_f32(acc, cs[j * 16..].as_ptr(), zp);
+                                let ws = Avx512::load(ws[j * 16..].as_ptr());
+                                *f_rj = Avx512::mul(Avx512::mul(v, ws), Avx512::splat(scale));
+                            }
+                        }
+                    }
+                }
+                // SAFETY: AVX-512; each 8-row slab is stored at (ic + ir + 8 s, jr) with its
+                // valid rows and nc columns, inside C.
+                unsafe { store_rows(&p, c_ptr, &f, (ic + ir, jr), (rows, nc)) };
+            }
+        }
+    }
+}
+
+/// The tile loops of the bf16 GEMM (`fits_bf16` holds; sizes checked).
+#[inline(always)]
+unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
+    let Weights::Bf16(w) = p.w else {
+        panic!("gemm: the table routed other weights here");
+    };
+    let (m, n, k) = (p.m(), p.n(), p.k);
+    let pairs = k / 2;
+    let mc_rows = MC.div_ceil(TILE_ROWS) * TILE_ROWS;
+    grow(&mut scratch.packed_a_bf16, mc_rows * pairs, 0);
+    let c_ptr = p.c.as_mut_ptr();
+    let mut block = Block([0; PANEL * 2 * TILE_ROWS]);
+    // SAFETY: the caller's contract (AMX enabled).
+    let _tiles = unsafe { Tiles::configure() };
+    for ic in (0..m).step_by(MC) {
+        let mc = MC.min(m - ic);
+        let rows_packed = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
+        for (r, dst) in scratch.packed_a_bf16[..rows_packed * pairs]
+            .chunks_exact_mut(pairs)
+            .enumerate()
+        {
+            if r < mc {
+                let src = &p.a[(ic + r) * p.lda..(ic + r) * p.lda + k];
+                for (d, two) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *d = bf16::pair(two[0], two[1]);
+                }
+            } else {
+                dst.fill(0);
+            }
+        }
+        for jr in (0..n).step_by(PANEL) {
+            let nc = PANEL.min(n - jr);
+            // The panel: `pairs` rows of 32 channel pairs (128 bytes) from here.
+            let wp = w.as_ptr().cast::<u8>().wrapping_add(jr * k * 2);
+            for ir in (0..mc).step_by(2 * TILE_ROWS) {
+                let rows = (2 * TILE_ROWS).min(mc - ir);
+                let ap = scratch.packed_a_bf16[ir * pairs..].as_ptr().cast::<u8>();
+                // SAFETY: AMX configured; A holds `ceil16(rows)` rows of `2k` bytes from `ap`,
+                // of which `k / 32` steps of 64 are read; the panel holds `k / 2` rows of 128
+                // bytes from `wp`.
+                unsafe {
+                    if rows > TILE_ROWS {
+                        dpbf16_32(k / 32, ap, 2 * k, wp, &mut block)
+                    } else {
+                        dpbf16_16(k / 32, ap, 2 * k, wp, &mut block)
+                    }
+                };
+                // SAFETY: AVX-512 F (the caller's contract).
+                let mut f = [[unsafe { Avx512::splat(0.0) }; 2]; 2 * TILE_ROWS];
+                for (r, f_r) in f.iter_mut().enumerate().take(rows) {
+                    for (j, f_rj) in f_r.iter_mut().enumerate() {
+                        // SAFETY: AVX-512; row r < 32 of the block.
+                        *f_rj = unsafe { _mm512_castsi512_ps(block_lanes(&block, r, j)) };
+                    }
+                }
+                // SAFETY: as in the int8 GEMM.
+                unsafe { store_rows(&p, c_ptr, &f, (ic + ir, jr), (rows, nc)) };
+            }
+        }
+    }
+}
+
+/// Lanes `16 j .. 16 j + 16` of row `r` of the block. Safety: AVX-512 F; `r < 32`, `j < 2`.
+#[inline(always)]
+unsafe fn block_lanes(block: &Block, r: usize, j: usize) -> __m512i {
+    debug_assert!(r < 2 * TILE_ROWS && j < 2);
+    // SAFETY: the block holds 32 rows of 32 lanes; the caller's contract.
+    unsafe { _mm512_loadu_si512(block.0.as_ptr().add(r * PANEL + j * 16).cast()) }
+}
+
+/// Stores `rows x nc` results of `f` at `(row, col)` of C through the shared epilogue (bias,
+/// then GELU or residual), in slabs of 8 rows. Safety: AVX-512; the block lies inside C.
+#[inline(always)]
+unsafe fn store_rows(
+    p: &Gemm<'_>,
+    c_ptr: *mut f32,
+    f: &[[__m512; 2]; 2 * TILE_ROWS],
+    (row, col): (usize, usize),
+    (rows, nc): (usize, usize),
+) {
+    for (s, slab) in f.chunks_exact(8).enumerate().take(rows.div_ceil(8)) {
+        let slab: &[[__m512; 2]; 8] = slab.try_into().expect("8 rows");
+        let mr = (rows - s * 8).min(8);
+        let out = p.tile_out(c_ptr, (row + s * 8, col), (mr, nc), true, true);
+        // SAFETY: the caller's contract; `tile_out` bounds the slab to its valid elements.
+        unsafe { kernel::store::<Avx512, 8, 2>(slab, &out) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tiles against the reference and AVX-512 at every row count, with the row
+    //! threshold set to 1 so that the tiles run even where the dispatch would not send them.
+    //! Without AMX (CI's machines) there is nothing to run: each test says so and returns.
+
+    use super::*;
+    use crate::gemm::{
+        act_group_sums, gemm_ref, pack_weights_bf16, ActGroups, Epilogue, MatMut, PackedI8,
+        PackedI8Buf,
+    };
+    use crate::tolerance;
+
+    fn amx() -> bool {
+        let on = crate::isa::cpu_features().supports(crate::Isa::Amx);
+        if !on {
+            eprintln!("no AMX on this machine: the tile kernels are not run");
+        }
+        on
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Shapes: M over 1..=40 and MC +- 1, N over panel edges, K multiples of 64 (and one that
+    /// is not, which goes to VNNI), every epilogue, strided A and C.
+    fn shapes() -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        for (i, m) in (1..=40).chain([MC - 1, MC, MC + 1, 300]).enumerate() {
+            let n = [1, 15, 16, 17, 31, 32, 33, 64, 65, 100][i % 10];
+            let k = [64, 128, 192, 384, 768, 100][i % 6];
+            out.push((m, n, k));
+        }
+        out
+    }
+
+    fn epilogue<'a>(i: usize, r: &'a [f32], ld: usize) -> Epilogue<'a> {
+        [Epilogue::None, Epilogue::Gelu, Epilogue::Residual { r, ld }][i % 3]
+    }
+
+    /// int8 on the tiles is bit-identical to AVX-512 VNNI (the same exact sums, the same f32
+    /// operations), per row and per group of 64, 128 and 192, with and without input scales.
+    #[test]
+    fn int8_tiles_equal_vnni_bit_for_bit() {
+        if !amx() {
+            return;
+        }
+        let mut scratch = GemmScratch::default();
+        for (i, (m, n, k)) in shapes().into_iter().enumerate() {
+            let (lda, ldc, ldr) = (k + i % 3, n + i % 2, n + 1);
+            let a = values(m * lda, i as u64);
+            let q = PackedI8Buf::quantize(&values(n * k, i as u64 + 1), n, k);
+            let bias = values(n, 7);
+            let res = values(m * ldr, 8);
+            let factors: Vec<f32> = (0..k).map(|x| [0.5, 1.5, 3.0][x % 3]).collect();
+            for group in [None, Some(64), Some(128), Some(192)] {
+                let sums = group.map(|g| act_group_sums(&q.q, k, g));
+                let w = PackedI8 {
+                    input_scale: (i % 2 == 1).then_some(&factors[..]),
+                    groups: group.map(|size| ActGroups {
+                        size,
+                        sums: sums.as_deref().unwrap_or_default(),
+                    }),
+                    ..q.view()
+                };
+                let mut run = |amx: bool| {
+                    let mut c = vec![f32::NAN; m * ldc];
+                    let p = Gemm {
+                        k,
+                        a: &a,
+                        lda,
+                        w: Weights::I8(w),
+                        bias: (i % 4 != 0).then_some(&bias[..]),
+                        epilogue: epilogue(i, &res, ldr),
+                        c: MatMut::new(&mut c, m, n, ldc),
+                    };
+                    // SAFETY: AMX is enabled (checked above), which implies the AVX-512
+                    // features both paths need.
+                    unsafe {
+                        if amx {
+                            i8_tiles(p, &mut scratch)
+                        } else {
+                            i8_vnni(p, &mut scratch)
+                        }
+                    }
+                    c
+                };
+                let (tiles, vnni) = (run(true), run(false));
+                for (idx, (t, v)) in tiles.iter().zip(&vnni).enumerate() {
+                    assert!(
+                        t.to_bits() == v.to_bits() || (t.is_nan() && v.is_nan()),
+                        "m={m} n={n} k={k} group={group:?} at {idx}: {t} vs {v}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// bf16 on the tiles against the reference (f64 sums of the bf16-rounded operands) within
+    /// the f32 GEMM tolerance: `tdpbf16ps` rounds its sums differently from `vdpbf16ps`.
+    #[test]
+    fn bf16_tiles_match_reference() {
+        if !amx() {
+            return;
+        }
+        let mut scratch = GemmScratch::default();
+        for (i, (m, n, k)) in shapes().into_iter().enumerate() {
+            let (lda, ldc, ldr) = (k + i % 3, n + i % 2, n + 1);
+            let a = values(m * lda, i as u64);
+            let wf = values(n * k, i as u64 + 1);
+            let w = pack_weights_bf16(&wf, n, k);
+            let bias = values(n, 7);
+            let res = values(m * ldr, 8);
+            let mut run = |amx: bool| {
+                let mut c = vec![f32::NAN; m * ldc];
+                let p = Gemm {
+                    k,
+                    a: &a,
+                    lda,
+                    w: Weights::Bf16(&w),
+                    bias: (i % 4 != 0).then_some(&bias[..]),
+                    epilogue: epilogue(i, &res, ldr),
+                    c: MatMut::new(&mut c, m, n, ldc),
+                };
+                if amx {
+                    // SAFETY: AMX is enabled (checked above), with AVX-512 BF16.
+                    unsafe { bf16_tiles(p, &mut scratch) }
+                } else {
+                    gemm_ref(p, &mut scratch)
+                }
+                c
+            };
+            let (tiles, want) = (run(true), run(false));
+            for r in 0..m {
+                for j in 0..ldc {
+                    let (t, v) = (tiles[r * ldc + j], want[r * ldc + j]);
+                    if j >= n {
+                        assert!(t.is_nan(), "wrote outside C at ({r}, {j})");
+                        continue;
+                    }
+                    let mut mag: f32 = (0..k).map(|x| (a[r * lda + x] * wf[j * k + x]).abs()).sum();
+                    mag += bias[j].abs() + res[r * ldr + j].abs();
+                    let tol = tolerance::gemm_f32(k, mag) + tolerance::gelu(mag);
+                    assert!(
+                        tolerance::within(t, v, tol),
+                        "m={m} n={n} k={k} at ({r}, {j}): {t} vs {v} (tol {tol})"
+                    );
+                }
+            }
+        }
+    }
+
+    // The paths compared, compiled with the features the dispatch table's entries enable.
+    // Safety (each): AMX is enabled, which on every CPU that has it comes with those features.
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+    unsafe fn i8_tiles(p: Gemm<'_>, s: &mut GemmScratch) {
+        // SAFETY: the function's contract.
+        unsafe { gemm_i8_amx(p, s, 1) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+    unsafe fn i8_vnni(p: Gemm<'_>, s: &mut GemmScratch) {
+        // SAFETY: the function's contract.
+        unsafe { gemm_i8::<Avx512Vnni, 8, 2, 4>(p, s) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+    unsafe fn bf16_tiles(p: Gemm<'_>, s: &mut GemmScratch) {
+        // SAFETY: the function's contract.
+        unsafe { gemm_bf16_amx(p, s, 1) }
+    }
+}

@@ -2,7 +2,7 @@
 """Prints the GEMM tables from criterion's saved medians (run `cargo bench -p berth-benches
 --bench gemm` first): per shape, GFLOP/s (GOP/s for int8) of every berth weight type and path,
 the fraction of the register-only peak measured in the same run (FMA for f32 and f16, VNNI for
-int8, vdpbf16ps for bf16), berth f32's ratio to the gemm crate, f16's and int8's ratio to berth f32 on the same
+int8, vdpbf16ps for bf16, the tile products for AMX), berth f32's ratio to the gemm crate, f16's and int8's ratio to berth f32 on the same
 path, two threads against one, and small M with the weights streamed from memory. `--json`
 prints the same as JSON."""
 import json
@@ -85,6 +85,21 @@ def main():
         for row in bf:
             print(f"{row['m']:>4} {row['k']:>5} {row['n']:>5} | {f(row['avx512']['bf16'])} "
                   f"{p(row['bf16_frac'])} {r2(row['bf16_over_f32'])}")
+    amx_i8 = peak.get("amx i8")
+    amx_bf16 = peak.get("amx bf16")
+    tiles = [(key, r) for key, r in sorted(rows.items())
+             if r.get("berth i8 amx-int8") or r.get("berth bf16 amx amx-bf16")]
+    if tiles:
+        print()
+        print("AMX tiles (as dispatched: int8 below AMX_MIN_ROWS_I8 rows runs on VNNI), 1 thread:")
+        print(f"{'M':>4} {'K':>5} {'N':>5} | {'i8':>6} {'peak':>5} {'xVNNI':>6} | "
+              f"{'bf16':>6} {'peak':>5} {'xBF16':>6}")
+        for (m, k, n), r in tiles:
+            ti, tb = r.get("berth i8 amx-int8"), r.get("berth bf16 amx amx-bf16")
+            vi, vb = r.get("berth i8 avx512-vnni"), r.get("berth bf16 avx512 avx512-bf16")
+            print(f"{m:>4} {k:>5} {n:>5} | {f(ti)} {p(ti / amx_i8 if ti and amx_i8 else None)} "
+                  f"{r2(ti / vi if ti and vi else None)} | {f(tb)} "
+                  f"{p(tb / amx_bf16 if tb and amx_bf16 else None)} {r2(tb / vb if tb and vb else None)}")
     threads = groups("gemm threads")
     if threads:
         print()

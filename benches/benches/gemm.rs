@@ -1,5 +1,5 @@
 //! GEMM at BERT shapes, one thread: berth with f32, f16, bf16 and int8 weights on every ISA
-//! (and int8 and bf16 variant) this CPU runs, next to the `gemm` crate and `matrixmultiply` on the same f32
+//! (and int8 and bf16 variant, AMX tiles included where the CPU has them) this CPU runs, next to the `gemm` crate and `matrixmultiply` on the same f32
 //! shapes in the same run, plus the register-only FMA and VNNI peaks, so that each result can
 //! be quoted as GFLOP/s (GOP/s for int8), fraction of peak and ratio to the peers. Throughput
 //! is reported in elements/s where one element is one operation (2 M N K per GEMM).
@@ -138,12 +138,14 @@ fn peak_fma(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     const ITERS: u64 = 100_000;
     // Each loop returns the operations one call does, or None where the CPU lacks it.
-    let loops: [(&str, PeakLoop); 5] = [
+    let loops: [(&str, PeakLoop); 7] = [
         ("fma f32 avx512", peak::fma_f32_avx512),
         ("fma f32 avx2", peak::fma_f32_avx2),
         ("vnni i8 avx512", peak::vnni_i8_avx512),
         ("vnni i8 avx", peak::vnni_i8_avx),
         ("dpbf16 bf16 avx512", peak::dpbf16_avx512),
+        ("amx i8", peak::amx_i8),
+        ("amx bf16", peak::amx_bf16),
     ];
     for (name, run) in loops {
         if let Some(ops) = run(1) {

@@ -69,8 +69,8 @@ struct ModelArgs {
     /// Threads [default: one per physical core].
     #[arg(long)]
     threads: Option<usize>,
-    /// Run the linear layers in bf16 (f32 and f16 files): faster on CPUs with AVX-512 BF16,
-    /// at bfloat16's precision.
+    /// Run the linear layers in bf16 (f32 and f16 files): faster on CPUs with AVX-512 BF16 or
+    /// AMX, at bfloat16's precision.
     #[arg(long)]
     bf16: bool,
 }

@@ -381,6 +381,9 @@ pub fn peak_per_core(dtype: &str) -> Option<f64> {
         Some(best)
     };
     match (k.isa, dtype) {
+        (Isa::Amx, "bf16") => f(peak::amx_bf16),
+        (Isa::Amx, "int8") => f(peak::amx_i8),
+        (Isa::Amx, _) => f(peak::fma_f32_avx512),
         (Isa::Avx512, "bf16") if k.bf16 == "avx512-bf16" => f(peak::dpbf16_avx512),
         (Isa::Avx512, "int8") if k.int8.contains("vnni") => f(peak::vnni_i8_avx512),
         (Isa::Avx2, "int8") if k.int8.contains("vnni") => f(peak::vnni_i8_avx),
@@ -639,10 +642,11 @@ pub fn table(records: &[Value]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<4} {:<10} {:<5} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+        "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
         "load",
         "model",
         "dtype",
+        "kernel",
         "thr",
         "median ms",
         "p10 ms",
@@ -662,12 +666,19 @@ pub fn table(records: &[Value]) -> String {
             Some(f) => format!("{:.0}%", f * 100.0),
             None => "-".to_owned(),
         };
+        // The GEMM instructions of the record: the int8 or bf16 kernel, else the path's FMA.
+        let kernel = match r["dtype"].as_str() {
+            Some("int8") => &r["int8_kernel"],
+            Some("bf16") => &r["bf16_kernel"],
+            _ => &r["isa"],
+        };
         let _ = writeln!(
             s,
-            "{:<4} {:<10} {:<5} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+            "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
             r["workload"].as_str().unwrap_or("?"),
             r["model"].as_str().unwrap_or("?"),
             r["dtype"].as_str().unwrap_or("?"),
+            kernel.as_str().unwrap_or("?"),
             r["threads"],
             num(&r["median_ms"], 2),
             num(&r["p10_ms"], 2),

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Issue 7's checks on a machine with AMX, from what scripts/amx-check/prepare.sh put in .dev/
+# (run from the repository root; results under $OUT, else /tmp/amx-check):
+#   tests  every kernels and engine test binary with BERTH_ISA=amx, the register-only peaks,
+#          and the GEMM sweep with the tiles forced at every M (sweep.json)
+#   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
+#          thread scaling of B1 and B3 (scaling.json), embeddings of the 48 reference
+#          sentences on both paths (acc.txt), and ONNX Runtime through benches/peers.py
+#          (peers.json) when the machine's Python has onnxruntime, torch and transformers
+#   all    both (the default)
+# MiniLM is a model with all-MiniLM-L6-v2's shapes and random weights (make-random-minilm.py,
+# which needs torch, transformers and safetensors): timings and path-to-path agreement only.
+set -u
+D=$PWD/.dev
+S=$PWD/scripts/amx-check
+O=${OUT:-/tmp/amx-check}; mkdir -p "$O"
+L=$O/log.txt
+STAGE=${1:-all}
+log() { echo "=== $* ($(date +%T))" | tee -a "$L"; }
+minilm() {
+    rm -rf /tmp/minilm && cp -r "$D/minilm" /tmp/minilm &&
+        python3 "$S/make-random-minilm.py" /tmp/minilm > /tmp/mk.log 2>&1
+}
+if [ "$STAGE" != bench ]; then
+    # The random MiniLM for the bench stage, made meanwhile in a session of its own (it
+    # outlives this command when the machine stays up between stages).
+    setsid nohup bash -c "$(declare -f minilm); D=$D S=$S minilm" > /dev/null 2>&1 < /dev/null &
+    log cpu
+    lscpu | grep -E 'Model name|^CPU\(s\)|L2|L3' | tee -a "$L"
+    "$D/isa" | tr '\n' ' '; echo
+    "$D/isa" --variants
+    log tests
+    for t in "$D"/kernels-* "$D"/engine-*; do
+        n=$(basename "$t")
+        echo "--- $n" >> "$L"
+        BERTH_ISA=amx timeout 150 "$t" --test-threads "$(nproc)" >> "$L" 2>&1
+        rc=$?
+        echo "$n rc=$rc $(grep -E '^test result' "$L" | tail -1)"
+        [ $rc = 0 ] || grep -E 'panicked|FAILED|failed|error' "$L" | tail -8
+    done
+    log peak
+    timeout 60 "$D/peak" | tee -a "$L"
+    log sweep
+    BERTH_AMX_MIN_ROWS=1 timeout 120 "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \
+        --json "$O/sweep.json" >> "$L" 2>&1
+    echo "sweep rc=$?"
+fi
+[ "$STAGE" = tests ] && { log done; exit 0; }
+export BERTH_CACHE_DIR=/tmp/bc BERTH_MINILM_DIR=/tmp/minilm
+log bench
+for _ in $(seq 150); do grep -q wrote /tmp/mk.log 2>/dev/null && break; sleep 1; done
+grep -q wrote /tmp/mk.log 2>/dev/null || minilm
+tail -1 /tmp/mk.log
+for isa in amx avx512; do
+    BERTH_ISA=$isa timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8,bf16 --threads 1 \
+        --runs 10 --min-time 0.5 --json > "$O/bench-$isa.json" 2>> "$L"
+    echo "bench $isa rc=$?"
+done
+log scaling
+BERTH_ISA=amx timeout 150 "$D/berth" bench --workload B1,B3 --dtype int8,bf16 \
+    --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling.json" 2>> "$L"
+echo "scaling rc=$?"
+log accuracy
+A=/tmp/acc
+mkdir -p $A
+"$D/berth" convert /tmp/minilm -o $A/f32.berth --quiet &&
+    "$D/berth" convert /tmp/minilm -o $A/int8.berth --dtype int8 --quiet
+python3 -c "import json; [print(json.dumps(s)) for s in json.load(open('fixtures/reference/minilm/sentences.json'))]" > $A/s.jsonl
+for isa in amx avx512; do
+    BERTH_ISA=$isa "$D/berth" embed $A/f32.berth --jsonl --npy "$A/f32-$isa.npy" < $A/s.jsonl
+    BERTH_ISA=$isa "$D/berth" embed $A/f32.berth --bf16 --jsonl --npy "$A/bf16-$isa.npy" < $A/s.jsonl
+    BERTH_ISA=$isa "$D/berth" embed $A/int8.berth --jsonl --npy "$A/int8-$isa.npy" < $A/s.jsonl
+done
+python3 "$S/cosines.py" $A 2>&1 | tee "$O/acc.txt"
+log peers
+py=$(python3 -c 'import sys; print(sys.prefix)')
+timeout "${PEERS_S:-170}" python3 benches/peers.py --venv "$py" --berth "$D/berth" --workload M1,B1 \
+    --threads 1 --peers ort,ort-int8 --runs 10 --json "$O/peers.json" >> "$L" 2>&1
+echo "peers rc=$?"
+log done

@@ -44,14 +44,24 @@ pub const AMX_MIN_ROWS_BF16: usize = 1;
 pub fn amx_min_rows() -> Result<(usize, usize), crate::IsaError> {
     static ROWS: std::sync::OnceLock<Result<(usize, usize), crate::IsaError>> =
         std::sync::OnceLock::new();
-    ROWS.get_or_init(|| match std::env::var(crate::isa::AMX_ROWS_ENV) {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
-            Ok(rows) => Ok((rows, rows)),
-            Err(_) => Err(crate::IsaError::AmxRows { value: v }),
-        },
-        _ => Ok((AMX_MIN_ROWS_I8, AMX_MIN_ROWS_BF16)),
+    ROWS.get_or_init(|| {
+        let value = std::env::var(crate::isa::AMX_ROWS_ENV).ok();
+        min_rows_from(value.as_deref())
     })
     .clone()
+}
+
+/// The thresholds for a value of [`crate::isa::AMX_ROWS_ENV`] (none or blank: the constants).
+fn min_rows_from(value: Option<&str>) -> Result<(usize, usize), crate::IsaError> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        None => Ok((AMX_MIN_ROWS_I8, AMX_MIN_ROWS_BF16)),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(rows) => Ok((rows, rows)),
+            Err(_) => Err(crate::IsaError::AmxRows {
+                value: v.to_owned(),
+            }),
+        },
+    }
 }
 
 /// Bytes of K in one tile row (one step of the K loop).
@@ -384,20 +394,8 @@ unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     let _tiles = unsafe { Tiles::configure() };
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
-        let rows_packed = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
-        for (r, dst) in scratch.packed_a_bf16[..rows_packed * pairs]
-            .chunks_exact_mut(pairs)
-            .enumerate()
-        {
-            if r < mc {
-                let src = &p.a[(ic + r) * p.lda..(ic + r) * p.lda + k];
-                for (d, two) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                    *d = bf16::pair(two[0], two[1]);
-                }
-            } else {
-                dst.fill(0);
-            }
-        }
+        let a = &p.a[ic * p.lda..];
+        pack_a_bf16_rows(a, p.lda, mc, k, &mut scratch.packed_a_bf16);
         for jr in (0..n).step_by(PANEL) {
             let nc = PANEL.min(n - jr);
             // The panel: `pairs` rows of 32 channel pairs (128 bytes) from here.
@@ -426,6 +424,23 @@ unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
                 // SAFETY: as in the int8 GEMM.
                 unsafe { store_rows(&p, c_ptr, &f, (ic + ir, jr), (rows, nc)) };
             }
+        }
+    }
+}
+
+/// Rounds `mc` rows of A (`k` even) to bf16 pairs into row-major rows of `k / 2` pairs in
+/// `out`, `mc` rounded up to 16 rows (the padding rows zero): the A tiles' layout.
+fn pack_a_bf16_rows(a: &[f32], lda: usize, mc: usize, k: usize, out: &mut [u32]) {
+    let pairs = k / 2;
+    let rows = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
+    for (r, dst) in out[..rows * pairs].chunks_exact_mut(pairs).enumerate() {
+        if r < mc {
+            let src = &a[r * lda..r * lda + k];
+            for (d, two) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = bf16::pair(two[0], two[1]);
+            }
+        } else {
+            dst.fill(0);
         }
     }
 }
@@ -465,8 +480,8 @@ mod tests {
 
     use super::*;
     use crate::gemm::{
-        act_group_sums, gemm_ref, pack_weights_bf16, ActGroups, Epilogue, MatMut, PackedI8,
-        PackedI8Buf,
+        act_group_sums, gemm_ref, pack_weights_bf16, to_bf16, ActGroups, Epilogue, MatMut,
+        PackedI8, PackedI8Buf,
     };
     use crate::tolerance;
 
@@ -616,6 +631,135 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Which GEMMs the tiles take: K a multiple of 64 (int8) or 32 (bf16), activation groups a
+    /// multiple of 64, at least the threshold's rows. Runs anywhere (no tile is touched).
+    #[test]
+    fn the_tiles_take_only_the_shapes_they_can() {
+        let a = values(20 * 192, 3);
+        let mut c = vec![0.0f32; 20 * 40];
+        let mut fits = |m: usize, k: usize, group: Option<usize>, bf16: bool, min: usize| {
+            let w = values(40 * k, 1);
+            let (q, b) = (
+                PackedI8Buf::quantize(&w, 40, k),
+                pack_weights_bf16(&w, 40, k),
+            );
+            let sums = group
+                .map(|g| act_group_sums(&q.q, k, g))
+                .unwrap_or_default();
+            let groups = group.map(|size| ActGroups { size, sums: &sums });
+            let p = Gemm {
+                k,
+                a: &a,
+                lda: 192,
+                w: match bf16 {
+                    true => Weights::Bf16(&b),
+                    false => Weights::I8(PackedI8 { groups, ..q.view() }),
+                },
+                bias: None,
+                epilogue: Epilogue::None,
+                c: MatMut::new(&mut c, m, 40, 40),
+            };
+            match bf16 {
+                true => fits_bf16(&p, min),
+                false => fits_i8(&p, min),
+            }
+        };
+        assert!(fits(16, 192, None, false, 16));
+        assert!(!fits(15, 192, None, false, 16));
+        assert!(fits(16, 192, Some(64), false, 16));
+        assert!(fits(16, 192, Some(128), false, 16));
+        assert!(!fits(16, 192, Some(32), false, 16));
+        assert!(!fits(16, 100, None, false, 16));
+        assert!(!fits(16, 0, None, false, 16));
+        assert!(fits(1, 192, None, true, 1));
+        assert!(fits(1, 96, None, true, 1));
+        assert!(!fits(1, 100, None, true, 1));
+        assert!(!fits(0, 192, None, true, 1));
+    }
+
+    #[test]
+    fn the_row_threshold_override_parses() {
+        let defaults = (AMX_MIN_ROWS_I8, AMX_MIN_ROWS_BF16);
+        assert_eq!(min_rows_from(None), Ok(defaults));
+        assert_eq!(min_rows_from(Some(" ")), Ok(defaults));
+        assert_eq!(min_rows_from(Some(" 1 ")), Ok((1, 1)));
+        assert!(matches!(
+            min_rows_from(Some("many")),
+            Err(crate::IsaError::AmxRows { .. })
+        ));
+        assert!(min_rows_from(Some("-3")).is_err());
+    }
+
+    /// The A operands of the tiles, checked where they are made, on any CPU: int8 rows are the
+    /// codes the VNNI packing interleaves (unsigned, the same scales and zero points), bf16
+    /// rows the pairs `to_bf16` rounds, padded with zero rows to 16.
+    #[test]
+    fn tile_operands_are_the_packed_rows() {
+        if !crate::isa::cpu_features().avx512vnni
+            || !crate::isa::cpu_features().supports(crate::Isa::Avx512)
+        {
+            eprintln!("no AVX-512 VNNI: the int8 packing is not checked");
+        } else {
+            for (mc, k) in [(1, 64), (17, 128), (32, 100), (5, 4)] {
+                let a = values(mc * k, mc as u64);
+                let kp = k.div_ceil(4) * 4;
+                let (mut rows, mut panels) = (GemmScratch::default(), GemmScratch::default());
+                let rows_packed = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
+                let w = PackedI8Buf::quantize(&values(8 * k, 9), 8, k);
+                reserve_a_i8(&mut rows, &w.view(), rows_packed, k, 1);
+                reserve_a_i8(&mut panels, &w.view(), rows_packed, k, 1);
+                // SAFETY: AVX-512 with VNNI (checked above).
+                unsafe { pack_both(&a, mc, k, &mut rows, &mut panels) };
+                for r in 0..rows_packed {
+                    for kk in 0..kp {
+                        let want = if r < mc {
+                            panels.packed_a_i8
+                                [(r / 16) * 16 * kp + (kk / 4) * 64 + (r % 16) * 4 + kk % 4]
+                        } else {
+                            0x80
+                        };
+                        assert_eq!(
+                            rows.packed_a_i8[r * kp + kk],
+                            want,
+                            "mc={mc} k={k} ({r}, {kk})"
+                        );
+                    }
+                    assert_eq!(rows.a_scale[r], panels.a_scale[r]);
+                    assert_eq!(rows.a_zp[r], panels.a_zp[r]);
+                }
+            }
+        }
+        for (mc, k) in [(1, 32), (17, 64), (16, 2)] {
+            let lda = k + 3;
+            let a = values(mc * lda, 5);
+            let mut out = vec![7u32; mc.div_ceil(16) * 16 * k / 2];
+            pack_a_bf16_rows(&a, lda, mc, k, &mut out);
+            for r in 0..mc.div_ceil(16) * 16 {
+                for s in 0..k / 2 {
+                    let want = if r < mc {
+                        let (x0, x1) = (a[r * lda + 2 * s], a[r * lda + 2 * s + 1]);
+                        u32::from(to_bf16(x0).to_bits()) | u32::from(to_bf16(x1).to_bits()) << 16
+                    } else {
+                        0
+                    };
+                    assert_eq!(out[r * k / 2 + s], want, "mc={mc} k={k} ({r}, {s})");
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+    unsafe fn pack_both(
+        a: &[f32],
+        mc: usize,
+        k: usize,
+        rows: &mut GemmScratch,
+        panels: &mut GemmScratch,
+    ) {
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, true, rows);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, false, panels);
     }
 
     // The paths compared, compiled with the features the dispatch table's entries enable.

@@ -2,9 +2,9 @@
 """Prints the GEMM tables from criterion's saved medians (run `cargo bench -p berth-benches
 --bench gemm` first): per shape, GFLOP/s (GOP/s for int8) of every berth weight type and path,
 the fraction of the register-only peak measured in the same run (FMA for f32 and f16, VNNI for
-int8, vdpbf16ps for bf16, the tile products for AMX), berth f32's ratio to the gemm crate, f16's and int8's ratio to berth f32 on the same
-path, two threads against one, and small M with the weights streamed from memory. `--json`
-prints the same as JSON."""
+int8, vdpbf16ps for bf16, the tile products for AMX), berth f32's ratio to the gemm crate,
+f16's and int8's ratio to berth f32 on the same path, two threads against one, and small M
+with the weights streamed from memory. `--json` prints the same as JSON."""
 import json
 import re
 import sys
@@ -97,9 +97,11 @@ def main():
         for (m, k, n), r in tiles:
             ti, tb = r.get("berth i8 amx-int8"), r.get("berth bf16 amx amx-bf16")
             vi, vb = r.get("berth i8 avx512-vnni"), r.get("berth bf16 avx512 avx512-bf16")
-            print(f"{m:>4} {k:>5} {n:>5} | {f(ti)} {p(ti / amx_i8 if ti and amx_i8 else None)} "
+            ti_frac = ti / amx_i8 if ti and amx_i8 else None
+            tb_frac = tb / amx_bf16 if tb and amx_bf16 else None
+            print(f"{m:>4} {k:>5} {n:>5} | {f(ti)} {p(ti_frac)} "
                   f"{r2(ti / vi if ti and vi else None)} | {f(tb)} "
-                  f"{p(tb / amx_bf16 if tb and amx_bf16 else None)} {r2(tb / vb if tb and vb else None)}")
+                  f"{p(tb_frac)} {r2(tb / vb if tb and vb else None)}")
     threads = groups("gemm threads")
     if threads:
         print()

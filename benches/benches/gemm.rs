@@ -1,6 +1,7 @@
 //! GEMM at BERT shapes, one thread: berth with f32, f16, bf16 and int8 weights on every ISA
-//! (and int8 and bf16 variant, AMX tiles included where the CPU has them) this CPU runs, next to the `gemm` crate and `matrixmultiply` on the same f32
-//! shapes in the same run, plus the register-only FMA and VNNI peaks, so that each result can
+//! (and int8 and bf16 variant, AMX tiles included where the CPU has them) this CPU runs, next
+//! to the `gemm` crate and `matrixmultiply` on the same f32 shapes in the same run, plus the
+//! register-only FMA, VNNI, `vdpbf16ps` and AMX peaks, so that each result can
 //! be quoted as GFLOP/s (GOP/s for int8), fraction of peak and ratio to the peers. Throughput
 //! is reported in elements/s where one element is one operation (2 M N K per GEMM).
 //!

@@ -4,7 +4,8 @@
 //! what the AMX row thresholds (`gemm::AMX_MIN_ROWS_*`) were read from; the criterion bench
 //! (`cargo bench -p berth-benches --bench gemm`) is the thorough one.
 //!
-//!     cargo run --release -p berth-kernels --example gemm_sweep [-- --ms 1,8,32 --min-ms 150 --json out.json]
+//!     cargo run --release -p berth-kernels --example gemm_sweep \
+//!         [-- --ms 1,8,32 --min-ms 150 --json out.json]
 //!
 //! With `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M.
 

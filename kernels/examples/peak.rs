@@ -1,5 +1,6 @@
 //! Prints this machine's register-only peaks per core (and with every core busy): f32 FMA,
-//! VNNI int8, AVX-512 BF16 and the AMX tiles, the figures GEMM results are quoted against. `cargo run --release -p berth-kernels --example peak`
+//! VNNI int8, AVX-512 BF16 and the AMX tiles, the figures GEMM results are quoted against.
+//! `cargo run --release -p berth-kernels --example peak`
 
 use std::time::Instant;
 

@@ -28,8 +28,8 @@ pub struct Kernels {
     pub layer_norm: fn(LayerNormRows<'_>),
     pub softmax: fn(&mut [f32]),
     pub gelu: fn(&mut [f32]),
-    /// The int8 dot-product instructions `gemm_i8` uses (`"amx-int8"`, `"avx512-vnni"`, `"avx-vnni"`,
-    /// `"avx2"`, `"neon-dotprod"`, `"neon"`, `"scalar"`).
+    /// The int8 dot-product instructions `gemm_i8` uses (`"amx-int8"`, `"avx512-vnni"`,
+    /// `"avx-vnni"`, `"avx2"`, `"neon-dotprod"`, `"neon"`, `"scalar"`).
     pub int8: &'static str,
     /// GEMM with f32 weights; call through [`Kernels::gemm`], which routes by weight type.
     pub gemm_f32: fn(Gemm<'_>, &mut GemmScratch),
@@ -37,8 +37,8 @@ pub struct Kernels {
     pub gemm_f16: fn(Gemm<'_>, &mut GemmScratch),
     /// GEMM with int8 weights.
     pub gemm_i8: fn(Gemm<'_>, &mut GemmScratch),
-    /// The bf16 dot products `gemm_bf16` uses (`"amx-bf16"`, `"avx512-bf16"`, or `"widened"` on the f32
-    /// instructions of the path, or `"scalar"`).
+    /// The bf16 dot products `gemm_bf16` uses (`"amx-bf16"`, `"avx512-bf16"`, or `"widened"` on
+    /// the f32 instructions of the path, or `"scalar"`).
     pub bf16: &'static str,
     /// GEMM with bf16 weights (and activations rounded to bf16).
     pub gemm_bf16: fn(Gemm<'_>, &mut GemmScratch),

@@ -2,9 +2,10 @@
 //!
 //! The CPU is probed once. The instruction-set path that kernels dispatch to is the best one the
 //! CPU supports, unless the environment variable `BERTH_ISA` names a lower one
-//! (`amx`, `avx512`, `avx2`, `neon`, `scalar`): tests and CI use it to run every path this machine can
-//! run. Asking for a path the CPU cannot run, or naming an unknown one, is an error rather than a
-//! silent fallback, so that a CI job meant to test AVX2 cannot quietly test scalar code instead.
+//! (`amx`, `avx512`, `avx2`, `neon`, `scalar`): tests and CI use it to run every path this
+//! machine can run. Asking for a path the CPU cannot run, or naming an unknown one, is an error
+//! rather than a silent fallback, so that a CI job meant to test AVX2 cannot quietly test scalar
+//! code instead.
 
 use std::fmt;
 use std::sync::OnceLock;

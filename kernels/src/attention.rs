@@ -258,22 +258,46 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                             }
                         }
                     }
-                    for j in 0..kn {
-                        let vrow = p.v.as_ptr().add((j0 + j) * p.ldv);
-                        let mut vv = [S::splat(0.0); DV];
-                        for (u, x) in vv.iter_mut().enumerate().take(fv) {
-                            let at = (f0 + u) * l;
-                            *x = if partial(u) {
-                                let part = std::slice::from_raw_parts(vrow.add(at), tail);
-                                simd::load_partial::<S>(part, 0.0)
-                            } else {
-                                S::load(vrow.add(at))
-                            };
+                    // Whole vectors only (the usual case: d a multiple of LANES, DV of them):
+                    // the loop over keys with constant bounds, so that the block's output
+                    // stays in registers. The same operations in the same order as below.
+                    let whole = fv == DV && !(0..fv).any(partial);
+                    if whole {
+                        // A local copy: `o` itself is indexed at run-time bounds elsewhere,
+                        // and LLVM then stored it back to the stack at every key.
+                        let mut acc = o;
+                        for j in 0..kn {
+                            let vrow = p.v.as_ptr().add((j0 + j) * p.ldv + f0 * l);
+                            let mut vv = [S::splat(0.0); DV];
+                            for (u, x) in vv.iter_mut().enumerate() {
+                                *x = S::load(vrow.add(u * l));
+                            }
+                            for (ai, si) in acc.iter_mut().zip(&s) {
+                                let pv = S::splat(si[j]);
+                                for (x, v) in ai.iter_mut().zip(&vv) {
+                                    *x = S::fma(pv, *v, *x);
+                                }
+                            }
                         }
-                        for (oi, si) in o.iter_mut().zip(&s) {
-                            let pv = S::splat(si[j]);
-                            for (x, v) in oi.iter_mut().zip(&vv).take(fv) {
-                                *x = S::fma(pv, *v, *x);
+                        o = acc;
+                    } else {
+                        for j in 0..kn {
+                            let vrow = p.v.as_ptr().add((j0 + j) * p.ldv);
+                            let mut vv = [S::splat(0.0); DV];
+                            for (u, x) in vv.iter_mut().enumerate().take(fv) {
+                                let at = (f0 + u) * l;
+                                *x = if partial(u) {
+                                    let part = std::slice::from_raw_parts(vrow.add(at), tail);
+                                    simd::load_partial::<S>(part, 0.0)
+                                } else {
+                                    S::load(vrow.add(at))
+                                };
+                            }
+                            for (oi, si) in o.iter_mut().zip(&s) {
+                                let pv = S::splat(si[j]);
+                                for (x, v) in oi.iter_mut().zip(&vv).take(fv) {
+                                    *x = S::fma(pv, *v, *x);
+                                }
                             }
                         }
                     }

@@ -77,6 +77,23 @@ fn batch(cfg: &ModelConfig, seed: u64) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
     (ids, mask, types)
 }
 
+/// [`batch`]'s tensors (`[batch, seq]` row-major, `seq` = 40) as the `batch` sequences from
+/// `first`.
+fn sequences<'a>(
+    (ids, mask, types): &'a (Vec<i64>, Vec<i64>, Vec<i64>),
+    first: usize,
+    batch: usize,
+) -> Inputs<'a> {
+    let rows = first * 40..(first + batch) * 40;
+    Inputs {
+        batch,
+        seq: 40,
+        input_ids: &ids[rows.clone()],
+        attention_mask: Some(&mask[rows.clone()]),
+        token_type_ids: Some(&types[rows]),
+    }
+}
+
 /// The worst |fast - reference| over real positions of every output, and the largest
 /// reference magnitude, per output.
 fn compare(
@@ -145,14 +162,8 @@ fn fast_path_matches_the_reference() {
                 let file = BerthFile::from_bytes(&bytes).unwrap();
                 file.verify().unwrap();
                 let reference = ReferenceModel::new(&file).unwrap();
-                let (ids, mask, types) = batch(&cfg, seed + 7);
-                let inputs = Inputs {
-                    batch: 3,
-                    seq: 40,
-                    input_ids: &ids,
-                    attention_mask: Some(&mask),
-                    token_type_ids: Some(&types),
-                };
+                let tensors3 = batch(&cfg, seed + 7);
+                let inputs = sequences(&tensors3, 0, 3);
                 let want = reference.forward(&inputs).unwrap();
                 // int8: the default activation groups (one group of the hidden 64, groups of
                 // 64 and 32 for the intermediate 96), per row, and groups of 16 and 8.
@@ -202,7 +213,7 @@ fn fast_path_matches_the_reference() {
                             kernels.isa
                         );
                     }
-                    for (name, worst, scale) in compare(head, &got, &want, &mask) {
+                    for (name, worst, scale) in compare(head, &got, &want, &tensors3.1) {
                         let ctx = format!(
                             "{head:?} {act:?} {dtype:?} {layout:?} {grouping:?} bf16={bf16} on {} ({}, {}): {name}",
                             kernels.isa, kernels.int8, kernels.bf16
@@ -225,19 +236,7 @@ fn fast_path_matches_the_reference() {
                     }
                     // Each sequence alone gives the same bits as in the batch.
                     for b in 0..3 {
-                        let rows = b * 40..(b + 1) * 40;
-                        let one = fast
-                            .forward(
-                                &Inputs {
-                                    batch: 1,
-                                    seq: 40,
-                                    input_ids: &ids[rows.clone()],
-                                    attention_mask: Some(&mask[rows.clone()]),
-                                    token_type_ids: Some(&types[rows.clone()]),
-                                },
-                                &mut ws,
-                            )
-                            .unwrap();
+                        let one = fast.forward(&sequences(&tensors3, b, 1), &mut ws).unwrap();
                         let h = cfg.hidden_size;
                         let batched = &got.last_hidden_state.data[b * 40 * h..(b + 1) * 40 * h];
                         assert!(
@@ -294,14 +293,8 @@ fn bad_act_grouping_is_an_error() {
 #[test]
 fn bf16_leaves_int8_layers_alone() {
     let cfg = config(Head::None, Activation::Gelu);
-    let (ids, mask, types) = batch(&cfg, 5);
-    let inputs = Inputs {
-        batch: 3,
-        seq: 40,
-        input_ids: &ids,
-        attention_mask: Some(&mask),
-        token_type_ids: Some(&types),
-    };
+    let tensors3 = batch(&cfg, 5);
+    let inputs = sequences(&tensors3, 0, 3);
     for dtype in [DType::I8, DType::F32] {
         let bytes = encode(&cfg, None, &tensors(&cfg, dtype, Layout::Panels, 4)).unwrap();
         let file = BerthFile::from_bytes(&bytes).unwrap();

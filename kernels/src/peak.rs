@@ -3,135 +3,107 @@
 //! never touch memory (enough chains to cover the FMA latency on two ports), and the same for
 //! the int8 dot-product instructions (`vpdpbusd`), and the AMX tile products.
 
+/// The body of every public loop below: on x86-64, when `$ok` (over the CPU's features `$f`)
+/// holds, runs `x86::$run(iters)` and returns `iters * $ops`; else, and on other
+/// architectures, `None`.
+macro_rules! peak_loop {
+    ($iters:ident, $ops:expr, |$f:ident| $ok:expr, $run:ident) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            let $f = crate::isa::cpu_features();
+            if !$ok {
+                return None;
+            }
+            // SAFETY: the check above confirmed the features the loop is compiled for.
+            unsafe { x86::$run($iters) };
+            Some($iters * $ops)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $iters;
+            None
+        }
+    }};
+}
+
 /// Runs `iters` iterations of 24 independent 16-lane f32 FMA chains on AVX-512 and returns the
 /// number of floating-point operations done (2 per lane per FMA), or `None` without AVX-512.
 pub fn fma_f32_avx512(iters: u64) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !crate::isa::cpu_features().supports(crate::Isa::Avx512) {
-            return None;
-        }
-        // SAFETY: AVX-512 F is present (checked above).
-        unsafe { x86::fma_avx512(iters) };
-        Some(iters * 24 * 16 * 2)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = iters;
-        None
-    }
+    peak_loop!(
+        iters,
+        24 * 16 * 2,
+        |f| f.supports(crate::Isa::Avx512),
+        fma_avx512
+    )
 }
 
 /// Runs `iters` iterations of 12 independent 8-lane f32 FMA chains on AVX2 and returns the
 /// number of floating-point operations done, or `None` without AVX2 and FMA.
 pub fn fma_f32_avx2(iters: u64) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !crate::isa::cpu_features().supports(crate::Isa::Avx2) {
-            return None;
-        }
-        // SAFETY: AVX2 and FMA are present (checked above).
-        unsafe { x86::fma_avx2(iters) };
-        Some(iters * 12 * 8 * 2)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = iters;
-        None
-    }
+    peak_loop!(
+        iters,
+        12 * 8 * 2,
+        |f| f.supports(crate::Isa::Avx2),
+        fma_avx2
+    )
 }
 
 /// Runs `iters` iterations of 24 independent 16-lane `vpdpbusd` chains on AVX-512 VNNI and
 /// returns the number of integer operations done (4 multiplies and 4 adds per lane), or `None`
 /// without AVX-512 VNNI.
 pub fn vnni_i8_avx512(iters: u64) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let f = crate::isa::cpu_features();
-        if !(f.supports(crate::Isa::Avx512) && f.avx512vnni) {
-            return None;
-        }
-        // SAFETY: AVX-512 F and VNNI are present (checked above).
-        unsafe { x86::vnni_avx512(iters) };
-        Some(iters * 24 * 16 * 8)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = iters;
-        None
-    }
+    peak_loop!(
+        iters,
+        24 * 16 * 8,
+        |f| f.supports(crate::Isa::Avx512) && f.avx512vnni,
+        vnni_avx512
+    )
 }
 
 /// Runs `iters` iterations of 12 independent 8-lane AVX-VNNI `vpdpbusd` chains and returns the
 /// number of integer operations done, or `None` without AVX-VNNI.
 pub fn vnni_i8_avx(iters: u64) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let f = crate::isa::cpu_features();
-        if !(f.supports(crate::Isa::Avx2) && f.avx_vnni) {
-            return None;
-        }
-        // SAFETY: AVX2 and AVX-VNNI are present (checked above).
-        unsafe { x86::vnni_avx(iters) };
-        Some(iters * 12 * 8 * 8)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = iters;
-        None
-    }
+    peak_loop!(
+        iters,
+        12 * 8 * 8,
+        |f| f.supports(crate::Isa::Avx2) && f.avx_vnni,
+        vnni_avx
+    )
 }
 
 /// Runs `iters` iterations of 24 independent 16-lane `vdpbf16ps` chains on AVX-512 BF16 and
 /// returns the number of floating-point operations done (2 multiplies and 2 adds per lane), or
 /// `None` without AVX-512 BF16.
 pub fn dpbf16_avx512(iters: u64) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let f = crate::isa::cpu_features();
-        if !(f.supports(crate::Isa::Avx512) && f.avx512bf16) {
-            return None;
-        }
-        // SAFETY: AVX-512 F and BF16 are present (checked above).
-        unsafe { x86::dpbf16_avx512(iters) };
-        Some(iters * 24 * 16 * 4)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = iters;
-        None
-    }
+    peak_loop!(
+        iters,
+        24 * 16 * 4,
+        |f| f.supports(crate::Isa::Avx512) && f.avx512bf16,
+        dpbf16_avx512
+    )
 }
 
 /// Runs `iters` iterations of 4 independent AMX `tdpbusd` chains (16 x 16 x 64 each) on
 /// register-resident tiles and returns the integer operations done (2 per multiply-add), or
 /// `None` where AMX is not enabled ([`crate::amx::support`]).
 pub fn amx_i8(iters: u64) -> Option<u64> {
-    amx_loop(iters, false)
+    peak_loop!(
+        iters,
+        4 * 16 * 16 * 64 * 2,
+        |f| f.supports(crate::Isa::Amx),
+        amx_i8
+    )
 }
 
 /// Runs `iters` iterations of 4 independent AMX `tdpbf16ps` chains (16 x 16 x 32 each) and
 /// returns the floating-point operations done, or `None` where AMX is not enabled.
 pub fn amx_bf16(iters: u64) -> Option<u64> {
-    amx_loop(iters, true)
-}
-
-fn amx_loop(iters: u64, bf16: bool) -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !crate::isa::cpu_features().supports(crate::Isa::Amx) {
-            return None;
-        }
-        // SAFETY: AMX is enabled for this process (checked above).
-        unsafe { x86::amx(iters, bf16) };
-        let k = if bf16 { 32 } else { 64 };
-        Some(iters * 4 * 16 * 16 * k * 2)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (iters, bf16);
-        None
-    }
+    peak_loop!(
+        iters,
+        4 * 16 * 16 * 32 * 2,
+        |f| f.supports(crate::Isa::Amx),
+        amx_bf16
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -206,8 +178,20 @@ mod x86 {
         std::hint::black_box(s);
     }
 
+    /// `tdpbusd` chains. Safety: AMX enabled.
+    pub(super) unsafe fn amx_i8(iters: u64) {
+        // SAFETY: the caller's contract.
+        unsafe { amx(iters, false) }
+    }
+
+    /// `tdpbf16ps` chains. Safety: AMX enabled.
+    pub(super) unsafe fn amx_bf16(iters: u64) {
+        // SAFETY: the caller's contract.
+        unsafe { amx(iters, true) }
+    }
+
     /// Zeroed tiles multiplied into 4 accumulators, `iters` times each. Safety: AMX enabled.
-    pub(super) unsafe fn amx(iters: u64, bf16: bool) {
+    unsafe fn amx(iters: u64, bf16: bool) {
         #[repr(C, align(64))]
         struct Config([u8; 64]);
         let mut cfg = Config([0; 64]);

@@ -103,15 +103,20 @@ impl IoArgs {
 }
 
 impl ModelArgs {
-    fn load(&self, max_seq_len: Option<usize>) -> Result<berth::Model, berth::Error> {
-        let mut options = berth::ModelOptions::default();
+    /// The options these flags set (threads, bf16), with `max_seq_len` if given.
+    fn options(&self, max_seq_len: Option<usize>) -> berth::ModelOptions {
+        let mut options = berth::ModelOptions::default().bf16(self.bf16);
         if let Some(t) = self.threads {
             options = options.threads(t);
         }
         if let Some(n) = max_seq_len {
             options = options.max_seq_len(n);
         }
-        berth::Model::load_with(&self.path, options.bf16(self.bf16))
+        options
+    }
+
+    fn load(&self, max_seq_len: Option<usize>) -> Result<berth::Model, berth::Error> {
+        berth::Model::load_with(&self.path, self.options(max_seq_len))
     }
 }
 
@@ -626,13 +631,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             npy,
             io,
         } => {
-            let mut options = berth::ModelOptions::default().bf16(model.bf16);
-            if let Some(t) = model.threads {
-                options = options.threads(t);
-            }
-            if let Some(n) = io.max_seq_len {
-                options = options.max_seq_len(n);
-            }
+            let mut options = model.options(io.max_seq_len);
             if let Some(p) = pooling {
                 options = options.pooling(match p {
                     PoolingArg::Mean => berth::config::Pooling::Mean,

@@ -74,9 +74,8 @@ fn f32_hidden_states_match_the_reference_and_transformers() {
     );
 }
 
-/// The 48 sentences as one padded batch, and one at a time: identical bits; min cosine to
-/// sentence-transformers.
-/// The min cosine over the 48 sentences with weights of `dtype`, computed in bf16 with `bf16`.
+/// The 48 sentences with weights of `dtype` (computed in bf16 with `bf16`) as one padded batch,
+/// and one at a time: identical bits; returns the min cosine to sentence-transformers.
 fn embeddings_at(dtype: OutDtype, bf16: bool) -> f64 {
     let (_dir, file) = convert(dtype);
     let mut fast = FastModel::new(&file).unwrap();

@@ -46,7 +46,8 @@ enum Packed<'f> {
     F32(Vec<f32>),
     F16(Vec<f16>),
     I8(PackedI8Buf),
-    /// Re-packed at load for bf16 compute ([`FastModel::use_bf16`]).
+    /// Re-packed at load for bf16 compute ([`FastModel::use_bf16`]), or packed at load from a
+    /// row-major bf16 file.
     Bf16(Vec<half::bf16>),
 }
 
@@ -115,6 +116,11 @@ impl<'f> Dense<'f> {
                 n,
                 k,
             )),
+            // The values are bf16 already: packing keeps them (verify rejects the denormals
+            // that packing would flush).
+            (Layout::RowMajor, DType::Bf16) => {
+                Packed::Bf16(gemm::pack_weights_bf16(&w.to_f32_vec(), n, k))
+            }
             (Layout::RowMajor, DType::I8) => {
                 let (q, s) = w
                     .as_i8()
@@ -158,12 +164,17 @@ impl<'f> Dense<'f> {
         }
     }
 
-    /// Re-packs float weights as bf16 (int8 weights stay as they are); whether it did.
+    /// Re-packs f32 and f16 weights as bf16 (bf16 and int8 weights stay as they are); whether
+    /// the layer now runs in bf16.
     fn repack_bf16(&mut self) -> bool {
-        let Some(w) = gemm::repack_weights_bf16(self.w.weights(), self.n, self.k) else {
-            return false;
-        };
-        self.w = Packed::Bf16(w);
+        match self.w.weights() {
+            Weights::Bf16(_) => return true,
+            Weights::I8(_) => return false,
+            Weights::F32(_) | Weights::F16(_) => {}
+        }
+        if let Some(w) = gemm::repack_weights_bf16(self.w.weights(), self.n, self.k) {
+            self.w = Packed::Bf16(w);
+        }
         true
     }
 
@@ -312,7 +323,7 @@ impl<'f> Table<'f> {
         match t.info.dtype {
             DType::F32 => t.as_f32().map(Table::F32),
             DType::F16 => t.as_f16().map(Table::F16),
-            DType::I8 => None,
+            DType::I8 | DType::Bf16 => None,
         }
         .ok_or_else(|| unreadable(name))
     }
@@ -334,11 +345,17 @@ impl<'f> Table<'f> {
         }
     }
 
-    /// The table as the weights of a GEMM (the tied masked-LM decoder), packed at load.
-    fn packed(&self, n: usize, k: usize) -> Packed<'f> {
-        match self {
-            Table::F32(t) => Packed::F32(gemm::pack_weights(t, n, k)),
-            Table::F16(t) => Packed::F16(gemm::pack_weights(t, n, k)),
+    /// The table as the weights of a GEMM (the tied masked-LM decoder), packed at load: as
+    /// bf16 when the file's linear layers are bf16, else in the table's own type.
+    fn packed(&self, n: usize, k: usize, bf16: bool) -> Packed<'f> {
+        match (self, bf16) {
+            (Table::F32(t), true) => Packed::Bf16(gemm::pack_weights_bf16(t, n, k)),
+            (Table::F16(t), true) => {
+                let wide: Vec<f32> = t.iter().map(|v| v.to_f32()).collect();
+                Packed::Bf16(gemm::pack_weights_bf16(&wide, n, k))
+            }
+            (Table::F32(t), false) => Packed::F32(gemm::pack_weights(t, n, k)),
+            (Table::F16(t), false) => Packed::F16(gemm::pack_weights(t, n, k)),
         }
     }
 }
@@ -561,6 +578,9 @@ impl<'f> FastModel<'f> {
             });
         }
         let word = Table::load(file, "embeddings.word_embeddings.weight")?;
+        // A file with bf16 linear weights (format 1.3) runs them in bf16 as they are; the tied
+        // decoder, packed at load from the embeddings, follows them.
+        let bf16_file = file.tensors().any(|t| t.info.dtype == DType::Bf16);
         let pooler = if cfg.has_pooler {
             Some(Dense::load(file, "pooler.dense")?)
         } else {
@@ -572,7 +592,7 @@ impl<'f> FastModel<'f> {
                 let bias = f32_tensor(file, "cls.predictions.bias")?;
                 let decoder = if cfg.tied_decoder {
                     Dense {
-                        w: word.packed(cfg.vocab_size, cfg.hidden_size),
+                        w: word.packed(cfg.vocab_size, cfg.hidden_size, bf16_file),
                         bias: Cow::Borrowed(bias),
                         input_scale: None,
                         act_groups: None,
@@ -604,7 +624,7 @@ impl<'f> FastModel<'f> {
             threads,
             pool,
             act_grouping: ActGrouping::PER_ROW,
-            bf16: false,
+            bf16: bf16_file,
             config: cfg,
         };
         model.apply_act_grouping(DEFAULT_ACT_GROUPING);
@@ -651,16 +671,18 @@ impl<'f> FastModel<'f> {
     /// f16) are re-packed as bfloat16 now, and their GEMMs round activations to bfloat16 and
     /// sum the products in f32 (AMX `tdpbf16ps` tiles where the CPU and OS allow them,
     /// `vdpbf16ps` on CPUs with AVX-512 BF16, the same operations widened elsewhere:
-    /// docs/KERNELS.md). int8 layers are unchanged. Embeddings, LayerNorm,
-    /// attention and the epilogues stay f32. The re-packed weights take half the bytes of f32
-    /// ones, in memory of their own.
+    /// docs/KERNELS.md). int8 layers are unchanged, and bf16 layers (a file converted with
+    /// `--dtype bf16`, which runs so without this call) are used in place. Embeddings,
+    /// LayerNorm, attention and the epilogues stay f32. The re-packed weights take half the
+    /// bytes of f32 ones, in memory of their own.
     pub fn use_bf16(&mut self) {
         let mut any = false;
         self.for_each_dense(|d, _| any |= d.repack_bf16());
         self.bf16 |= any;
     }
 
-    /// Whether some linear layers run in bf16 ([`FastModel::use_bf16`] on a float file).
+    /// Whether some linear layers run in bf16 (a bf16 file, or [`FastModel::use_bf16`] on a
+    /// float file).
     pub fn is_bf16(&self) -> bool {
         self.bf16
     }

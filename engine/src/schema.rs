@@ -10,7 +10,8 @@ use crate::format::DType;
 pub enum Role {
     /// A lookup table (word, position, token-type embeddings): f32 or f16.
     Embedding,
-    /// The weight of a linear layer, `[out, in]`: f32, f16, or int8 per output channel.
+    /// The weight of a linear layer, `[out, in]`: f32, f16, bf16 (since 1.3), or int8 per
+    /// output channel.
     Linear,
     /// A bias or a LayerNorm parameter: f32.
     Vector,
@@ -197,6 +198,9 @@ mod tests {
     fn roles_restrict_dtypes() {
         assert!(Role::Linear.allows(DType::I8));
         assert!(!Role::Embedding.allows(DType::I8));
+        assert!(Role::Linear.allows(DType::Bf16));
+        assert!(!Role::Embedding.allows(DType::Bf16));
+        assert!(!Role::Vector.allows(DType::Bf16));
         assert!(!Role::Vector.allows(DType::F16));
     }
 }

@@ -56,6 +56,25 @@ fn tensor_list(edit: impl FnOnce(&mut Vec<TensorData>)) -> Vec<u8> {
     raw::assemble(&h.encode(), &data)
 }
 
+/// A file from the valid tensor list with its bf16 weights (format 1.3) stored as f16 in the
+/// same layout, saying `minor`: for the cases aimed at what earlier versions lacked.
+fn without_bf16_at_minor(minor: u16) -> Vec<u8> {
+    let mut f = tensor_list(|t| {
+        for w in t.iter_mut().filter(|w| w.dtype == DType::Bf16) {
+            let ones = vec![half::f16::ONE; w.shape.iter().product()];
+            *w = match w.layout {
+                Layout::Panels => TensorData::f16_panels(w.name.clone(), &w.shape, &ones),
+                Layout::RowMajor => TensorData::f16(w.name.clone(), &w.shape, &ones),
+            };
+        }
+    });
+    let mut p = RawPreamble::decode(f[..64].try_into().unwrap());
+    p.minor = minor;
+    f[..64].copy_from_slice(&p.encode());
+    raw::reseal(&mut f);
+    f
+}
+
 fn index_of(h: &RawHeader<'_>, dtype: DType) -> usize {
     h.tensors
         .iter()
@@ -76,6 +95,12 @@ fn the_micro_file_is_valid() {
     file.verify().unwrap();
     assert!(file.header().tensors.iter().any(|t| t.dtype == DType::I8));
     assert!(file.header().tensors.iter().any(|t| t.dtype == DType::F16));
+    assert!(file.header().tensors.iter().any(|t| t.dtype == DType::Bf16));
+    // Without its bf16 weights, it is a valid 1.2 file.
+    BerthFile::from_bytes(&without_bf16_at_minor(2))
+        .unwrap()
+        .verify()
+        .unwrap();
 }
 
 #[test]
@@ -100,7 +125,7 @@ fn each_corruption_gets_its_named_error() {
             preamble(|p| p.endian = 0x0403_0201),
         ),
         ("UnsupportedVersion", preamble(|p| p.major = 2)),
-        ("UnsupportedVersion", preamble(|p| p.minor = 3)),
+        ("UnsupportedVersion", preamble(|p| p.minor = 4)),
         ("UnsupportedChecksum", preamble(|p| p.checksum_algo = 2)),
         ("NonZeroReserved", preamble(|p| p.flags = 1)),
         ("NonZeroReserved", preamble(|p| p.reserved = 1 << 40)),
@@ -361,6 +386,7 @@ fn each_corruption_gets_its_named_error() {
 
     cases.extend(layout_cases());
     cases.extend(input_scale_cases());
+    cases.extend(bf16_cases());
 
     let mut distinct = BTreeSet::new();
     for (i, (want, bytes)) in cases.iter().enumerate() {
@@ -404,11 +430,6 @@ fn input_scale_cases() -> Vec<(&'static str, Vec<u8>)> {
             t.push(s);
         })
     }
-    let mut in_1_1 = beside(DType::I8, |_| {});
-    let mut p = RawPreamble::decode(in_1_1[..64].try_into().unwrap());
-    p.minor = 1;
-    in_1_1[..64].copy_from_slice(&p.encode());
-    raw::reseal(&mut in_1_1);
     vec![
         ("BadInputScale", beside(DType::F16, |_| {})),
         ("BadInputScale", beside(DType::F32, |_| {})),
@@ -438,7 +459,8 @@ fn input_scale_cases() -> Vec<(&'static str, Vec<u8>)> {
                 s.bytes[0..4].copy_from_slice(&f32::NAN.to_le_bytes())
             }),
         ),
-        ("UnexpectedTensor", in_1_1),
+        // The micro file has input scales: in a file that says 1.1, they are unexpected.
+        ("UnexpectedTensor", without_bf16_at_minor(1)),
     ]
 }
 
@@ -464,7 +486,7 @@ fn layout_cases() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         // Panels in a file that says 1.0.
-        ("LayoutMismatch", preamble(|p| p.minor = 0)),
+        ("LayoutMismatch", without_bf16_at_minor(0)),
         (
             "LayoutMismatch",
             records(|h, _| {
@@ -507,6 +529,60 @@ fn layout_cases() -> Vec<(&'static str, Vec<u8>)> {
                 assert!(n < 32);
                 let (row, col) = if k % 4 != 0 { (0, k) } else { (n, 0) };
                 w.bytes[berth_kernels::gemm::packed_index_i8(row, col, k)] = 1;
+            }),
+        ),
+    ]
+}
+
+/// bf16 (format 1.3): not before 1.3, linear weights only, finite, not denormal, zero padding.
+fn bf16_cases() -> Vec<(&'static str, Vec<u8>)> {
+    let bf16_panels = |t: &TensorData| t.layout == Layout::Panels && t.dtype == DType::Bf16;
+    vec![
+        // Code 4 in a file that says 1.2 is an unknown dtype.
+        ("InvalidEnum", preamble(|p| p.minor = 2)),
+        (
+            "DtypeNotAllowed",
+            tensor_list(|t| {
+                let w = &mut t[0];
+                assert_eq!(w.name, "embeddings.word_embeddings.weight");
+                let values = vec![half::bf16::ONE; w.shape.iter().product()];
+                *w = TensorData::bf16(w.name.clone(), &w.shape.clone(), &values);
+            }),
+        ),
+        (
+            "DtypeNotAllowed",
+            tensor_list(|t| {
+                let ln = t
+                    .iter_mut()
+                    .find(|t| t.name == "embeddings.LayerNorm.weight")
+                    .unwrap();
+                *ln = TensorData::bf16(ln.name.clone(), &[8], &[half::bf16::ONE; 8]);
+            }),
+        ),
+        (
+            "NonFiniteWeight",
+            tensor_list(|t| {
+                let w = t.iter_mut().find(|t| t.dtype == DType::Bf16).unwrap();
+                w.bytes[2..4].copy_from_slice(&half::bf16::INFINITY.to_le_bytes());
+            }),
+        ),
+        (
+            "BadPackedWeights",
+            tensor_list(|t| {
+                let w = t.iter_mut().find(|t| t.dtype == DType::Bf16).unwrap();
+                let denormal = half::bf16::from_bits(0x0001);
+                w.bytes[0..2].copy_from_slice(&denormal.to_le_bytes());
+            }),
+        ),
+        (
+            "BadPackedWeights",
+            tensor_list(|t| {
+                // Channel N (below 32) at k = 0 of bf16 panels: padding.
+                let w = t.iter_mut().find(|t| bf16_panels(t)).unwrap();
+                let (n, k) = (w.shape[0], w.shape[1]);
+                assert!(n < 32);
+                let i = 2 * berth_kernels::gemm::packed_index_bf16(n, 0, k);
+                w.bytes[i..i + 2].copy_from_slice(&half::bf16::ONE.to_le_bytes());
             }),
         ),
     ]

@@ -12,8 +12,9 @@
 //! so it is held to a relative bound instead: `INT8_REL` (8%) of the output's largest
 //! magnitude; the worst observed over every case here is 3.6% (4.5% with symmetric activations;
 //! these random 2-layer models; MiniLM's sentence-embedding cosines are in
-//! tools/tests/fast_minilm.rs). bf16 compute (`FastModel::use_bf16` on f32 and f16 files:
-//! weights and activations rounded to bfloat16's 8-bit significand at every linear layer) is
+//! tools/tests/fast_minilm.rs). bf16 compute (bf16 files, and `FastModel::use_bf16` on f32
+//! and f16 files: weights and activations rounded to bfloat16's 8-bit significand at every
+//! linear layer) is
 //! held to `BF16_REL` (6%) of the largest magnitude; the worst observed here is 2.8% (the
 //! small QA logits of these random models, after two layers of rounding).
 
@@ -149,6 +150,9 @@ fn fast_path_matches_the_reference() {
         (DType::F16, Layout::Panels),
         (DType::I8, Layout::Panels),
         (DType::I8, Layout::RowMajor),
+        // Last, so that the kinds above keep the seeds their tolerances were set with.
+        (DType::Bf16, Layout::Panels),
+        (DType::Bf16, Layout::RowMajor),
     ];
     let tables = tables();
     let mut worst_int8 = 0.0f32;
@@ -167,7 +171,8 @@ fn fast_path_matches_the_reference() {
                 let want = reference.forward(&inputs).unwrap();
                 // int8: the default activation groups (one group of the hidden 64, groups of
                 // 64 and 32 for the intermediate 96), per row, and groups of 16 and 8.
-                // Float weights: as they are, and re-packed for bf16 compute.
+                // Float weights: as they are, and re-packed for bf16 compute. bf16 weights run
+                // in bf16 as they are.
                 let modes: &[(ActGrouping, bool)] = if dtype == DType::I8 {
                     &[
                         (DEFAULT_ACT_GROUPING, false),
@@ -180,6 +185,8 @@ fn fast_path_matches_the_reference() {
                             false,
                         ),
                     ]
+                } else if dtype == DType::Bf16 {
+                    &[(DEFAULT_ACT_GROUPING, false)]
                 } else {
                     &[(DEFAULT_ACT_GROUPING, false), (DEFAULT_ACT_GROUPING, true)]
                 };
@@ -218,7 +225,7 @@ fn fast_path_matches_the_reference() {
                             "{head:?} {act:?} {dtype:?} {layout:?} {grouping:?} bf16={bf16} on {} ({}, {}): {name}",
                             kernels.isa, kernels.int8, kernels.bf16
                         );
-                        if bf16 {
+                        if bf16 || dtype == DType::Bf16 {
                             worst_bf16 = worst_bf16.max(worst / scale.max(1e-6));
                             assert!(
                                 worst <= BF16_REL * scale,
@@ -310,6 +317,49 @@ fn bf16_leaves_int8_layers_alone() {
             .zip(&after.last_hidden_state.data);
         let identical = same.clone().all(|(x, y)| x.to_bits() == y.to_bits());
         assert_eq!(identical, dtype == DType::I8, "{dtype:?}");
+    }
+}
+
+/// A bf16 file (format 1.3) computes bit for bit what the f32 file of the same values computes
+/// with `use_bf16`: the same rounded weights, read in place instead of re-packed at load, on
+/// every head (the tied masked-LM decoder follows the file's linear layers into bf16) and every
+/// kernel table; both layouts; `use_bf16` on it changes nothing.
+#[test]
+fn bf16_file_is_the_f32_file_in_bf16() {
+    for (hi, &head) in Head::ALL.iter().enumerate() {
+        let cfg = config(head, Activation::Gelu);
+        let seed = 40 + hi as u64;
+        let f32_bytes = encode(&cfg, None, &tensors(&cfg, DType::F32, Layout::Panels, seed));
+        let f32_file = BerthFile::from_bytes(&f32_bytes.unwrap()).unwrap();
+        let tensors3 = batch(&cfg, seed);
+        let inputs = sequences(&tensors3, 0, 3);
+        for layout in [Layout::Panels, Layout::RowMajor] {
+            let bytes = encode(&cfg, None, &tensors(&cfg, DType::Bf16, layout, seed)).unwrap();
+            let file = BerthFile::from_bytes(&bytes).unwrap();
+            file.verify().unwrap();
+            for &kernels in &tables() {
+                let mut want = FastModel::with_kernels(&f32_file, kernels, 1).unwrap();
+                want.use_bf16();
+                let want = want.forward(&inputs, &mut Workspace::default()).unwrap();
+                let mut fast = FastModel::with_kernels(&file, kernels, 1).unwrap();
+                assert!(fast.is_bf16());
+                for pass in 0..2 {
+                    let got = fast.forward(&inputs, &mut Workspace::default()).unwrap();
+                    for ((name, a), (_, b)) in got.named().iter().zip(want.named()) {
+                        assert!(
+                            a.data
+                                .iter()
+                                .zip(&b.data)
+                                .all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{head:?} {layout:?} on {} ({}), pass {pass}: {name} differs",
+                            kernels.isa,
+                            kernels.bf16
+                        );
+                    }
+                    fast.use_bf16();
+                }
+            }
+        }
     }
 }
 

@@ -158,13 +158,13 @@ proptest! {
         let tensors: Vec<_> = expected_tensors(&cfg)
             .iter()
             .map(|e| {
-                let pick = (rng.next_f32().abs() * 6.0) as usize % 6;
+                let pick = (rng.next_f32().abs() * 8.0) as usize % 8;
                 let (dtype, layout) = match e.role {
                     Role::Vector => (DType::F32, Layout::RowMajor),
                     Role::Embedding => ([DType::F32, DType::F16][pick % 2], Layout::RowMajor),
                     Role::Linear => (
-                        [DType::F32, DType::F16, DType::I8][pick % 3],
-                        [Layout::RowMajor, Layout::Panels][pick / 3],
+                        [DType::F32, DType::F16, DType::I8, DType::Bf16][pick % 4],
+                        [Layout::RowMajor, Layout::Panels][pick / 4],
                     ),
                 };
                 let mut twin = Lcg(rng.0);
@@ -194,6 +194,7 @@ proptest! {
             let want: Vec<f32> = match rm.dtype {
                 DType::F32 => rm.bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
                 DType::F16 => rm.bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
+                DType::Bf16 => rm.bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
                 DType::I8 => {
                     let cols = rm.shape[1];
                     let scales = rm.scales.as_ref().unwrap();

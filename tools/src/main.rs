@@ -28,6 +28,7 @@ struct Cli {
 enum DtypeArg {
     F32,
     F16,
+    Bf16,
     Int8,
 }
 
@@ -36,12 +37,14 @@ impl From<DtypeArg> for OutDtype {
         match d {
             DtypeArg::F32 => OutDtype::F32,
             DtypeArg::F16 => OutDtype::F16,
+            DtypeArg::Bf16 => OutDtype::Bf16,
             DtypeArg::Int8 => OutDtype::Int8,
         }
     }
 }
 
-/// `berth bench --dtype`: the file dtypes, and bf16 (the f32 file computed in bf16).
+/// `berth bench --dtype`: the file dtypes (with `--model`, bf16 also runs a float file's linear
+/// layers in bf16).
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchDtypeArg {
     F32,
@@ -69,8 +72,8 @@ struct ModelArgs {
     /// Threads [default: one per physical core].
     #[arg(long)]
     threads: Option<usize>,
-    /// Run the linear layers in bf16 (f32 and f16 files): faster on CPUs with AVX-512 BF16 or
-    /// AMX, at bfloat16's precision.
+    /// Run the linear layers in bf16 (f32 and f16 files; bf16 files always do): faster on CPUs
+    /// with AVX-512 BF16 or AMX, at bfloat16's precision.
     #[arg(long)]
     bf16: bool,
 }
@@ -192,8 +195,10 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Element type of the linear weights: f32 keeps everything; f16 halves weights and
-        /// embeddings; int8 quantises linear weights per output channel, after smoothing the
-        /// encoder's activation outliers into them (calibrated on built-in text).
+        /// embeddings; bf16 rounds linear weights to bfloat16 and runs them in bf16 (AMX or
+        /// AVX-512 BF16 where the CPU has them; embeddings stay f32); int8 quantises linear
+        /// weights per output channel, after smoothing the encoder's activation outliers into
+        /// them (calibrated on built-in text).
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DtypeArg,
         /// int8: quantise without the smoothing (less accurate; for comparison).
@@ -460,9 +465,8 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "M1,M2,B1,B2,B3")]
         workload: Vec<String>,
         /// Dtypes the default models are converted to, comma-separated [default:
-        /// f32,f16,bf16,int8]; bf16 runs the f32 file with its linear layers in bf16. With
-        /// --model the file runs as it is, and also in bf16 if bf16 is listed (and it is not
-        /// int8).
+        /// f32,f16,bf16,int8]. With --model the file runs as it is, and also with its linear
+        /// layers in bf16 if bf16 is listed and it is an f32 or f16 file.
         #[arg(long, value_enum, value_delimiter = ',')]
         dtype: Vec<BenchDtypeArg>,
         /// Thread counts, comma-separated.

@@ -208,6 +208,44 @@ fn non_finite_weights_are_refused() {
     }
 }
 
+/// A finite weight that the output dtype cannot hold is an error naming the element: above
+/// f16's 65504, and f32::MAX, which rounds to infinity in bf16 (f32 keeps both).
+#[test]
+fn weights_that_overflow_the_dtype_are_refused() {
+    for (value, dtype, overflows) in [
+        (1e5f32, OutDtype::F16, true),
+        (1e5, OutDtype::Bf16, false),
+        (f32::MAX, OutDtype::Bf16, true),
+        (f32::MAX, OutDtype::F32, false),
+    ] {
+        let d = variant(
+            "bert_model",
+            |t| {
+                let w = t
+                    .iter_mut()
+                    .find(|x| x.0 == "encoder.layer.0.attention.self.key.weight")
+                    .unwrap();
+                w.3[40..44].copy_from_slice(&value.to_le_bytes());
+            },
+            |_| {},
+        );
+        let result = convert_dir(d.path(), &Options { dtype, ..OPTS });
+        match result {
+            Err(ConvertError::Overflow {
+                name,
+                dtype: d,
+                index: 10,
+                ..
+            }) if overflows => {
+                assert_eq!(name, "encoder.layer.0.attention.self.key.weight");
+                assert_eq!(d, dtype.name());
+            }
+            Ok(_) if !overflows => {}
+            other => panic!("{value} as {}: {other:?}", dtype.name()),
+        }
+    }
+}
+
 #[test]
 fn missing_files_and_bad_json() {
     let d = tempfile::tempdir().unwrap();

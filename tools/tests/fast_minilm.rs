@@ -8,8 +8,8 @@
 //!   per-channel weights, activations asymmetric per group of 128 (64 for the down
 //!   projection), measured 0.99858 (AVX-512 VNNI), 0.99855 (AVX2) and 0.99867 (scalar), at
 //!   sentence 25; 0.99674 per token, 0.99283 per token without the smoothing, 0.98260 with
-//!   symmetric activations too); and the f32 file computed in bf16 (`FastModel::use_bf16`)
-//!   at least 0.9999, measured 0.9999573 at sentence 46, the same bits on AVX-512 BF16 and on
+//!   symmetric activations too); and the bf16 file, and the f32 file computed in bf16
+//!   (`FastModel::use_bf16`), which give the same bits, at least 0.9999, measured 0.9999573 at sentence 46, the same bits on AVX-512 BF16 and on
 //!   the widened AVX2 path (OpenVINO's default bf16 gave 0.99994 here, ../shared/PEERS.md).
 
 mod support;
@@ -165,4 +165,13 @@ fn int8_embeddings() {
 fn bf16_compute_embeddings() {
     let cos = embeddings_at(OutDtype::F32, true);
     assert!(cos >= 0.9999, "{cos}");
+}
+
+/// The bf16 file holds the weights `use_bf16` rounds the f32 file to, so it gives the same
+/// embeddings (engine/tests/fast.rs checks the bits on random models).
+#[test]
+fn bf16_file_embeddings() {
+    let cos = embeddings(OutDtype::Bf16);
+    assert!(cos >= 0.9999, "{cos}");
+    assert_eq!(cos, embeddings_at(OutDtype::F32, true));
 }

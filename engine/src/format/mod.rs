@@ -14,8 +14,9 @@ pub const MAGIC: [u8; 8] = *b"\x89BERTH\r\n";
 /// Stored little-endian: the bytes `04 03 02 01`.
 pub const ENDIAN_MARKER: u32 = 0x0102_0304;
 pub const FORMAT_MAJOR: u16 = 1;
-/// 1.1 added layout 2 (GEMM panels); a 1.1 reader reads 1.0 files unchanged.
-pub const FORMAT_MINOR: u16 = 2;
+/// 1.1 added layout 2 (GEMM panels), 1.2 the input scales of int8 layers, 1.3 dtype bf16 for
+/// linear weights; a reader reads every earlier minor unchanged.
+pub const FORMAT_MINOR: u16 = 3;
 /// CRC-32 (ISO-HDLC), as `crc32fast` computes it.
 pub const CHECKSUM_CRC32: u32 = 1;
 pub const PREAMBLE_LEN: usize = 64;
@@ -39,6 +40,9 @@ pub enum DType {
     F32,
     F16,
     I8,
+    /// (Since 1.3.) bfloat16: the top half of an f32. Linear weights only, computed by the
+    /// bf16 GEMM (docs/FORMAT.md).
+    Bf16,
 }
 
 impl DType {
@@ -47,6 +51,7 @@ impl DType {
             DType::F32 => 1,
             DType::F16 => 2,
             DType::I8 => 3,
+            DType::Bf16 => 4,
         }
     }
 
@@ -55,6 +60,7 @@ impl DType {
             1 => Some(DType::F32),
             2 => Some(DType::F16),
             3 => Some(DType::I8),
+            4 => Some(DType::Bf16),
             _ => None,
         }
     }
@@ -63,7 +69,7 @@ impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
-            DType::F16 => 2,
+            DType::F16 | DType::Bf16 => 2,
             DType::I8 => 1,
         }
     }
@@ -73,6 +79,7 @@ impl DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::I8 => "i8",
+            DType::Bf16 => "bf16",
         }
     }
 }
@@ -84,7 +91,7 @@ pub enum Layout {
     RowMajor,
     /// (Since 1.1.) A linear weight `[N, K]` pre-packed in the GEMM's panels of 32 output
     /// channels (docs/KERNELS.md, "Packed weight layout"); for i8, K in groups of 4 and the
-    /// channels' i32 sums after the bytes. Read in place by the kernels.
+    /// channels' i32 sums after the bytes; for bf16, K in pairs. Read in place by the kernels.
     Panels,
 }
 
@@ -126,6 +133,10 @@ impl Layout {
                     DType::I8 => channels
                         .checked_mul(k.div_ceil(4).checked_mul(4)?)?
                         .checked_add(n.checked_mul(4)?),
+                    // K in pairs: the 32 channels' pairs of consecutive k are interleaved.
+                    DType::Bf16 => channels
+                        .checked_mul(k.div_ceil(2).checked_mul(2)?)?
+                        .checked_mul(2),
                     _ => channels.checked_mul(k)?.checked_mul(dtype.size() as u64),
                 }
             }
@@ -176,3 +187,34 @@ pub fn align_up(x: u64) -> Option<u64> {
 
 // The preamble is exactly as FORMAT.md lays it out.
 const _: () = assert!(PREAMBLE_LEN == 64 && ALIGN.is_power_of_two());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_kernels::gemm;
+
+    /// A panel block's length is what the kernels pack, for every dtype and for K that is not
+    /// a multiple of the i8 group (4) or the bf16 pair (2).
+    #[test]
+    fn panel_lengths_are_the_kernels_packing() {
+        for (n, k) in [(1usize, 1usize), (31, 3), (32, 7), (33, 64), (50, 97)] {
+            let dims = [n as u64, k as u64];
+            let len = |d| Layout::Panels.data_len(d, &dims).unwrap() as usize;
+            assert_eq!(len(DType::F32), 4 * gemm::packed_len(n, k));
+            assert_eq!(len(DType::F16), 2 * gemm::packed_len(n, k));
+            assert_eq!(len(DType::Bf16), 2 * gemm::packed_len_bf16(n, k));
+            assert_eq!(len(DType::I8), gemm::packed_len_i8(n, k) + 4 * n);
+        }
+        assert_eq!(Layout::Panels.data_len(DType::Bf16, &[u64::MAX, 2]), None);
+        assert_eq!(Layout::Panels.data_len(DType::Bf16, &[3, 2, 1]), None);
+    }
+
+    #[test]
+    fn dtype_codes_round_trip() {
+        for d in [DType::F32, DType::F16, DType::I8, DType::Bf16] {
+            assert_eq!(DType::from_code(d.code()), Some(d));
+        }
+        assert_eq!(DType::from_code(0), None);
+        assert_eq!(DType::from_code(5), None);
+    }
+}

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::raw::{RawConfig, RawHeader, RawPreamble, RawTensor, RawTokenizer};
 use super::{align_up, caps, DType, Layout, Quant, ALIGN, PANEL, PREAMBLE_LEN};
@@ -124,6 +124,13 @@ impl<'a> TensorView<'a> {
             .flatten()
     }
 
+    /// The elements, if the dtype is bf16.
+    pub fn as_bf16(&self) -> Option<&'a [bf16]> {
+        (self.info.dtype == DType::Bf16)
+            .then(|| bytemuck::try_cast_slice(self.bytes).ok())
+            .flatten()
+    }
+
     /// The elements, if the dtype is i8 (for panels, the packed bytes without the sums).
     pub fn as_i8(&self) -> Option<&'a [i8]> {
         (self.info.dtype == DType::I8)
@@ -156,6 +163,7 @@ impl<'a> TensorView<'a> {
         match self.info.dtype {
             DType::F32 => self.as_f32().map(Weights::F32),
             DType::F16 => self.as_f16().map(Weights::F16),
+            DType::Bf16 => self.as_bf16().map(Weights::Bf16),
             DType::I8 => Some(Weights::I8(PackedI8 {
                 q: self.as_i8()?,
                 scale: self.scales()?,
@@ -169,15 +177,12 @@ impl<'a> TensorView<'a> {
     }
 
     /// The index of element `(n, k)` of a rank-2 tensor in its elements (as `as_f32`,
-    /// `as_f16`, `as_i8` give them).
+    /// `as_f16`, `as_bf16`, `as_i8` give them).
     fn index(&self, n: usize, k: usize) -> usize {
         let cols = self.info.shape[1..].iter().product::<usize>();
         match self.info.layout {
             Layout::RowMajor => n * cols + k,
-            Layout::Panels if self.info.dtype == DType::I8 => {
-                berth_kernels::gemm::packed_index_i8(n, k, cols)
-            }
-            Layout::Panels => berth_kernels::gemm::packed_index(n, k, cols),
+            Layout::Panels => panel_index(self.info.dtype)(n, k, cols),
         }
     }
 
@@ -187,8 +192,8 @@ impl<'a> TensorView<'a> {
             .and_then(|b| bytemuck::try_cast_slice(b).ok())
     }
 
-    /// The tensor as f32, row-major: a copy, widened from f16 or dequantised from int8, and
-    /// unpacked from panels.
+    /// The tensor as f32, row-major: a copy, widened from f16 or bf16 or dequantised from
+    /// int8, and unpacked from panels.
     pub fn to_f32_vec(&self) -> Vec<f32> {
         if self.info.layout == Layout::Panels {
             return self.unpack_f32();
@@ -203,6 +208,13 @@ impl<'a> TensorView<'a> {
             DType::F16 => {
                 if let Some(x) = self.as_f16() {
                     berth_kernels::convert::f16_to_f32(x, &mut out);
+                }
+            }
+            DType::Bf16 => {
+                if let Some(x) = self.as_bf16() {
+                    for (o, v) in out.iter_mut().zip(x) {
+                        *o = v.to_f32();
+                    }
                 }
             }
             DType::I8 => {
@@ -240,6 +252,11 @@ impl<'a> TensorView<'a> {
             }
             DType::F16 => {
                 if let Some(x) = self.as_f16() {
+                    fill(&|r, c| x[self.index(r, c)].to_f32());
+                }
+            }
+            DType::Bf16 => {
+                if let Some(x) = self.as_bf16() {
                     fill(&|r, c| x[self.index(r, c)].to_f32());
                 }
             }
@@ -370,7 +387,7 @@ impl BerthFile {
     }
 
     /// Reads the whole data section: its checksum, the zero padding between blocks, and that
-    /// every f32 and f16 weight is finite (docs/FORMAT.md, "What `verify` adds").
+    /// every f32, f16 and bf16 weight is finite (docs/FORMAT.md, "What `verify` adds").
     pub fn verify(&self) -> Result<(), FormatError> {
         let data = self.data_section();
         let computed = crc32fast::hash(data);
@@ -409,6 +426,11 @@ impl BerthFile {
                         .position(|v| !v.is_finite())
                         .map(|i| (i, x[i].to_f32()))
                 }),
+                DType::Bf16 => view.as_bf16().and_then(|x| {
+                    x.iter()
+                        .position(|v| !v.is_finite())
+                        .map(|i| (i, x[i].to_f32()))
+                }),
                 DType::I8 => None,
             };
             if let Some((index, value)) = non_finite {
@@ -425,9 +447,10 @@ impl BerthFile {
 }
 
 /// What `verify` checks of quantised and packed weights beyond the checksum: no i8 value is
-/// -128 (scheme 1 never makes it, and the AVX2 kernel's sign trick relies on it); in panels,
-/// the padding (channels past N, and for i8 the K positions past K) is zero and each channel
-/// sum is the sum of the channel's values.
+/// -128 (scheme 1 never makes it, and the AVX2 kernel's sign trick relies on it); no bf16
+/// value is denormal (`vdpbf16ps` reads denormals as zero and the other paths would not, so
+/// the converter flushes them); in panels, the padding (channels past N, and for i8 and bf16
+/// the K positions past K) is zero and each channel sum is the sum of the channel's values.
 fn check_packed(view: &TensorView<'_>) -> Result<(), FormatError> {
     let bad = |reason: String| FormatError::BadPackedWeights {
         name: view.info.name.clone(),
@@ -438,6 +461,14 @@ fn check_packed(view: &TensorView<'_>) -> Result<(), FormatError> {
             return Err(bad(format!("element {i} is -128, outside -127..=127")));
         }
     }
+    if let Some(x) = view.as_bf16() {
+        if let Some(i) = x
+            .iter()
+            .position(|v| v.classify() == std::num::FpCategory::Subnormal)
+        {
+            return Err(bad(format!("element {i} is denormal")));
+        }
+    }
     if view.info.layout != Layout::Panels {
         return Ok(());
     }
@@ -446,12 +477,15 @@ fn check_packed(view: &TensorView<'_>) -> Result<(), FormatError> {
     let is_zero = |i: usize| match view.info.dtype {
         DType::F32 => view.as_f32().is_some_and(|x| x[i] == 0.0),
         DType::F16 => view.as_f16().is_some_and(|x| x[i].to_f32() == 0.0),
+        DType::Bf16 => view.as_bf16().is_some_and(|x| x[i].to_f32() == 0.0),
         DType::I8 => view.as_i8().is_some_and(|x| x[i] == 0),
     };
-    let (k_pad, index): (usize, fn(usize, usize, usize) -> usize) = match view.info.dtype {
-        DType::I8 => (k.div_ceil(4) * 4, berth_kernels::gemm::packed_index_i8),
-        _ => (k, berth_kernels::gemm::packed_index),
+    let k_pad = match view.info.dtype {
+        DType::I8 => k.div_ceil(4) * 4,
+        DType::Bf16 => k.div_ceil(2) * 2,
+        DType::F32 | DType::F16 => k,
     };
+    let index = panel_index(view.info.dtype);
     for row in 0..n_pad {
         let cols = if row < n { k..k_pad } else { 0..k_pad };
         if let Some(col) = cols.clone().find(|&col| !is_zero(index(row, col, k))) {
@@ -480,6 +514,15 @@ fn check_packed(view: &TensorView<'_>) -> Result<(), FormatError> {
         }
     }
     Ok(())
+}
+
+/// Where panels of `dtype` keep element `(n, k)` of an `[N, K]` weight, as `index(n, k, K)`.
+fn panel_index(dtype: DType) -> fn(usize, usize, usize) -> usize {
+    match dtype {
+        DType::I8 => berth_kernels::gemm::packed_index_i8,
+        DType::Bf16 => berth_kernels::gemm::packed_index_bf16,
+        DType::F32 | DType::F16 => berth_kernels::gemm::packed_index,
+    }
 }
 
 /// Validates a whole file image and returns its header. This is the whole of the loader's
@@ -745,7 +788,10 @@ fn decode_tensors(
     let mut prev_end = 0u64;
     for (i, t) in raw.iter().enumerate() {
         let name = utf8(&t.name, "tensor name", || format!("entry {i}"))?.to_owned();
-        let dtype = DType::from_code(t.dtype).ok_or_else(|| invalid("dtype", t.dtype, &name))?;
+        // bf16 (code 4) came with 1.3: in an earlier file it is as unknown as any other code.
+        let dtype = DType::from_code(t.dtype)
+            .filter(|&d| d != DType::Bf16 || minor >= 3)
+            .ok_or_else(|| invalid("dtype", t.dtype, &name))?;
         let layout =
             Layout::from_code(t.layout).ok_or_else(|| invalid("layout", t.layout, &name))?;
         let quant = Quant::from_codes(t.quant_scheme, t.quant_version).ok_or_else(|| {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::raw::{self, RawConfig, RawHeader, RawTensor, RawTokenizer};
 use super::{align_up, DType, Layout, Quant};
@@ -52,6 +52,19 @@ impl TensorData {
         }
     }
 
+    /// A bf16 tensor (a linear weight; since format 1.3), row-major.
+    pub fn bf16(name: impl Into<String>, shape: &[usize], values: &[bf16]) -> TensorData {
+        TensorData {
+            name: name.into(),
+            shape: shape.to_vec(),
+            dtype: DType::Bf16,
+            layout: Layout::RowMajor,
+            quant: Quant::None,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            scales: None,
+        }
+    }
+
     /// An int8 tensor quantised per output channel (row): `q` is `shape[0] x shape[1]`,
     /// `scales` has `shape[0]` entries.
     pub fn int8_per_channel(
@@ -90,6 +103,18 @@ impl TensorData {
         TensorData {
             layout: Layout::Panels,
             ..TensorData::f16(name, shape, &packed)
+        }
+    }
+
+    /// A linear weight `[N, K]` (row-major f32 `values`) rounded to bf16 as the bf16 GEMM
+    /// rounds (`berth_kernels::gemm::to_bf16`: to nearest even, denormals flushed) and stored
+    /// as bf16 panels (K in pairs).
+    pub fn bf16_panels(name: impl Into<String>, shape: &[usize], values: &[f32]) -> TensorData {
+        let [n, k] = rank2(shape);
+        let packed = berth_kernels::gemm::pack_weights_bf16(values, n, k);
+        TensorData {
+            layout: Layout::Panels,
+            ..TensorData::bf16(name, shape, &packed)
         }
     }
 

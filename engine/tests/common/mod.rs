@@ -8,7 +8,7 @@ use berth::config::{
 };
 use berth::format::{DType, Layout, TensorData};
 use berth::schema::{expected_tensors, Expected, Role};
-use half::f16;
+use half::{bf16, f16};
 
 /// A deterministic stream of values in [-1, 1) (a 64-bit LCG; no dependency needed).
 pub struct Lcg(pub u64);
@@ -121,6 +121,14 @@ pub fn tensor_scaled(
                 TensorData::f16(name, shape, &h)
             }
         }
+        DType::Bf16 if panels => TensorData::bf16_panels(name, shape, &values),
+        DType::Bf16 => {
+            let b: Vec<bf16> = values
+                .iter()
+                .map(|&v| berth_kernels::gemm::to_bf16(v))
+                .collect();
+            TensorData::bf16(name, shape, &b)
+        }
         DType::I8 => {
             let cols = shape[1];
             let mut q = vec![0i8; n];
@@ -161,12 +169,12 @@ pub fn input_scale(weight: &Expected, rng: &mut Lcg) -> TensorData {
     TensorData::f32(format!("{prefix}.input_scale"), &[k], &values)
 }
 
-/// The tensors of `cfg`; linear weights cycle through i8, f16, f32 and alternate row-major and
-/// panels, so every pair appears (the micro model has at least 6 linear weights); every other
-/// int8 weight has input scales.
+/// The tensors of `cfg`; linear weights cycle through i8, f16, f32 and bf16, the first four
+/// row-major and the next four in panels, so every pair appears in a model with 8 linear
+/// weights (the micro model has 7 or 8); every other int8 weight has input scales.
 pub fn micro_tensors(cfg: &ModelConfig, seed: u64) -> Vec<TensorData> {
     let mut rng = Lcg(seed);
-    let mut linear = 0;
+    let (mut linear, mut int8) = (0, 0);
     let mut out = Vec::new();
     for e in expected_tensors(cfg) {
         let (dtype, layout) = match e.role {
@@ -174,13 +182,19 @@ pub fn micro_tensors(cfg: &ModelConfig, seed: u64) -> Vec<TensorData> {
             Role::Embedding => (DType::F16, Layout::RowMajor),
             Role::Linear => {
                 linear += 1;
-                let layout = [Layout::RowMajor, Layout::Panels][linear % 2];
-                ([DType::I8, DType::F16, DType::F32][linear % 3], layout)
+                let layout = [Layout::RowMajor, Layout::Panels][(linear / 4) % 2];
+                (
+                    [DType::I8, DType::F16, DType::F32, DType::Bf16][linear % 4],
+                    layout,
+                )
             }
         };
         out.push(tensor_in(&e.name, &e.shape, dtype, layout, &mut rng));
-        if dtype == DType::I8 && linear % 6 == 3 {
-            out.push(input_scale(&e, &mut rng));
+        if dtype == DType::I8 {
+            int8 += 1;
+            if int8 % 2 == 1 {
+                out.push(input_scale(&e, &mut rng));
+            }
         }
     }
     out

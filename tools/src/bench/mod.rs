@@ -348,7 +348,8 @@ pub struct Job {
     pub threads: usize,
 }
 
-/// What a record runs: a file converted at a dtype, or the f32 file computed in bf16.
+/// What a record runs: a file converted at a dtype, or (with `--model`) a float file computed in
+/// bf16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchDtype {
     File(OutDtype),
@@ -486,7 +487,7 @@ pub struct Plan {
     pub model: Option<PathBuf>,
     pub workloads: Vec<Workload>,
     /// With `model`, the file runs at its own dtype, and also in bf16 if `Bf16` is listed
-    /// (unless it is int8).
+    /// (if it is an f32 or f16 file); without, `Bf16` is the bf16 file.
     pub dtypes: Vec<BenchDtype>,
     pub threads: Vec<usize>,
     pub timing: Timing,
@@ -499,6 +500,7 @@ fn file_dtype(file: &BerthFile) -> &'static str {
         .map(|t| t.info.dtype)
     {
         Some(DType::F16) => "f16",
+        Some(DType::Bf16) => "bf16",
         Some(DType::I8) => "int8",
         _ => "f32",
     }
@@ -567,7 +569,15 @@ pub fn run_plan(
             d.extend(plan.dtypes.iter().filter(|&&d| d == BenchDtype::Bf16));
             d
         }
-        None => plan.dtypes.clone(),
+        // The default models are converted to bf16 like any other dtype.
+        None => plan
+            .dtypes
+            .iter()
+            .map(|&d| match d {
+                BenchDtype::Bf16 => BenchDtype::File(OutDtype::Bf16),
+                d => d,
+            })
+            .collect(),
     };
     let mut peaks: Vec<(&'static str, Option<f64>)> = Vec::new();
     let mut records = Vec::new();
@@ -576,8 +586,8 @@ pub fn run_plan(
             let (model_name, file_dtype, model) =
                 models.get(workload.default_model(), dtype.file())?;
             let bf16 = dtype == BenchDtype::Bf16;
-            if bf16 && file_dtype == "int8" {
-                // An int8 file has no float layers to run in bf16.
+            if bf16 && matches!(file_dtype, "int8" | "bf16") {
+                // An int8 file has no float layers to run in bf16; a bf16 file already runs so.
                 continue;
             }
             let dtype_name = if bf16 { "bf16" } else { file_dtype };

@@ -48,9 +48,12 @@ pub enum ConvertError {
         index: usize,
         value: f32,
     },
-    #[error("tensor `{name}` overflows f16 at element {index} ({value})")]
-    F16Overflow {
+    /// A finite weight too large for the output dtype (f16 up to 65504, bf16 up to about
+    /// 3.39e38, where rounding to nearest can reach infinity).
+    #[error("tensor `{name}` overflows {dtype} at element {index} ({value})")]
+    Overflow {
         name: String,
+        dtype: &'static str,
         index: usize,
         value: f32,
     },

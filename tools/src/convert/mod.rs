@@ -23,7 +23,8 @@ use std::path::Path;
 use berth::config::{Head, ModelConfig, TokenizerConfig};
 use berth::format::{DType, TensorData};
 use berth::schema::{self, Role};
-use half::f16;
+use berth_kernels::gemm::to_bf16;
+use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 
 pub use berth::tokenizer::hf::TokenizerSource;
@@ -35,6 +36,8 @@ pub use error::ConvertError;
 pub enum OutDtype {
     F32,
     F16,
+    /// Linear weights in bfloat16 (format 1.3), computed by the bf16 GEMM; embeddings f32.
+    Bf16,
     Int8,
 }
 
@@ -43,6 +46,7 @@ impl OutDtype {
         match self {
             OutDtype::F32 => "f32",
             OutDtype::F16 => "f16",
+            OutDtype::Bf16 => "bf16",
             OutDtype::Int8 => "int8",
         }
     }
@@ -53,7 +57,9 @@ impl OutDtype {
             (_, Role::Vector) | (OutDtype::F32, _) => DType::F32,
             (OutDtype::F16, _) => DType::F16,
             (OutDtype::Int8, Role::Linear) => DType::I8,
-            (OutDtype::Int8, Role::Embedding) => DType::F32,
+            (OutDtype::Bf16, Role::Linear) => DType::Bf16,
+            // Read a row per token, so their size costs no time: kept at full precision.
+            (OutDtype::Int8 | OutDtype::Bf16, Role::Embedding) => DType::F32,
         }
     }
 }
@@ -200,8 +206,9 @@ fn store(
             let mut h = vec![f16::ZERO; values.len()];
             berth_kernels::convert::f32_to_f16(values, &mut h);
             if let Some(index) = h.iter().position(|v| !v.is_finite()) {
-                return Err(ConvertError::F16Overflow {
+                return Err(ConvertError::Overflow {
                     name: name.to_owned(),
+                    dtype: "f16",
                     index,
                     value: values[index],
                 });
@@ -212,6 +219,26 @@ fn store(
                 TensorData::f16_panels(name, shape, &h)
             } else {
                 TensorData::f16(name, shape, &h)
+            };
+            (data, back)
+        }
+        DType::Bf16 => {
+            // Rounded as the bf16 GEMM rounds its operands (to nearest even, denormals
+            // flushed), so the file holds exactly what `use_bf16` would compute with.
+            let b: Vec<bf16> = values.iter().map(|&v| to_bf16(v)).collect();
+            if let Some(index) = b.iter().position(|v| !v.is_finite()) {
+                return Err(ConvertError::Overflow {
+                    name: name.to_owned(),
+                    dtype: "bf16",
+                    index,
+                    value: values[index],
+                });
+            }
+            let back = b.iter().map(|v| v.to_f32()).collect();
+            let data = if panels {
+                TensorData::bf16_panels(name, shape, values)
+            } else {
+                TensorData::bf16(name, shape, &b)
             };
             (data, back)
         }

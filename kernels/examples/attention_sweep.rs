@@ -1,6 +1,6 @@
-//! Times the fused attention kernel of this process's path (`BERTH_ISA` to force another) on
-//! BERT's head shapes, 12 heads per call as a layer runs them, one thread: the median of 60
-//! calls and the GFLOP/s it makes (4 n^2 d per head: `Q K^T` and `P V`). A quick check for
+//! Times the fused attention kernels of this process's path (`BERTH_ISA` to force another), f32
+//! and bf16, on BERT's head shapes, 12 heads per call as a layer runs them, one thread: the
+//! median of 60 calls and the GFLOP/s it makes (4 n^2 d per head: `Q K^T` and `P V`). A quick check for
 //! changes to `attention.rs`; run the old and new binaries alternately, the machine is noisy.
 //!
 //!     cargo run --release -p berth-kernels --example attention_sweep
@@ -18,9 +18,18 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("path {}", kernels.isa);
+    println!("path {} (bf16: {})", kernels.isa, kernels.bf16);
+    let slots = [("f32", kernels.attention), ("bf16", kernels.attention_bf16)];
     // (tokens, head size): MiniLM and BERT-base at 128 tokens, BERT-base at 512.
     for (n, d) in [(128usize, 32usize), (128, 64), (512, 64)] {
+        for (name, attention) in slots {
+            sweep(name, attention, n, d);
+        }
+    }
+}
+
+fn sweep(name: &str, attention: fn(AttentionHead<'_>, &mut AttentionScratch), n: usize, d: usize) {
+    {
         let heads = 12;
         // Q, K and V of every head side by side in one row per token, as the layer holds them.
         let ld = 3 * heads * d;
@@ -34,7 +43,7 @@ fn main() {
             let t = Instant::now();
             for h in 0..heads {
                 let head = |part: usize| &qkv[(part * heads + h) * d..];
-                (kernels.attention)(
+                attention(
                     AttentionHead {
                         n,
                         d,
@@ -56,7 +65,7 @@ fn main() {
         let median = times[times.len() / 2];
         let flop = 4.0 * (n * n * d * heads) as f64;
         println!(
-            "n={n:>4} d={d:>3}: {:>9.1} us per {heads} heads, {:>6.1} GFLOP/s",
+            "{name:>4} n={n:>4} d={d:>3}: {:>9.1} us per {heads} heads, {:>6.1} GFLOP/s",
             median * 1e6,
             flop / median / 1e9
         );

@@ -13,8 +13,8 @@
 //! every key takes part; keys past the sequence's end inside the last tile are set to -inf
 //! before the exponential, which makes their probability exactly 0.
 
-use crate::gemm::MatMut;
-use crate::simd::{self, Simd, MAX_LANES};
+use crate::gemm::{to_bf16, MatMut};
+use crate::simd::{self, DotBf16, Simd, MAX_LANES};
 
 /// Query rows per block.
 const MR: usize = 4;
@@ -57,13 +57,17 @@ impl AttentionHead<'_> {
     }
 }
 
-/// Reused buffers: packed `K^T`, the rows' running maxima and sums, and the reference twin's
-/// score row.
+/// Reused buffers: packed `K^T` (and for bf16, Q and V as bf16 pairs), the rows' running
+/// maxima and sums, and the reference twins' score row.
 #[derive(Clone, Debug, Default)]
 pub struct AttentionScratch {
     kt: Vec<f32>,
     stats: Vec<f32>,
     row: Vec<f64>,
+    q_pairs: Vec<u32>,
+    kt_rows: Vec<u32>,
+    kt_pairs: Vec<u32>,
+    v_pairs: Vec<u32>,
 }
 
 /// The reference twin: scores, softmax and the weighted sum in f64, exactly as written (its
@@ -91,6 +95,39 @@ pub fn attention_ref(mut p: AttentionHead<'_>, scratch: &mut AttentionScratch) {
         let row = p.out.row_mut(i);
         for (c, out) in row.iter_mut().enumerate() {
             let o: f64 = (0..n).map(|j| s[j] * f64::from(p.v[j * p.ldv + c])).sum();
+            *out = (o / sum) as f32;
+        }
+    }
+}
+
+/// The reference twin of the bf16 kernel ([`attention_bf16`]'s operands in f64): Q, K and V
+/// rounded to bfloat16 ([`to_bf16`]), scores and softmax in f64, and each unnormalised weight
+/// `e^(s - max)` rounded to bfloat16 before it multiplies V, divided by the sum of the
+/// unrounded weights, as the kernel does.
+pub fn attention_bf16_ref(mut p: AttentionHead<'_>, scratch: &mut AttentionScratch) {
+    p.check();
+    let (n, d) = (p.n, p.d);
+    if scratch.row.len() < n {
+        scratch.row.resize(n, 0.0);
+    }
+    let s = &mut scratch.row[..n];
+    let b = |x: f32| f64::from(to_bf16(x).to_f32());
+    for i in 0..n {
+        for (j, sj) in s.iter_mut().enumerate() {
+            let dot: f64 = (0..d)
+                .map(|c| b(p.q[i * p.ldq + c]) * b(p.k[j * p.ldk + c]))
+                .sum();
+            *sj = dot * f64::from(p.scale);
+        }
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
+        for sj in s.iter_mut() {
+            *sj = (*sj - m).exp();
+            sum += *sj;
+        }
+        let row = p.out.row_mut(i);
+        for (c, out) in row.iter_mut().enumerate() {
+            let o: f64 = (0..n).map(|j| b(s[j] as f32) * b(p.v[j * p.ldv + c])).sum();
             *out = (o / sum) as f32;
         }
     }
@@ -159,12 +196,7 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
     let l = S::LANES;
     let kt_len = tile_keys(d, l);
     pack_kt(&p, l, &mut scratch.kt);
-    if scratch.stats.len() < 2 * n {
-        scratch.stats.resize(2 * n, 0.0);
-    }
-    let (ms, sums) = scratch.stats[..2 * n].split_at_mut(n);
-    ms.fill(f32::NEG_INFINITY);
-    sums.fill(0.0);
+    let (ms, sums) = running_stats(&mut scratch.stats, n);
     let kt = &scratch.kt[..];
     // The feature vectors of a row: full ones, then `tail` features (1..=L) in the last.
     let vecs = d.div_ceil(l);
@@ -173,19 +205,16 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
     for j0 in (0..n).step_by(kt_len) {
         let kn = kt_len.min(n - j0);
         let groups = kn.div_ceil(l);
-        let first_tile = j0 == 0;
         for i0 in (0..n).step_by(MR) {
             let mr = MR.min(n - i0);
             // Rows past the end repeat the last real one (computed, never stored), so that
             // every loop below runs MR rows from in-bounds reads.
-            let row_of = |i: usize| i0 + i.min(mr - 1);
-            let qrow: [usize; MR] = std::array::from_fn(|i| row_of(i) * p.ldq);
+            let qrow: [usize; MR] = std::array::from_fn(|i| (i0 + i.min(mr - 1)) * p.ldq);
             // SAFETY: the caller runs on S's ISA. Reads: q at `qrow[i] + c` for c < d (rows
             // < n), K^T groups below `n.div_ceil(L)` (packed above), V rows `j0 + j < n` at
             // features below d, `out` rows < n (through `row_mut`), the last vector of a row
             // partial through a stack buffer; writes: `s` below MAX_KT, `out` rows < mr.
             unsafe {
-                let scale = S::splat(p.scale);
                 // Scores, two key vectors at a time, and the block's row maxima.
                 let mut mx = [S::splat(f32::NEG_INFINITY); MR];
                 let mut t = 0;
@@ -204,37 +233,10 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                             acc[i][1] = S::fma(qv, kv1, acc[i][1]);
                         }
                     }
-                    for u in 0..if two { 2 } else { 1 } {
-                        let valid = kn - (t + u) * l;
-                        for ((ai, si), mxi) in acc.iter().zip(s.iter_mut()).zip(mx.iter_mut()) {
-                            let mut sv = S::mul(ai[u], scale);
-                            if valid < l {
-                                sv = mask_tail::<S>(sv, valid);
-                            }
-                            S::store(si.as_mut_ptr().add((t + u) * l), sv);
-                            *mxi = S::max(*mxi, sv);
-                        }
-                    }
+                    keep_scores::<S>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
                     t += 2;
                 }
-                // Online softmax: new maxima, the output's rescaling, the tile's exponentials.
-                let mut corr = [1.0f32; MR];
-                for i in 0..MR {
-                    let r = row_of(i);
-                    let m_new = ms[r].max(S::reduce_max(mx[i]));
-                    corr[i] = first_lane::<S>(simd::exp::<S>(S::splat(ms[r] - m_new)));
-                    let mv = S::splat(m_new);
-                    let mut tile_sum = S::splat(0.0);
-                    for t in 0..groups {
-                        let e = simd::exp::<S>(S::sub(S::load(s[i].as_ptr().add(t * l)), mv));
-                        S::store(s[i].as_mut_ptr().add(t * l), e);
-                        tile_sum = S::add(tile_sum, e);
-                    }
-                    if i < mr {
-                        sums[r] = sums[r] * corr[i] + S::reduce_add(tile_sum);
-                        ms[r] = m_new;
-                    }
-                }
+                let corr = online_softmax::<S>(&mut s, &mx, ms, sums, i0, mr, groups);
                 // o = o * corr + P V for the tile, DV output vectors at a time: each V row's
                 // vectors loaded once, into every row of the block.
                 let last_tile = j0 + kn == n;
@@ -242,22 +244,7 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                     let fv = DV.min(vecs - f0);
                     // Whether vector u of this chunk is the row's partial last one.
                     let partial = |u: usize| f0 + u + 1 == vecs && tail < l;
-                    let mut o = [[S::splat(0.0); DV]; MR];
-                    if !first_tile {
-                        for (i, oi) in o.iter_mut().enumerate().take(mr) {
-                            let row = p.out.row_mut(i0 + i);
-                            let cv = S::splat(corr[i]);
-                            for (u, x) in oi.iter_mut().enumerate().take(fv) {
-                                let at = (f0 + u) * l;
-                                let cur = if partial(u) {
-                                    simd::load_partial::<S>(&row[at..], 0.0)
-                                } else {
-                                    S::load(row.as_ptr().add(at))
-                                };
-                                *x = S::mul(cur, cv);
-                            }
-                        }
-                    }
+                    let mut o = load_out::<S, DV>(&mut p.out, i0, mr, f0, fv, vecs, tail, j0, corr);
                     // Whole vectors only (the usual case: d a multiple of LANES, DV of them):
                     // the loop over keys with constant bounds, so that the block's output
                     // stays in registers. The same operations in the same order as below.
@@ -301,24 +288,405 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                             }
                         }
                     }
-                    // Unnormalised until the last tile, then divided by the sums.
-                    for (i, oi) in o.iter().enumerate().take(mr) {
-                        let f = S::splat(if last_tile { 1.0 / sums[i0 + i] } else { 1.0 });
-                        let row = p.out.row_mut(i0 + i);
-                        for (u, x) in oi.iter().enumerate().take(fv) {
-                            let at = (f0 + u) * l;
-                            let y = S::mul(*x, f);
-                            if partial(u) {
-                                simd::store_partial::<S>(&mut row[at..], y);
-                            } else {
-                                S::store(row.as_mut_ptr().add(at), y);
-                            }
-                        }
-                    }
+                    let sums = last_tile.then_some(&*sums);
+                    store_out::<S, DV>(&o, &mut p.out, i0, mr, f0, fv, vecs, tail, sums);
                 }
             }
         }
     }
+}
+
+/// The rows' running maxima (-inf) and sums (0), `n` each, in `stats`.
+fn running_stats(stats: &mut Vec<f32>, n: usize) -> (&mut [f32], &mut [f32]) {
+    if stats.len() < 2 * n {
+        stats.resize(2 * n, 0.0);
+    }
+    let (ms, sums) = stats[..2 * n].split_at_mut(n);
+    ms.fill(f32::NEG_INFINITY);
+    sums.fill(0.0);
+    (ms, sums)
+}
+
+/// Key vectors `t` (and `t + 1` if `two`) of a tile of `kn` keys: the block's dot products
+/// `acc` times `scale`, keys past `kn` set to -inf, stored in `s` and folded into the maxima.
+#[inline(always)]
+unsafe fn keep_scores<S: Simd>(
+    acc: &[[S::F; 2]; MR],
+    two: bool,
+    t: usize,
+    kn: usize,
+    scale: f32,
+    s: &mut [[f32; MAX_KT]; MR],
+    mx: &mut [S::F; MR],
+) {
+    let l = S::LANES;
+    // SAFETY: the caller runs on S's ISA and `(t + 2) * LANES <= MAX_KT` (a tile's keys).
+    unsafe {
+        let scale = S::splat(scale);
+        for u in 0..if two { 2 } else { 1 } {
+            let valid = kn - (t + u) * l;
+            for ((ai, si), mxi) in acc.iter().zip(s.iter_mut()).zip(mx.iter_mut()) {
+                let mut sv = S::mul(ai[u], scale);
+                if valid < l {
+                    sv = mask_tail::<S>(sv, valid);
+                }
+                S::store(si.as_mut_ptr().add((t + u) * l), sv);
+                *mxi = S::max(*mxi, sv);
+            }
+        }
+    }
+}
+
+/// The online-softmax step of query block `i0` (`mr` real rows) over a tile whose scores
+/// (`groups` vectors per row) are in `s` with row maxima `mx`: the rows' new maxima and sums
+/// (`ms`, `sums`, real rows only), the tile's exponentials in place of the scores, and each
+/// row's factor `e^(m_old - m_new)` for the output so far.
+#[inline(always)]
+unsafe fn online_softmax<S: Simd>(
+    s: &mut [[f32; MAX_KT]; MR],
+    mx: &[S::F; MR],
+    ms: &mut [f32],
+    sums: &mut [f32],
+    i0: usize,
+    mr: usize,
+    groups: usize,
+) -> [f32; MR] {
+    let l = S::LANES;
+    let mut corr = [1.0f32; MR];
+    // SAFETY: the caller runs on S's ISA; `groups * LANES <= MAX_KT`; rows `i0 + i` for
+    // i < mr are below n, the length of `ms` and `sums`.
+    unsafe {
+        for i in 0..MR {
+            let r = i0 + i.min(mr - 1);
+            let m_new = ms[r].max(S::reduce_max(mx[i]));
+            corr[i] = first_lane::<S>(simd::exp::<S>(S::splat(ms[r] - m_new)));
+            let mv = S::splat(m_new);
+            let mut tile_sum = S::splat(0.0);
+            for t in 0..groups {
+                let e = simd::exp::<S>(S::sub(S::load(s[i].as_ptr().add(t * l)), mv));
+                S::store(s[i].as_mut_ptr().add(t * l), e);
+                tile_sum = S::add(tile_sum, e);
+            }
+            if i < mr {
+                sums[r] = sums[r] * corr[i] + S::reduce_add(tile_sum);
+                ms[r] = m_new;
+            }
+        }
+    }
+    corr
+}
+
+/// Output vectors `f0 .. f0 + fv` of query block `i0` (`mr` real rows) so far, times `corr`:
+/// zero on the first tile (`j0 == 0`), else loaded from `out` (a row's last vector, of `tail`
+/// features, through a partial load).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn load_out<S: Simd, const DV: usize>(
+    out: &mut MatMut<'_>,
+    i0: usize,
+    mr: usize,
+    f0: usize,
+    fv: usize,
+    vecs: usize,
+    tail: usize,
+    j0: usize,
+    corr: [f32; MR],
+) -> [[S::F; DV]; MR] {
+    let l = S::LANES;
+    // SAFETY: the caller runs on S's ISA; rows below i0 + mr are rows of `out`, and vectors
+    // below `vecs` lie within its d columns (the last one partial).
+    unsafe {
+        let mut o = [[S::splat(0.0); DV]; MR];
+        if j0 == 0 {
+            return o;
+        }
+        for (i, oi) in o.iter_mut().enumerate().take(mr) {
+            let row = out.row_mut(i0 + i);
+            let cv = S::splat(corr[i]);
+            for (u, x) in oi.iter_mut().enumerate().take(fv) {
+                let at = (f0 + u) * l;
+                let cur = if f0 + u + 1 == vecs && tail < l {
+                    simd::load_partial::<S>(&row[at..], 0.0)
+                } else {
+                    S::load(row.as_ptr().add(at))
+                };
+                *x = S::mul(cur, cv);
+            }
+        }
+        o
+    }
+}
+
+/// Stores [`load_out`]'s vectors back, unnormalised until the last tile (`sums` given), then
+/// divided by the rows' sums.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn store_out<S: Simd, const DV: usize>(
+    o: &[[S::F; DV]; MR],
+    out: &mut MatMut<'_>,
+    i0: usize,
+    mr: usize,
+    f0: usize,
+    fv: usize,
+    vecs: usize,
+    tail: usize,
+    sums: Option<&[f32]>,
+) {
+    let l = S::LANES;
+    // SAFETY: as in `load_out`.
+    unsafe {
+        for (i, oi) in o.iter().enumerate().take(mr) {
+            let f = S::splat(sums.map_or(1.0, |s| 1.0 / s[i0 + i]));
+            let row = out.row_mut(i0 + i);
+            for (u, x) in oi.iter().enumerate().take(fv) {
+                let at = (f0 + u) * l;
+                let y = S::mul(*x, f);
+                if f0 + u + 1 == vecs && tail < l {
+                    simd::store_partial::<S>(&mut row[at..], y);
+                } else {
+                    S::store(row.as_mut_ptr().add(at), y);
+                }
+            }
+        }
+    }
+}
+
+/// The fused kernel with bf16 operands: Q, K and V rounded to bfloat16 as they are packed in
+/// pairs, the scores as dot products of feature pairs (`vdpbf16ps` on AVX-512 BF16, the same
+/// operations widened elsewhere: [`DotBf16`]), the online softmax in f32 as in [`attention`],
+/// and `P V` as dot products of key pairs, the weights rounded to bfloat16. Half the
+/// multiply-add instructions of the f32 kernel; the same tiles and blocks.
+///
+/// Pairs: features `c` and `c + ceil(d / 2)` (so that a row's pairs come from two contiguous
+/// halves of it), and in each run of `2 LANES` keys, keys `lane` and `LANES + lane` (so that
+/// a row's weights pair two score vectors lane by lane); both are rounded and interleaved by
+/// [`Simd::store_bf16_pairs`]. The packed `K^T` (16-key rows of feature pairs) and V (16-feature
+/// rows of key pairs, 64 bytes each) are also the operands AMX tiles load.
+#[inline(always)]
+pub(crate) unsafe fn attention_bf16<D: DotBf16>(
+    p: AttentionHead<'_>,
+    scratch: &mut AttentionScratch,
+) {
+    p.check();
+    // SAFETY: the caller runs on D's ISA (the contract of every body below).
+    unsafe {
+        match p.d.div_ceil(D::S::LANES) {
+            0 => {}
+            1 => attention_bf16_dv::<D, 1>(p, scratch),
+            2 => attention_bf16_dv::<D, 2>(p, scratch),
+            3 => attention_bf16_dv::<D, 3>(p, scratch),
+            4 => attention_bf16_dv::<D, 4>(p, scratch),
+            _ => attention_bf16_dv::<D, 8>(p, scratch),
+        }
+    }
+}
+
+/// `v` grown (with zeros) to at least `len`; its first `len` entries.
+fn grown(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    &mut v[..len]
+}
+
+/// `out` (a whole number of vectors) = the bf16 pairs of `first` and `second` lane by lane,
+/// each read as zero past its end.
+#[inline(always)]
+unsafe fn pairs_into<S: Simd>(first: &[f32], second: &[f32], out: &mut [u32]) {
+    let l = S::LANES;
+    // SAFETY: the caller runs on S's ISA; `out` holds whole vectors, each stored in full;
+    // whole source vectors are loaded in place, partial ones through `load_partial`.
+    unsafe {
+        for (v, chunk) in out.chunks_exact_mut(l).enumerate() {
+            let at = v * l;
+            let a = if at + l <= first.len() {
+                S::load(first.as_ptr().add(at))
+            } else {
+                simd::load_partial::<S>(first.get(at..).unwrap_or(&[]), 0.0)
+            };
+            let b = if at + l <= second.len() {
+                S::load(second.as_ptr().add(at))
+            } else {
+                simd::load_partial::<S>(second.get(at..).unwrap_or(&[]), 0.0)
+            };
+            S::store_bf16_pairs(chunk.as_mut_ptr(), a, b);
+        }
+    }
+}
+
+/// The bf16 operands, packed into `scratch` for lane count `l`, with `dp = ceil(d / 2)`
+/// feature pairs (rows of `dpv`, `dp` rounded up to whole vectors) and `vecs = ceil(d / l)`
+/// feature vectors, zero past n keys and d features:
+/// - Q: row `i` at `i * dpv`, pair `c2` = features `(c2, c2 + dp)`;
+/// - `K^T`: groups of `l` keys, for each feature pair the `l` keys' pairs, at
+///   `(g * dp + c2) * l + lane`;
+/// - V: pair `jp` (keys `2 l (jp / l) + jp % l` and that plus `l`), feature vector `u`: the
+///   `l` features' key pairs, at `(jp * vecs + u) * l + lane`.
+#[inline(always)]
+unsafe fn pack_bf16_operands<'s, S: Simd>(
+    p: &AttentionHead<'_>,
+    scratch: &'s mut AttentionScratch,
+) -> (&'s [u32], &'s [u32], &'s [u32]) {
+    let l = S::LANES;
+    let (n, d) = (p.n, p.d);
+    let (dp, vecs) = (d.div_ceil(2), d.div_ceil(l));
+    let dpv = dp.div_ceil(l) * l;
+    // SAFETY: the caller runs on S's ISA; every row read is below n, at columns below d.
+    unsafe {
+        let q = grown(&mut scratch.q_pairs, n * dpv);
+        for (i, out) in q.chunks_exact_mut(dpv).enumerate() {
+            let row = &p.q[i * p.ldq..i * p.ldq + d];
+            pairs_into::<S>(&row[..dp], &row[dp..], out);
+        }
+        // K's rows as pairs first (vector work), then transposed into groups of keys.
+        let rows = grown(&mut scratch.kt_rows, n * dpv);
+        for (j, out) in rows.chunks_exact_mut(dpv).enumerate() {
+            let row = &p.k[j * p.ldk..j * p.ldk + d];
+            pairs_into::<S>(&row[..dp], &row[dp..], out);
+        }
+        let kt = grown(&mut scratch.kt_pairs, n.div_ceil(l) * dp * l);
+        for (g, group) in kt.chunks_exact_mut(dp * l).enumerate() {
+            let keys = l.min(n - g * l);
+            for (c2, lanes) in group.chunks_exact_mut(l).enumerate() {
+                for (lane, x) in lanes[..keys].iter_mut().enumerate() {
+                    *x = rows[(g * l + lane) * dpv + c2];
+                }
+                lanes[keys..].fill(0);
+            }
+        }
+        let v = grown(&mut scratch.v_pairs, n.div_ceil(2 * l) * l * vecs * l);
+        for (jp, out) in v.chunks_exact_mut(vecs * l).enumerate() {
+            let ja = 2 * l * (jp / l) + jp % l;
+            let row = |j: usize| {
+                if j < n {
+                    &p.v[j * p.ldv..j * p.ldv + d]
+                } else {
+                    &[][..]
+                }
+            };
+            pairs_into::<S>(row(ja), row(ja + l), out);
+        }
+        (q, kt, v)
+    }
+}
+
+/// [`attention_dv`] on bf16 pairs (see [`attention_bf16`]).
+#[inline(always)]
+unsafe fn attention_bf16_dv<D: DotBf16, const DV: usize>(
+    mut p: AttentionHead<'_>,
+    scratch: &mut AttentionScratch,
+) {
+    let (n, d) = (p.n, p.d);
+    if n == 0 {
+        return;
+    }
+    let l = D::S::LANES;
+    // A whole number of key-vector pairs: every tile starts at a run of 2 l keys.
+    let kt_len = tile_keys(d, l);
+    let (dp, vecs) = (d.div_ceil(2), d.div_ceil(l));
+    let dpv = dp.div_ceil(l) * l;
+    let tail = d - (vecs - 1) * l;
+    let mut stats = std::mem::take(&mut scratch.stats);
+    // SAFETY: the caller runs on D's ISA, which includes D::S's.
+    let (q, kt, v) = unsafe { pack_bf16_operands::<D::S>(&p, scratch) };
+    let (ms, sums) = running_stats(&mut stats, n);
+    let mut s = [[0.0f32; MAX_KT]; MR];
+    // The tile's weights as bfloat16 pairs (keys `lane` and `l + lane` of each run of 2 l).
+    let mut w = [[0u32; MAX_KT / 2]; MR];
+    for j0 in (0..n).step_by(kt_len) {
+        let kn = kt_len.min(n - j0);
+        let groups = kn.div_ceil(l);
+        let runs = groups.div_ceil(2);
+        let key_pairs = runs * l;
+        for i0 in (0..n).step_by(MR) {
+            let mr = MR.min(n - i0);
+            let qrow: [usize; MR] = std::array::from_fn(|i| (i0 + i.min(mr - 1)) * dpv);
+            // SAFETY: the caller runs on D's ISA. Reads: `q` at `qrow[i] + c2` (rows < n,
+            // c2 < dp), `kt` groups below `n.div_ceil(l)`, `v` pairs below
+            // `n.div_ceil(2 l) * l` at vectors below `vecs` (all packed above, padded with
+            // zeros), `out` rows < n; writes: `s` and `w` within a tile (MAX_KT and MAX_KT /
+            // 2), `out` rows < mr.
+            unsafe {
+                let mut mx = [D::S::splat(f32::NEG_INFINITY); MR];
+                let mut t = 0;
+                while t < groups {
+                    let two = t + 1 < groups;
+                    let g = j0 / l + t;
+                    let k0 = kt.as_ptr().add(g * dp * l);
+                    let k1 = if two { k0.add(dp * l) } else { k0 };
+                    let mut acc = [[D::S::splat(0.0); 2]; MR];
+                    for c2 in 0..dp {
+                        let kv0 = D::load_w(k0.add(c2 * l));
+                        let kv1 = D::load_w(k1.add(c2 * l));
+                        for i in 0..MR {
+                            let qa = D::bcast(*q.get_unchecked(qrow[i] + c2));
+                            acc[i][0] = D::dot(acc[i][0], qa, kv0);
+                            acc[i][1] = D::dot(acc[i][1], qa, kv1);
+                        }
+                    }
+                    keep_scores::<D::S>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
+                    t += 2;
+                }
+                let corr = online_softmax::<D::S>(&mut s, &mx, ms, sums, i0, mr, groups);
+                // The weights in pairs; keys past kn weigh exactly 0 (masked to -inf above),
+                // and so does a run's missing second vector.
+                for (wi, si) in w.iter_mut().zip(&s) {
+                    for r in 0..runs {
+                        let first = D::S::load(si.as_ptr().add(2 * r * l));
+                        let second = if 2 * r + 1 < groups {
+                            D::S::load(si.as_ptr().add((2 * r + 1) * l))
+                        } else {
+                            D::S::splat(0.0)
+                        };
+                        D::S::store_bf16_pairs(wi.as_mut_ptr().add(r * l), first, second);
+                    }
+                }
+                let last_tile = j0 + kn == n;
+                let v0 = v.as_ptr().add(j0 / 2 * vecs * l);
+                for f0 in (0..vecs).step_by(DV) {
+                    let fv = DV.min(vecs - f0);
+                    let mut o =
+                        load_out::<D::S, DV>(&mut p.out, i0, mr, f0, fv, vecs, tail, j0, corr);
+                    if fv == DV {
+                        // Constant bounds, so that the output stays in registers (as in
+                        // `attention_dv`); the same operations as below.
+                        let mut acc = o;
+                        for jp in 0..key_pairs {
+                            let vr = v0.add((jp * vecs + f0) * l);
+                            let mut vv = [D::load_w(vr); DV];
+                            for (u, x) in vv.iter_mut().enumerate().skip(1) {
+                                *x = D::load_w(vr.add(u * l));
+                            }
+                            for (ai, wi) in acc.iter_mut().zip(&w) {
+                                let wa = D::bcast(*wi.get_unchecked(jp));
+                                for (x, vu) in ai.iter_mut().zip(&vv) {
+                                    *x = D::dot(*x, wa, *vu);
+                                }
+                            }
+                        }
+                        o = acc;
+                    } else {
+                        for jp in 0..key_pairs {
+                            let vr = v0.add((jp * vecs + f0) * l);
+                            let mut vv = [D::load_w(vr); DV];
+                            for (u, x) in vv.iter_mut().enumerate().take(fv).skip(1) {
+                                *x = D::load_w(vr.add(u * l));
+                            }
+                            for (oi, wi) in o.iter_mut().zip(&w) {
+                                let wa = D::bcast(*wi.get_unchecked(jp));
+                                for (x, vu) in oi.iter_mut().zip(&vv).take(fv) {
+                                    *x = D::dot(*x, wa, *vu);
+                                }
+                            }
+                        }
+                    }
+                    let sums = last_tile.then_some(&*sums);
+                    store_out::<D::S, DV>(&o, &mut p.out, i0, mr, f0, fv, vecs, tail, sums);
+                }
+            }
+        }
+    }
+    scratch.stats = stats;
 }
 
 /// Lanes `valid..` of `v` set to -inf.

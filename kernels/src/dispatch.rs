@@ -44,6 +44,9 @@ pub struct Kernels {
     pub gemm_bf16: fn(Gemm<'_>, &mut GemmScratch),
     /// Fused attention of one (sequence, head) ([`crate::attention`]).
     pub attention: fn(AttentionHead<'_>, &mut AttentionScratch),
+    /// The same with bf16 operands (Q, K, V and the softmax weights rounded to bfloat16, on
+    /// the dot products of the `bf16` slot; the softmax in f32).
+    pub attention_bf16: fn(AttentionHead<'_>, &mut AttentionScratch),
 }
 
 impl Kernels {
@@ -57,6 +60,7 @@ impl Kernels {
         gelu: elementwise::gelu_ref,
         int8: "scalar",
         attention: attention::attention_ref,
+        attention_bf16: attention::attention_bf16_ref,
         gemm_f32: gemm::gemm_ref,
         gemm_f16: gemm::gemm_ref,
         gemm_i8: gemm::gemm_ref,
@@ -198,6 +202,9 @@ mod x86 {
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
     simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_avx2, "avx2,fma,f16c", [Avx2], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
+    simd_entry!(attention_bf16_avx512_bf16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
+    simd_entry!(attention_bf16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
+    simd_entry!(attention_bf16_avx2, "avx2,fma,f16c", [Widen<Avx2>], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(layer_norm_avx2, "avx2,fma,f16c", [Avx2], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx2, "avx2,fma,f16c", [Avx2], elementwise::softmax, (x: &mut [f32]));
     simd_entry!(gelu_avx2, "avx2,fma,f16c", [Avx2], elementwise::gelu, (x: &mut [f32]));
@@ -266,8 +273,10 @@ mod x86 {
         if dot && f.avx512bf16 {
             k.bf16 = "avx512-bf16";
             k.gemm_bf16 = gemm_bf16_avx512_bf16;
+            k.attention_bf16 = attention_bf16_avx512_bf16;
         } else {
             k.gemm_bf16 = gemm_bf16_avx512;
+            k.attention_bf16 = attention_bf16_avx512;
         }
         k.gemm_f16 = gemm_f16_avx512;
         k.f16_to_f32 = f16_to_f32_avx512;
@@ -289,6 +298,7 @@ mod x86 {
         }
         k.bf16 = "widened";
         k.gemm_bf16 = gemm_bf16_avx2;
+        k.attention_bf16 = attention_bf16_avx2;
         k.gemm_f16 = gemm_f16_avx2;
         k.f16_to_f32 = f16_to_f32_f16c;
         k.quantize_row_asym = quantize_avx2;
@@ -316,6 +326,7 @@ mod arm {
     simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
+    simd_entry!(attention_bf16_neon, "neon", [Widen<Neon>], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
 
     /// The f16 slice conversion stays on the reference: `half` already converts with the
     /// hardware's `fcvt` on aarch64 CPUs that have fp16 (the GEMM widens with `fcvtl`).
@@ -329,6 +340,7 @@ mod arm {
         }
         k.bf16 = "widened";
         k.gemm_bf16 = gemm_bf16_neon;
+        k.attention_bf16 = attention_bf16_neon;
         k.gemm_f16 = gemm_f16_neon;
         k.quantize_row_asym = quantize_neon;
         k.attention = attention_neon;

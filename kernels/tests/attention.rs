@@ -2,25 +2,48 @@
 //! (`attention_ref`), over sequence lengths that reach every lane, block and key-tile edge
 //! (tiles are 8 vectors of keys: 32, 64 or 128) and head sizes below, at and above a vector,
 //! with the head's columns read at a stride inside wider Q, K and V. Tolerance:
-//! `berth_kernels::tolerance::attention`, with its reason.
+//! `berth_kernels::tolerance::attention`, with its reason. The bf16 kernel of every table
+//! (`vdpbf16ps` and the widened paths) likewise against its twin, `attention_bf16_ref`
+//! (`tolerance::attention_bf16`), and the tables of one path give it the same bits whichever
+//! instruction computes the bf16 dot products.
 
 mod common;
 
 use berth_kernels::attention::{AttentionHead, AttentionScratch};
 use berth_kernels::gemm::MatMut;
-use berth_kernels::{supported_isas, tolerance, Isa, Kernels};
+use berth_kernels::{tolerance, Isa, Kernels};
 use common::values;
 
+/// Every table of every path but the scalar one (whose kernels are the twins), or of the path
+/// `BERTH_ISA` forces: with and without the optional dot-product instructions.
 fn tables() -> Vec<Kernels> {
     let forced = std::env::var("BERTH_ISA").ok().and_then(|v| Isa::parse(&v));
-    supported_isas()
+    berth_kernels::variants()
         .into_iter()
-        .filter(|i| *i != Isa::Scalar && forced.is_none_or(|f| f == *i))
-        .map(|i| Kernels::for_isa(i).unwrap())
+        .filter(|k| k.isa != Isa::Scalar && forced.is_none_or(|f| f == k.isa))
         .collect()
 }
 
+/// The f32 kernel, or the bf16 one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    F32,
+    Bf16,
+}
+
+fn slot(t: &Kernels, kind: Kind) -> fn(AttentionHead<'_>, &mut AttentionScratch) {
+    match kind {
+        Kind::F32 => t.attention,
+        Kind::Bf16 => t.attention_bf16,
+    }
+}
+
 fn check(tables: &[Kernels], n: usize, d: usize, score_size: f32) {
+    check_kind(tables, n, d, score_size, Kind::F32);
+    check_kind(tables, n, d, score_size, Kind::Bf16);
+}
+
+fn check_kind(tables: &[Kernels], n: usize, d: usize, score_size: f32, kind: Kind) {
     // Three heads side by side: this head is the middle one.
     let ld = 3 * d + 1;
     let seed = (n * 131 + d) as u64;
@@ -31,7 +54,7 @@ fn check(tables: &[Kernels], n: usize, d: usize, score_size: f32) {
     let run = |t: &Kernels, out: &mut Vec<f32>| {
         out.clear();
         out.resize(n * ld, f32::NAN);
-        (t.attention)(
+        slot(t, kind)(
             AttentionHead {
                 n,
                 d,
@@ -50,8 +73,23 @@ fn check(tables: &[Kernels], n: usize, d: usize, score_size: f32) {
     let mut want = Vec::new();
     run(&Kernels::REFERENCE, &mut want);
     let mut got = Vec::new();
+    // The bits of each path's first table (bf16: every table of a path gives the same).
+    let mut first: Vec<(Isa, Vec<f32>)> = Vec::new();
     for t in tables {
         run(t, &mut got);
+        if kind == Kind::Bf16 {
+            match first.iter().find(|(isa, _)| *isa == t.isa) {
+                Some((_, bits)) => {
+                    assert!(
+                    bits.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{} ({}) n={n} d={d}: bf16 attention differs from another table of the path",
+                    t.isa,
+                    t.bf16
+                )
+                }
+                None => first.push((t.isa, got.clone())),
+            }
+        }
         for i in 0..n {
             let score_abs = (0..n)
                 .map(|j| {
@@ -68,11 +106,15 @@ fn check(tables: &[Kernels], n: usize, d: usize, score_size: f32) {
                     continue;
                 }
                 let v_abs = (0..n).map(|j| v[j * ld + c].abs()).fold(0.0f32, f32::max);
-                let tol = tolerance::attention(n, d, score_abs, v_abs);
+                let tol = match kind {
+                    Kind::F32 => tolerance::attention(n, d, score_abs, v_abs),
+                    Kind::Bf16 => tolerance::attention_bf16(n, d, score_abs, v_abs),
+                };
                 assert!(
                     tolerance::within(g, w, tol),
-                    "{} n={n} d={d} at ({i}, {}): {g} vs {w} (tol {tol})",
+                    "{} ({}) {kind:?} n={n} d={d} at ({i}, {}): {g} vs {w} (tol {tol})",
                     t.isa,
+                    t.bf16,
                     c - d
                 );
             }

@@ -45,6 +45,14 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn store_bf16_pairs(p: *mut u32, first: __m256, second: __m256) {
+        // SAFETY: `p` is valid for 8 u32 writes (trait contract); AVX2 integer operations.
+        unsafe {
+            let v = _mm256_or_si256(bf16_bits(first), _mm256_slli_epi32::<16>(bf16_bits(second)));
+            _mm256_storeu_si256(p.cast(), v);
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX.
         unsafe { _mm256_add_ps(a, b) }
@@ -252,5 +260,26 @@ impl DotI8 for Avx2Madd {
     unsafe fn cvt(acc: __m256i) -> __m256 {
         // SAFETY: AVX.
         unsafe { _mm256_cvtepi32_ps(acc) }
+    }
+}
+
+/// Each lane of `x` rounded to bfloat16 bits (in the low half of the lane) as `gemm::to_bf16`
+/// rounds (see the AVX-512 twin).
+#[inline(always)]
+unsafe fn bf16_bits(x: __m256) -> __m256i {
+    // SAFETY: AVX2 integer operations (the caller's ISA).
+    unsafe {
+        let b = _mm256_castps_si256(x);
+        let top = _mm256_srli_epi32::<16>(b);
+        let odd = _mm256_and_si256(top, _mm256_set1_epi32(1));
+        let bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff));
+        let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(b, bias));
+        let mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7fff_ffff));
+        let nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f80_0000));
+        let quiet = _mm256_or_si256(top, _mm256_set1_epi32(0x40));
+        let r = _mm256_blendv_epi8(rounded, quiet, nan);
+        let exp = _mm256_and_si256(b, _mm256_set1_epi32(0x7f80_0000));
+        let tiny = _mm256_cmpeq_epi32(exp, _mm256_setzero_si256());
+        _mm256_blendv_epi8(r, _mm256_and_si256(top, _mm256_set1_epi32(0x8000)), tiny)
     }
 }

@@ -44,6 +44,15 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
+    unsafe fn store_bf16_pairs(p: *mut u32, first: __m512, second: __m512) {
+        // SAFETY: `p` is valid for 16 u32 writes (trait contract); AVX-512 F integer
+        // operations.
+        unsafe {
+            let v = _mm512_or_si512(bf16_bits(first), _mm512_slli_epi32::<16>(bf16_bits(second)));
+            _mm512_storeu_si512(p.cast(), v);
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512 F (module docs).
         unsafe { _mm512_add_ps(a, b) }
@@ -215,5 +224,28 @@ impl DotBf16 for Avx512Bf16 {
     unsafe fn dot(acc: __m512, a: __m512bh, w: __m512bh) -> __m512 {
         // SAFETY: AVX-512 BF16 (the caller runs on a CPU with it).
         unsafe { _mm512_dpbf16_ps(acc, a, w) }
+    }
+}
+
+/// Each lane of `x` rounded to bfloat16 bits (in the low half of the lane) as `gemm::to_bf16`
+/// rounds: add just under half a step plus the kept part's lowest bit and keep the top half;
+/// NaN keeps its top half with the quiet bit; a zero exponent (zero, denormal) gives the
+/// signed zero.
+#[inline(always)]
+unsafe fn bf16_bits(x: __m512) -> __m512i {
+    // SAFETY: AVX-512 F integer operations (the caller's ISA).
+    unsafe {
+        let b = _mm512_castps_si512(x);
+        let top = _mm512_srli_epi32::<16>(b);
+        let odd = _mm512_and_si512(top, _mm512_set1_epi32(1));
+        let bias = _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff));
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(b, bias));
+        let mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7fff_ffff));
+        let nan = _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7f80_0000));
+        let quiet = _mm512_or_si512(top, _mm512_set1_epi32(0x40));
+        let r = _mm512_mask_mov_epi32(rounded, nan, quiet);
+        let exp = _mm512_and_si512(b, _mm512_set1_epi32(0x7f80_0000));
+        let tiny = _mm512_cmpeq_epi32_mask(exp, _mm512_setzero_si512());
+        _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(top, _mm512_set1_epi32(0x8000)))
     }
 }

@@ -32,6 +32,10 @@ pub(crate) trait Simd {
     /// Loads `LANES` pairs of bfloat16 values (`LANES` u32, the first of each pair in the low
     /// half) widened exactly to f32: (the second values, the first values).
     unsafe fn load_bf16_pairs(p: *const u32) -> (Self::F, Self::F);
+    /// Rounds `first` and `second` to bfloat16 as `gemm::to_bf16` does (to nearest, ties to
+    /// even; zeros and denormals to a signed zero; NaN quiet) and stores them as `LANES` pairs,
+    /// `first` in the low half: the inverse of [`Simd::load_bf16_pairs`].
+    unsafe fn store_bf16_pairs(p: *mut u32, first: Self::F, second: Self::F);
     unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
@@ -243,5 +247,82 @@ pub(crate) unsafe fn erf<S: Simd>(x: S::F) -> S::F {
         let e = exp::<S>(S::mul(S::sub(S::splat(0.0), ax), ax));
         let y = S::sub(one, S::mul(p, e));
         S::copysign(y, x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::to_bf16;
+
+    /// The pair as the GEMM's packing stores it (`gemm::bf16::pair`).
+    fn pair(x: f32, y: f32) -> u32 {
+        u32::from(to_bf16(x).to_bits()) | (u32::from(to_bf16(y).to_bits()) << 16)
+    }
+
+    /// `S::store_bf16_pairs` against the scalar rounding (`gemm::to_bf16`, itself checked
+    /// against `half`) over a sweep of bit patterns: every top half with low halves at and around the
+    /// rounding boundaries, so ties, carries into the exponent, infinities, NaNs, zeros and
+    /// denormals of both signs; the pair partner is the same sweep reversed.
+    #[inline(always)]
+    unsafe fn pairs_match<S: Simd>() {
+        let lows = [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff];
+        let xs: Vec<f32> = (0..=0xffffu32)
+            .flat_map(|hi| lows.iter().map(move |lo| f32::from_bits((hi << 16) | lo)))
+            .collect();
+        let ys: Vec<f32> = xs.iter().rev().copied().collect();
+        let mut got = [0u32; MAX_LANES];
+        for (a, b) in xs.chunks_exact(S::LANES).zip(ys.chunks_exact(S::LANES)) {
+            // SAFETY: the caller runs on S's ISA; `a`, `b` and `got` hold LANES elements.
+            unsafe {
+                S::store_bf16_pairs(got.as_mut_ptr(), S::load(a.as_ptr()), S::load(b.as_ptr()))
+            };
+            for ((&g, &x), &y) in got.iter().zip(a).zip(b) {
+                assert_eq!(
+                    g,
+                    pair(x, y),
+                    "{x:?} {y:?} ({:#x}, {:#x})",
+                    x.to_bits(),
+                    y.to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn store_bf16_pairs_is_the_scalar_rounding() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::Isa;
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            unsafe fn on_avx512() {
+                // SAFETY: the features are enabled here.
+                unsafe { pairs_match::<avx512::Avx512>() }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn on_avx2() {
+                // SAFETY: the features are enabled here.
+                unsafe { pairs_match::<avx2::Avx2>() }
+            }
+            let f = crate::isa::cpu_features();
+            if f.supports(Isa::Avx512) {
+                // SAFETY: the CPU has AVX-512 F/BW/VL.
+                unsafe { on_avx512() }
+            }
+            if f.supports(Isa::Avx2) {
+                // SAFETY: the CPU has AVX2 and FMA.
+                unsafe { on_avx2() }
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            #[target_feature(enable = "neon")]
+            unsafe fn on_neon() {
+                // SAFETY: the feature is enabled here.
+                unsafe { pairs_match::<neon::Neon>() }
+            }
+            // SAFETY: NEON is part of every aarch64 CPU Rust targets.
+            unsafe { on_neon() }
+        }
     }
 }

@@ -57,6 +57,17 @@ impl Simd for Neon {
         }
     }
     #[inline(always)]
+    unsafe fn store_bf16_pairs(p: *mut u32, first: float32x4_t, second: float32x4_t) {
+        // SAFETY: `p` is valid for 4 u32 writes (trait contract); base Advanced SIMD integer
+        // operations.
+        unsafe {
+            vst1q_u32(
+                p,
+                vorrq_u32(bf16_bits(first), vshlq_n_u32::<16>(bf16_bits(second))),
+            )
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
         // SAFETY: NEON.
         unsafe { vaddq_f32(a, b) }
@@ -255,5 +266,25 @@ impl DotI8 for NeonMull {
     unsafe fn cvt(acc: int32x4_t) -> float32x4_t {
         // SAFETY: NEON.
         unsafe { vcvtq_f32_s32(acc) }
+    }
+}
+
+/// Each lane of `x` rounded to bfloat16 bits (in the low half of the lane) as `gemm::to_bf16`
+/// rounds (see the AVX-512 twin).
+#[inline(always)]
+unsafe fn bf16_bits(x: float32x4_t) -> uint32x4_t {
+    // SAFETY: base Advanced SIMD integer operations (the caller's ISA).
+    unsafe {
+        let b = vreinterpretq_u32_f32(x);
+        let top = vshrq_n_u32::<16>(b);
+        let odd = vandq_u32(top, vdupq_n_u32(1));
+        let bias = vaddq_u32(odd, vdupq_n_u32(0x7fff));
+        let rounded = vshrq_n_u32::<16>(vaddq_u32(b, bias));
+        let mag = vandq_u32(b, vdupq_n_u32(0x7fff_ffff));
+        let nan = vcgtq_u32(mag, vdupq_n_u32(0x7f80_0000));
+        let r = vbslq_u32(nan, vorrq_u32(top, vdupq_n_u32(0x40)), rounded);
+        let exp = vandq_u32(b, vdupq_n_u32(0x7f80_0000));
+        let tiny = vceqq_u32(exp, vdupq_n_u32(0));
+        vbslq_u32(tiny, vandq_u32(top, vdupq_n_u32(0x8000)), r)
     }
 }

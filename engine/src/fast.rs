@@ -672,9 +672,11 @@ impl<'f> FastModel<'f> {
     /// sum the products in f32 (AMX `tdpbf16ps` tiles where the CPU and OS allow them,
     /// `vdpbf16ps` on CPUs with AVX-512 BF16, the same operations widened elsewhere:
     /// docs/KERNELS.md). int8 layers are unchanged, and bf16 layers (a file converted with
-    /// `--dtype bf16`, which runs so without this call) are used in place. Embeddings,
-    /// LayerNorm, attention and the epilogues stay f32. The re-packed weights take half the
-    /// bytes of f32 ones, in memory of their own.
+    /// `--dtype bf16`, which runs so without this call) are used in place. Attention then
+    /// takes its products in bf16 too (`Kernels::attention_bf16`: Q, K, V and the softmax
+    /// weights rounded, the softmax itself in f32). Embeddings, LayerNorm and the epilogues
+    /// stay f32. The re-packed weights take half the bytes of f32 ones, in memory of their
+    /// own. A model with no float layers (an int8 file) is left as it was.
     pub fn use_bf16(&mut self) {
         let mut any = false;
         self.for_each_dense(|d, _| any |= d.repack_bf16());
@@ -998,7 +1000,12 @@ impl<'f> FastModel<'f> {
             let qkv = &mut ws.qkv[..t * 3 * h];
             layer.qkv.run(&run, x, t, qkv, g);
             let att = Attention {
-                kernels: k,
+                // In bf16 mode, attention's products are bf16 too (the softmax stays f32).
+                kernel: if self.bf16 {
+                    k.attention_bf16
+                } else {
+                    k.attention
+                },
                 qkv,
                 seqs: &ws.seqs,
                 h,
@@ -1110,7 +1117,7 @@ fn fold_abs_max(acc: &mut [f32], x: &[f32]) {
 /// One layer's self-attention over projected Q, K and V (side by side in `qkv`, `t x 3h`; head
 /// `i` in columns `i*d .. (i+1)*d` of each), sequence by sequence.
 struct Attention<'a> {
-    kernels: &'a Kernels,
+    kernel: fn(AttentionHead<'_>, &mut AttentionScratch),
     qkv: &'a [f32],
     seqs: &'a [(Range<usize>, usize)],
     h: usize,
@@ -1158,7 +1165,7 @@ impl Attention<'_> {
             let off = r.start * ld + head * d;
             let (_, rest) = ctx.rows_mut(r.clone()).split_cols(col);
             let (out, _) = rest.split_cols(d);
-            (self.kernels.attention)(
+            (self.kernel)(
                 AttentionHead {
                     n,
                     d,

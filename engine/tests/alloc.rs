@@ -81,7 +81,7 @@ fn batch(cfg: &ModelConfig, batch: usize, seq: usize) -> (Vec<i64>, Vec<i64>) {
 #[test]
 fn forward_into_allocates_nothing_after_warm_up() {
     for head in Head::ALL.iter().copied() {
-        for dtype in [DType::F32, DType::F16, DType::I8] {
+        for dtype in [DType::F32, DType::F16, DType::Bf16, DType::I8] {
             for threads in [1, 2] {
                 let cfg = config(head);
                 let file = file(&cfg, dtype);

@@ -14,9 +14,9 @@
 //! these random 2-layer models; MiniLM's sentence-embedding cosines are in
 //! tools/tests/fast_minilm.rs). bf16 compute (bf16 files, and `FastModel::use_bf16` on f32
 //! and f16 files: weights and activations rounded to bfloat16's 8-bit significand at every
-//! linear layer) is
-//! held to `BF16_REL` (6%) of the largest magnitude; the worst observed here is 2.8% (the
-//! small QA logits of these random models, after two layers of rounding).
+//! linear layer, and attention's Q, K, V and softmax weights) is held to `BF16_REL` (6%) of
+//! the largest magnitude; the worst observed here is 2.8% (the small QA logits of these random
+//! models, after two layers of rounding).
 
 mod common;
 

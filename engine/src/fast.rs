@@ -689,6 +689,31 @@ impl<'f> FastModel<'f> {
         self.bf16
     }
 
+    /// The bytes of linear-layer weights one forward pass reads (every layer's packed weights
+    /// as the GEMMs take them: bf16 after [`FastModel::use_bf16`], the fused Q, K, V copy of
+    /// int8 files, the head's): the traffic that bounds a pass when weight bandwidth does.
+    /// A GEMM of more rows than its M block (256) reads them again per block.
+    pub fn weight_bytes(&self) -> usize {
+        let mut total = 0;
+        let mut add = |d: &Dense<'_>| total += d.w.weights().bytes();
+        for l in &self.layers {
+            match &l.qkv {
+                Qkv::Fused(d) => add(d),
+                Qkv::Separate(parts) => parts.iter().for_each(&mut add),
+            }
+            [&l.attn_out, &l.up, &l.down].into_iter().for_each(&mut add);
+        }
+        self.pooler.iter().for_each(&mut add);
+        match &self.head {
+            FastHead::None => {}
+            FastHead::MaskedLm {
+                transform, decoder, ..
+            } => [transform, decoder].into_iter().for_each(&mut add),
+            FastHead::Sequence(d) | FastHead::Token(d) => add(d),
+        }
+        total
+    }
+
     /// Calls `f` on every linear layer, with whether it is an FFN down projection.
     fn for_each_dense(&mut self, mut f: impl FnMut(&mut Dense<'f>, bool)) {
         for l in &mut self.layers {

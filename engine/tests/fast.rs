@@ -363,6 +363,38 @@ fn bf16_file_is_the_f32_file_in_bf16() {
     }
 }
 
+/// `weight_bytes` is every linear layer's packed weights as the GEMMs read them: f32 panels,
+/// bf16 panels (from a bf16 file, or after `use_bf16`), int8 panels with their scales and
+/// channel sums (Q, K and V fused into one copy count once).
+#[test]
+fn weight_bytes_counts_the_packed_linear_weights() {
+    use berth_kernels::gemm;
+    let cfg = config(Head::SequenceClassification, Activation::Gelu);
+    let sum = |bytes: fn(usize, usize) -> usize| -> usize {
+        expected_tensors(&cfg)
+            .iter()
+            .filter(|e| e.role == Role::Linear)
+            .map(|e| bytes(e.shape[0], e.shape[1]))
+            .sum()
+    };
+    let f32_bytes = sum(|n, k| 4 * gemm::packed_len(n, k));
+    let bf16_bytes = sum(|n, k| 2 * gemm::packed_len_bf16(n, k));
+    let i8_bytes = sum(|n, k| gemm::packed_len_i8(n, k) + 8 * n);
+    for (dtype, want) in [
+        (DType::F32, f32_bytes),
+        (DType::Bf16, bf16_bytes),
+        (DType::I8, i8_bytes),
+    ] {
+        let bytes = encode(&cfg, None, &tensors(&cfg, dtype, Layout::Panels, 9)).unwrap();
+        let file = BerthFile::from_bytes(&bytes).unwrap();
+        let mut fast = FastModel::with_threads(&file, 1).unwrap();
+        assert_eq!(fast.weight_bytes(), want, "{dtype:?}");
+        fast.use_bf16();
+        let after = if dtype == DType::I8 { want } else { bf16_bytes };
+        assert_eq!(fast.weight_bytes(), after, "{dtype:?} after use_bf16");
+    }
+}
+
 /// Every length from 1 to the maximum runs and matches the reference (f32).
 #[test]
 fn every_sequence_length() {

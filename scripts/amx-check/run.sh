@@ -2,7 +2,8 @@
 # Issue 7's checks on a machine with AMX, from what scripts/amx-check/prepare.sh put in .dev/
 # (run from the repository root; results under $OUT, else /tmp/amx-check):
 #   tests  every kernels and engine test binary with BERTH_ISA=amx, the register-only peaks,
-#          and the GEMM sweep with the tiles forced at every M (sweep.json)
+#          the GEMM sweep with the tiles forced at every M (sweep.json), and the attention
+#          kernels, f32 and bf16
 #   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
 #          thread scaling of B1 and B3 (scaling.json), embeddings of the 48 reference
 #          sentences on both paths (acc.txt), and ONNX Runtime through benches/peers.py
@@ -44,6 +45,8 @@ if [ "$STAGE" != bench ]; then
     BERTH_AMX_MIN_ROWS=1 timeout 120 "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \
         --json "$O/sweep.json" >> "$L" 2>&1
     echo "sweep rc=$?"
+    log attention
+    timeout 60 "$D/attention_sweep" | tee -a "$L"
 fi
 [ "$STAGE" = tests ] && { log done; exit 0; }
 export BERTH_CACHE_DIR=/tmp/bc BERTH_MINILM_DIR=/tmp/minilm

@@ -354,6 +354,12 @@ fn bench_runs_a_given_model_and_reports_every_field() {
         assert!(f("min_ms") <= f("p10_ms") && f("p10_ms") <= f("median_ms"));
         assert!(f("median_ms") <= f("p90_ms") && f("median_ms") > 0.0);
         assert!(f("gflops") > 0.0 && f("cold_start_ms") > 0.0);
+        // The weights' traffic: the tiny model's int8 panels, over the time of a pass, set
+        // against the measured read bandwidth.
+        assert!(f("weight_mb") > 0.0 && f("read_gbps") > 0.0);
+        let rate = f("weight_mb") / 1e3 / (f("median_ms") / 1e3);
+        assert!((f("weight_gbps") - rate).abs() <= 1e-9 * rate);
+        assert!((f("bandwidth_fraction") - rate / f("read_gbps")).abs() <= 1e-9 * rate);
         if cfg!(target_os = "linux") {
             assert!(f("peak_rss_mb") > 0.0);
         }

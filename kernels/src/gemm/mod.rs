@@ -143,6 +143,17 @@ pub enum Weights<'a> {
 }
 
 impl<'a> Weights<'a> {
+    /// The bytes a GEMM reads of these weights (for int8, with the scales and channel sums;
+    /// without the optional input scales and activation-group sums, which are per K).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Weights::F32(w) => 4 * w.len(),
+            Weights::F16(w) => 2 * w.len(),
+            Weights::Bf16(w) => 2 * w.len(),
+            Weights::I8(w) => w.q.len() + 4 * (w.scale.len() + w.col_sum.len()),
+        }
+    }
+
     /// The weights of panels `..at` and of panels `at..` (the parts of a split between
     /// threads). `n` and `k` are the GEMM's.
     fn split_at_panel(self, at: usize, n: usize, k: usize) -> (Weights<'a>, Weights<'a>) {

@@ -322,6 +322,7 @@ pub fn child(
         "real_tokens": b.lengths.iter().sum::<usize>(),
         "padded_tokens": b.batch * b.seq,
         "gflop": flops(&b.lengths, fast.config()) / 1e9,
+        "weight_mb": fast.weight_bytes() as f64 / 1e6,
     });
     writeln!(out, "{record}")?;
     Ok(())
@@ -395,9 +396,41 @@ pub fn peak_per_core(dtype: &str) -> Option<f64> {
     }
 }
 
+/// The rate at which `threads` threads read memory that no cache holds, in GB/s: the best of 3
+/// passes in which each thread sums its share of a 256 MiB buffer (written first, so that every
+/// page is mapped). What a forward pass bounded by its weights' bandwidth would reach.
+pub fn read_bandwidth_gbps(threads: usize) -> f64 {
+    const LEN: usize = 32 << 20;
+    let buf: Vec<u64> = (0..LEN as u64).collect();
+    let share = LEN.div_ceil(threads.max(1));
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let sum = std::thread::scope(|s| {
+            let parts: Vec<_> = buf
+                .chunks(share)
+                .map(|part| s.spawn(move || part.iter().fold(0u64, |a, &x| a.wrapping_add(x))))
+                .collect();
+            parts
+                .into_iter()
+                .map(|p| p.join().unwrap_or(0))
+                .fold(0u64, u64::wrapping_add)
+        });
+        std::hint::black_box(sum);
+        best = best.max((8 * LEN) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
 /// Runs `job` in a child process of this executable (`berth bench-child`) and returns its
-/// record.
-pub fn run_job(job: &Job, timing: Timing, peak: Option<f64>) -> Result<Value, String> {
+/// record; `peak` is one core's arithmetic peak for its kernels and `read_gbps` the memory read
+/// bandwidth of its thread count, which the record's rates are set against.
+pub fn run_job(
+    job: &Job,
+    timing: Timing,
+    peak: Option<f64>,
+    read_gbps: Option<f64>,
+) -> Result<Value, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
     let spawned = Instant::now();
     let mut child = Command::new(exe)
@@ -454,6 +487,10 @@ pub fn run_job(job: &Job, timing: Timing, peak: Option<f64>) -> Result<Value, St
     let file_mb = std::fs::metadata(&job.model)
         .map(|m| m.len() as f64 / (1 << 20) as f64)
         .ok();
+    // The linear weights' bytes per pass over the time of a pass, against what memory gives.
+    let weight_gbps = r["weight_mb"]
+        .as_f64()
+        .map(|mb| mb / 1e3 / (stats.median / 1e3));
     Ok(json!({
         "workload": job.workload.name(),
         "model": job.model_name,
@@ -474,6 +511,10 @@ pub fn run_job(job: &Job, timing: Timing, peak: Option<f64>) -> Result<Value, St
         "gflops": gflops,
         "peak_gflops": peak_all,
         "peak_fraction": peak_all.map(|p| gflops / p),
+        "weight_mb": r["weight_mb"],
+        "weight_gbps": weight_gbps,
+        "read_gbps": read_gbps,
+        "bandwidth_fraction": weight_gbps.zip(read_gbps).map(|(w, m)| w / m),
         "cold_start_ms": cold_ms,
         "peak_rss_mb": r["peak_rss_mb"],
         "file_mb": file_mb,
@@ -580,6 +621,7 @@ pub fn run_plan(
             .collect(),
     };
     let mut peaks: Vec<(&'static str, Option<f64>)> = Vec::new();
+    let mut bandwidths: Vec<(usize, f64)> = Vec::new();
     let mut records = Vec::new();
     for &workload in &plan.workloads {
         for &dtype in &dtypes {
@@ -608,7 +650,15 @@ pub fn run_plan(
                     bf16,
                     threads,
                 };
-                let r = run_job(&job, plan.timing, peak)?;
+                let read = match bandwidths.iter().find(|(t, _)| *t == threads) {
+                    Some(&(_, b)) => b,
+                    None => {
+                        let b = read_bandwidth_gbps(threads);
+                        bandwidths.push((threads, b));
+                        b
+                    }
+                };
+                let r = run_job(&job, plan.timing, peak, Some(read))?;
                 each(&r);
                 records.push(r);
             }
@@ -652,7 +702,7 @@ pub fn table(records: &[Value]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+        "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>5} {:>9} {:>8}",
         "load",
         "model",
         "dtype",
@@ -664,6 +714,7 @@ pub fn table(records: &[Value]) -> String {
         "min ms",
         "GFLOP/s",
         "%peak",
+        "%bw",
         "cold ms",
         "RSS MB"
     );
@@ -672,7 +723,7 @@ pub fn table(records: &[Value]) -> String {
         None => "-".to_owned(),
     };
     for r in records {
-        let peak = match r["peak_fraction"].as_f64() {
+        let percent = |v: &Value| match v.as_f64() {
             Some(f) => format!("{:.0}%", f * 100.0),
             None => "-".to_owned(),
         };
@@ -684,7 +735,7 @@ pub fn table(records: &[Value]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>8}",
+            "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>5} {:>9} {:>8}",
             r["workload"].as_str().unwrap_or("?"),
             r["model"].as_str().unwrap_or("?"),
             r["dtype"].as_str().unwrap_or("?"),
@@ -695,7 +746,8 @@ pub fn table(records: &[Value]) -> String {
             num(&r["p90_ms"], 2),
             num(&r["min_ms"], 2),
             num(&r["gflops"], 1),
-            peak,
+            percent(&r["peak_fraction"]),
+            percent(&r["bandwidth_fraction"]),
             num(&r["cold_start_ms"], 1),
             num(&r["peak_rss_mb"], 1),
         );

@@ -75,6 +75,15 @@ fn without_bf16_at_minor(minor: u16) -> Vec<u8> {
     f
 }
 
+/// The valid file with the embeddings' LayerNorm weight (8 values) replaced by `make(name)`.
+fn layer_norm_as(make: impl FnOnce(&'static str) -> TensorData) -> Vec<u8> {
+    tensor_list(|t| {
+        let name = "embeddings.LayerNorm.weight";
+        let ln = t.iter_mut().find(|t| t.name == name).unwrap();
+        *ln = make(name);
+    })
+}
+
 fn index_of(h: &RawHeader<'_>, dtype: DType) -> usize {
     h.tensors
         .iter()
@@ -334,13 +343,7 @@ fn each_corruption_gets_its_named_error() {
         ),
         (
             "DtypeNotAllowed",
-            tensor_list(|t| {
-                let ln = t
-                    .iter_mut()
-                    .find(|t| t.name == "embeddings.LayerNorm.weight")
-                    .unwrap();
-                *ln = TensorData::f16("embeddings.LayerNorm.weight", &[8], &[half::f16::ONE; 8]);
-            }),
+            layer_norm_as(|name| TensorData::f16(name, &[8], &[half::f16::ONE; 8])),
         ),
         (
             "DtypeNotAllowed",
@@ -551,13 +554,7 @@ fn bf16_cases() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "DtypeNotAllowed",
-            tensor_list(|t| {
-                let ln = t
-                    .iter_mut()
-                    .find(|t| t.name == "embeddings.LayerNorm.weight")
-                    .unwrap();
-                *ln = TensorData::bf16(ln.name.clone(), &[8], &[half::bf16::ONE; 8]);
-            }),
+            layer_norm_as(|name| TensorData::bf16(name, &[8], &[half::bf16::ONE; 8])),
         ),
         (
             "NonFiniteWeight",

@@ -72,50 +72,39 @@ pub struct AttentionScratch {
 
 /// The reference twin: scores, softmax and the weighted sum in f64, exactly as written (its
 /// score row lives in the scratch: the scalar path allocates nothing once it has grown).
-pub fn attention_ref(mut p: AttentionHead<'_>, scratch: &mut AttentionScratch) {
-    p.check();
-    let (n, d) = (p.n, p.d);
-    if scratch.row.len() < n {
-        scratch.row.resize(n, 0.0);
-    }
-    let s = &mut scratch.row[..n];
-    for i in 0..n {
-        for (j, sj) in s.iter_mut().enumerate() {
-            let dot: f64 = (0..d)
-                .map(|c| f64::from(p.q[i * p.ldq + c]) * f64::from(p.k[j * p.ldk + c]))
-                .sum();
-            *sj = dot * f64::from(p.scale);
-        }
-        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut sum = 0.0;
-        for sj in s.iter_mut() {
-            *sj = (*sj - m).exp();
-            sum += *sj;
-        }
-        let row = p.out.row_mut(i);
-        for (c, out) in row.iter_mut().enumerate() {
-            let o: f64 = (0..n).map(|j| s[j] * f64::from(p.v[j * p.ldv + c])).sum();
-            *out = (o / sum) as f32;
-        }
-    }
+pub fn attention_ref(p: AttentionHead<'_>, scratch: &mut AttentionScratch) {
+    reference(p, scratch, f64::from, |w| w);
 }
 
 /// The reference twin of the bf16 kernel ([`attention_bf16`]'s operands in f64): Q, K and V
 /// rounded to bfloat16 ([`to_bf16`]), scores and softmax in f64, and each unnormalised weight
 /// `e^(s - max)` rounded to bfloat16 before it multiplies V, divided by the sum of the
 /// unrounded weights, as the kernel does.
-pub fn attention_bf16_ref(mut p: AttentionHead<'_>, scratch: &mut AttentionScratch) {
+pub fn attention_bf16_ref(p: AttentionHead<'_>, scratch: &mut AttentionScratch) {
+    fn bf16(x: f32) -> f64 {
+        f64::from(to_bf16(x).to_f32())
+    }
+    reference(p, scratch, bf16, |w| bf16(w as f32));
+}
+
+/// The twins' body: Q, K and V read through `operand`, and each softmax weight through
+/// `weight` where it multiplies V.
+fn reference(
+    mut p: AttentionHead<'_>,
+    scratch: &mut AttentionScratch,
+    operand: fn(f32) -> f64,
+    weight: fn(f64) -> f64,
+) {
     p.check();
     let (n, d) = (p.n, p.d);
     if scratch.row.len() < n {
         scratch.row.resize(n, 0.0);
     }
     let s = &mut scratch.row[..n];
-    let b = |x: f32| f64::from(to_bf16(x).to_f32());
     for i in 0..n {
         for (j, sj) in s.iter_mut().enumerate() {
             let dot: f64 = (0..d)
-                .map(|c| b(p.q[i * p.ldq + c]) * b(p.k[j * p.ldk + c]))
+                .map(|c| operand(p.q[i * p.ldq + c]) * operand(p.k[j * p.ldk + c]))
                 .sum();
             *sj = dot * f64::from(p.scale);
         }
@@ -127,7 +116,9 @@ pub fn attention_bf16_ref(mut p: AttentionHead<'_>, scratch: &mut AttentionScrat
         }
         let row = p.out.row_mut(i);
         for (c, out) in row.iter_mut().enumerate() {
-            let o: f64 = (0..n).map(|j| b(s[j] as f32) * b(p.v[j * p.ldv + c])).sum();
+            let o: f64 = (0..n)
+                .map(|j| weight(s[j]) * operand(p.v[j * p.ldv + c]))
+                .sum();
             *out = (o / sum) as f32;
         }
     }

@@ -186,20 +186,25 @@ fn shape_contradicting_config() {
     ));
 }
 
+/// The tiny BertModel with element 10 of layer 0's key weight set to `value`.
+fn with_key_weight(value: f32) -> tempfile::TempDir {
+    variant(
+        "bert_model",
+        |t| {
+            let w = t
+                .iter_mut()
+                .find(|x| x.0 == "encoder.layer.0.attention.self.key.weight")
+                .unwrap();
+            w.3[40..44].copy_from_slice(&value.to_le_bytes());
+        },
+        |_| {},
+    )
+}
+
 #[test]
 fn non_finite_weights_are_refused() {
     for bad in [f32::NAN, f32::INFINITY] {
-        let d = variant(
-            "bert_model",
-            |t| {
-                let w = t
-                    .iter_mut()
-                    .find(|x| x.0 == "encoder.layer.0.attention.self.key.weight")
-                    .unwrap();
-                w.3[40..44].copy_from_slice(&bad.to_le_bytes());
-            },
-            |_| {},
-        );
+        let d = with_key_weight(bad);
         let e = err(d.path());
         assert!(
             matches!(&e, ConvertError::NonFinite { index: 10, .. }),
@@ -218,17 +223,7 @@ fn weights_that_overflow_the_dtype_are_refused() {
         (f32::MAX, OutDtype::Bf16, true),
         (f32::MAX, OutDtype::F32, false),
     ] {
-        let d = variant(
-            "bert_model",
-            |t| {
-                let w = t
-                    .iter_mut()
-                    .find(|x| x.0 == "encoder.layer.0.attention.self.key.weight")
-                    .unwrap();
-                w.3[40..44].copy_from_slice(&value.to_le_bytes());
-            },
-            |_| {},
-        );
+        let d = with_key_weight(value);
         let result = convert_dir(d.path(), &Options { dtype, ..OPTS });
         match result {
             Err(ConvertError::Overflow {

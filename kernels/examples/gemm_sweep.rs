@@ -9,6 +9,9 @@
 //!
 //! With `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use berth_kernels::gemm::{
@@ -27,18 +30,6 @@ const KN: [(usize, usize); 8] = [
     (768, 3072),
     (3072, 768),
 ];
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 /// Median seconds of `f` over at least 7 runs and `min_ms`, after one warm-up run.
 fn median(min_ms: u64, mut f: impl FnMut()) -> f64 {
@@ -90,13 +81,13 @@ fn main() {
     let mut records = Vec::new();
     println!("dtype   M     K     N  kernel        median_us   GOP/s  ratio");
     for &(k, n) in &KN {
-        let w = values(n * k, 2);
+        let w = common::values(n * k, 2, 0.5);
         let q = PackedI8Buf::quantize(&w, n, k);
         let g64 = act_group_sums(&q.q, k, 64);
         let g128 = act_group_sums(&q.q, k, 128);
         let b = pack_weights_bf16(&w, n, k);
         for &m in &ms {
-            let a = values(m * k, 1);
+            let a = common::values(m * k, 1, 0.5);
             let mut c = vec![0.0f32; m * n];
             let weights = |wt: &str| match wt {
                 "i8" => Weights::I8(q.view()),

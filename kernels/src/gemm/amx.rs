@@ -463,14 +463,24 @@ unsafe fn store_rows(
     (row, col): (usize, usize),
     (rows, nc): (usize, usize),
 ) {
-    for (s, slab) in f.chunks_exact(8).enumerate().take(rows.div_ceil(8)) {
-        let slab: &[[__m512; 2]; 8] = slab.try_into().expect("8 rows");
+    for (s, slab) in f
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .enumerate()
+        .take(rows.div_ceil(8))
+    {
         let mr = (rows - s * 8).min(8);
         let out = p.tile_out(c_ptr, (row + s * 8, col), (mr, nc), true, true);
         // SAFETY: the caller's contract; `tile_out` bounds the slab to its valid elements.
         unsafe { kernel::store::<Avx512, 8, 2>(slab, &out) };
     }
 }
+
+/// The kernel tests' shared helpers (a file of `kernels/tests`).
+#[cfg(test)]
+#[path = "../../tests/common/mod.rs"]
+mod test_common;
 
 #[cfg(test)]
 mod tests {
@@ -493,16 +503,9 @@ mod tests {
         on
     }
 
+    /// The kernel tests' values in `[-1, 1)`.
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        super::test_common::values(n, seed, 1.0)
     }
 
     /// Shapes: M over 1..=40 and MC +- 1, N over panel edges, K multiples of 64 (and one that

@@ -13,7 +13,7 @@
 //! every key takes part; keys past the sequence's end inside the last tile are set to -inf
 //! before the exponential, which makes their probability exactly 0.
 
-use crate::gemm::{to_bf16, MatMut};
+use crate::gemm::{grow, to_bf16, MatMut};
 use crate::simd::{self, DotBf16, Simd, MAX_LANES};
 
 /// Query rows per block.
@@ -289,9 +289,7 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
 
 /// The rows' running maxima (-inf) and sums (0), `n` each, in `stats`.
 fn running_stats(stats: &mut Vec<f32>, n: usize) -> (&mut [f32], &mut [f32]) {
-    if stats.len() < 2 * n {
-        stats.resize(2 * n, 0.0);
-    }
+    grow(stats, 2 * n, 0.0);
     let (ms, sums) = stats[..2 * n].split_at_mut(n);
     ms.fill(f32::NEG_INFINITY);
     sums.fill(0.0);
@@ -474,9 +472,7 @@ pub(crate) unsafe fn attention_bf16<D: DotBf16>(
 
 /// `v` grown (with zeros) to at least `len`; its first `len` entries.
 fn grown(v: &mut Vec<u32>, len: usize) -> &mut [u32] {
-    if v.len() < len {
-        v.resize(len, 0);
-    }
+    grow(v, len, 0);
     &mut v[..len]
 }
 

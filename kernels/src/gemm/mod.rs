@@ -516,7 +516,7 @@ pub fn unpack_weights(w: Weights<'_>, n: usize, k: usize) -> Option<Vec<f32>> {
 }
 
 /// Lengthens `v` to `len` with `fill` if it is shorter (a scratch buffer only grows).
-fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
+pub(crate) fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
     if v.len() < len {
         v.resize(len, fill);
     }

@@ -2,6 +2,7 @@
 //! and bf16, on BERT's head shapes, 12 heads per call as a layer runs them, one thread: the
 //! median of 60 calls and the GFLOP/s it makes (4 n^2 d per head: `Q K^T` and `P V`). A quick check for
 //! changes to `attention.rs`; run the old and new binaries alternately, the machine is noisy.
+//! On a CPU with AMX the bf16 slot runs on the tiles (`attention/amx.rs`).
 //!
 //!     cargo run --release -p berth-kernels --example attention_sweep
 
@@ -20,8 +21,18 @@ fn main() {
     };
     println!("path {} (bf16: {})", kernels.isa, kernels.bf16);
     let slots = [("f32", kernels.attention), ("bf16", kernels.attention_bf16)];
-    // (tokens, head size): MiniLM and BERT-base at 128 tokens, BERT-base at 512.
-    for (n, d) in [(128usize, 32usize), (128, 64), (512, 64)] {
+    // (tokens, head size): MiniLM and BERT-base at 128 tokens, BERT-base at 512, and short
+    // sequences (where the AMX tiles, run at every length by default, might not pay: compare
+    // with BERTH_ISA=avx512).
+    for (n, d) in [
+        (128usize, 32usize),
+        (128, 64),
+        (512, 64),
+        (8, 64),
+        (16, 64),
+        (32, 64),
+        (64, 64),
+    ] {
         for (name, attention) in slots {
             sweep(name, attention, n, d);
         }

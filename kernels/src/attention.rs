@@ -16,6 +16,9 @@
 use crate::gemm::{grow, to_bf16, MatMut};
 use crate::simd::{self, DotBf16, Simd, MAX_LANES};
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod amx;
+
 /// Query rows per block.
 const MR: usize = 4;
 /// The most vectors of keys per tile.
@@ -58,7 +61,7 @@ impl AttentionHead<'_> {
 }
 
 /// Reused buffers: packed `K^T` (and for bf16, Q and V as bf16 pairs), the rows' running
-/// maxima and sums, and the reference twins' score row.
+/// maxima and sums, the reference twins' score row, and the AMX kernel's blocks.
 #[derive(Clone, Debug, Default)]
 pub struct AttentionScratch {
     kt: Vec<f32>,
@@ -68,6 +71,10 @@ pub struct AttentionScratch {
     kt_rows: Vec<u32>,
     kt_pairs: Vec<u32>,
     v_pairs: Vec<u32>,
+    /// The AMX kernel's block of scores, its weights as bf16 pairs, and its output block.
+    tile_scores: Vec<f32>,
+    tile_weights: Vec<u32>,
+    tile_out: Vec<f32>,
 }
 
 /// The reference twin: scores, softmax and the weighted sum in f64, exactly as written (its
@@ -504,7 +511,8 @@ unsafe fn pairs_into<S: Simd>(first: &[f32], second: &[f32], out: &mut [u32]) {
 /// The bf16 operands, packed into `scratch` for lane count `l`, with `dp = ceil(d / 2)`
 /// feature pairs (rows of `dpv`, `dp` rounded up to whole vectors) and `vecs = ceil(d / l)`
 /// feature vectors, zero past n keys and d features:
-/// - Q: row `i` at `i * dpv`, pair `c2` = features `(c2, c2 + dp)`;
+/// - Q: row `i` at `i * dpv`, pair `c2` = features `(c2, c2 + dp)`; `q_rows` (at least n)
+///   rows, those past n zero;
 /// - `K^T`: groups of `l` keys, for each feature pair the `l` keys' pairs, at
 ///   `(g * dp + c2) * l + lane`;
 /// - V: pair `jp` (keys `2 l (jp / l) + jp % l` and that plus `l`), feature vector `u`: the
@@ -513,6 +521,7 @@ unsafe fn pairs_into<S: Simd>(first: &[f32], second: &[f32], out: &mut [u32]) {
 unsafe fn pack_bf16_operands<'s, S: Simd>(
     p: &AttentionHead<'_>,
     scratch: &'s mut AttentionScratch,
+    q_rows: usize,
 ) -> (&'s [u32], &'s [u32], &'s [u32]) {
     let l = S::LANES;
     let (n, d) = (p.n, p.d);
@@ -520,10 +529,15 @@ unsafe fn pack_bf16_operands<'s, S: Simd>(
     let dpv = dp.div_ceil(l) * l;
     // SAFETY: the caller runs on S's ISA; every row read is below n, at columns below d.
     unsafe {
-        let q = grown(&mut scratch.q_pairs, n * dpv);
+        debug_assert!(q_rows >= n);
+        let q = grown(&mut scratch.q_pairs, q_rows * dpv);
         for (i, out) in q.chunks_exact_mut(dpv).enumerate() {
-            let row = &p.q[i * p.ldq..i * p.ldq + d];
-            pairs_into::<S>(&row[..dp], &row[dp..], out);
+            if i < n {
+                let row = &p.q[i * p.ldq..i * p.ldq + d];
+                pairs_into::<S>(&row[..dp], &row[dp..], out);
+            } else {
+                out.fill(0);
+            }
         }
         // K's rows as pairs first (vector work), then transposed into groups of keys.
         let rows = grown(&mut scratch.kt_rows, n * dpv);
@@ -575,7 +589,7 @@ unsafe fn attention_bf16_dv<D: DotBf16, const DV: usize>(
     let tail = d - (vecs - 1) * l;
     let mut stats = std::mem::take(&mut scratch.stats);
     // SAFETY: the caller runs on D's ISA, which includes D::S's.
-    let (q, kt, v) = unsafe { pack_bf16_operands::<D::S>(&p, scratch) };
+    let (q, kt, v) = unsafe { pack_bf16_operands::<D::S>(&p, scratch, n) };
     let (ms, sums) = running_stats(&mut stats, n);
     let mut s = [[0.0f32; MAX_KT]; MR];
     // The tile's weights as bfloat16 pairs (keys `lane` and `l + lane` of each run of 2 l).

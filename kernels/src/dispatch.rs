@@ -252,8 +252,22 @@ mod x86 {
     amx_entry!(gemm_i8_amx, gemm_i8_amx, rows_i8);
     amx_entry!(gemm_bf16_amx, gemm_bf16_amx, rows_bf16);
 
-    /// AMX: AVX-512's table with the int8 and bf16 GEMMs on the tiles (which fall back to VNNI
-    /// and AVX-512 BF16 by shape). The optional extensions always come with AMX, so `dot` does
+    /// bf16 attention on the tiles, for sequences of at least the bf16 threshold's tokens (the
+    /// rows of its `Q K^T` and `P V`).
+    fn attention_bf16_amx(p: AttentionHead<'_>, s: &mut AttentionScratch) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+        unsafe fn inner(p: AttentionHead<'_>, s: &mut AttentionScratch) {
+            // SAFETY: AMX is enabled and the features are enabled here (the caller's contract
+            // below).
+            unsafe { attention::amx::attention_bf16_amx(p, s, rows_bf16()) }
+        }
+        // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`, which
+        // checked that the CPU has these features and that AMX is enabled for the process.
+        unsafe { inner(p, s) }
+    }
+
+    /// AMX: AVX-512's table with the int8 and bf16 GEMMs and bf16 attention on the tiles (which
+    /// fall back to VNNI and AVX-512 BF16 by shape). The optional extensions always come with AMX, so `dot` does
     /// not apply.
     pub(super) fn install_amx(k: &mut Kernels, f: &CpuFeatures, _dot: bool) {
         install_avx512(k, f, true);
@@ -261,6 +275,7 @@ mod x86 {
         k.gemm_i8 = gemm_i8_amx;
         k.bf16 = "amx-bf16";
         k.gemm_bf16 = gemm_bf16_amx;
+        k.attention_bf16 = attention_bf16_amx;
     }
 
     /// AVX-512 without VNNI (Skylake-SP) takes the AVX2 int8 kernel its AVX2 table would.

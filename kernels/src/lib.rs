@@ -15,7 +15,14 @@ pub mod isa;
 pub mod peak;
 pub mod quant;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod tiles;
 pub mod tolerance;
+
+/// The kernel tests' shared helpers (a file of `kernels/tests`), for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 
 pub use dispatch::{kernels, supported_isas, variants, Kernels};
 pub use isa::{CpuFeatures, Isa, IsaError};

@@ -3,7 +3,7 @@
 # (run from the repository root; results under $OUT, else /tmp/amx-check):
 #   tests  every kernels and engine test binary with BERTH_ISA=amx, the register-only peaks,
 #          the GEMM sweep with the tiles forced at every M (sweep.json), and the attention
-#          kernels, f32 and bf16
+#          kernels, f32 and bf16, on amx (bf16 on the tiles) and on avx512
 #   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
 #          thread scaling of B1 and B3 (scaling.json), embeddings of the 48 reference
 #          sentences on both paths (acc.txt), and ONNX Runtime through benches/peers.py
@@ -46,7 +46,10 @@ if [ "$STAGE" != bench ]; then
         --json "$O/sweep.json" >> "$L" 2>&1
     echo "sweep rc=$?"
     log attention
-    timeout 60 "$D/attention_sweep" | tee -a "$L"
+    # bf16 on the tiles (amx) against AVX-512 BF16 at every length: the tiles' threshold.
+    for isa in amx avx512; do
+        BERTH_ISA=$isa timeout 60 "$D/attention_sweep" | tee -a "$L"
+    done
 fi
 [ "$STAGE" = tests ] && { log done; exit 0; }
 export BERTH_CACHE_DIR=/tmp/bc BERTH_MINILM_DIR=/tmp/minilm

@@ -33,6 +33,7 @@ use super::int8::{act_groups, pack_a_i8, reserve_a_i8};
 use super::{bf16, gemm_bf16, gemm_i8, grow, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
 use crate::simd::{DotI8, Simd};
+use crate::tiles::{Tiles, TILE_ROWS};
 
 /// Fewest rows (M) for which the int8 GEMM runs on the tiles; below, AVX-512 VNNI.
 pub const AMX_MIN_ROWS_I8: usize = 16;
@@ -66,54 +67,11 @@ fn min_rows_from(value: Option<&str>) -> Result<(usize, usize), crate::IsaError>
 
 /// Bytes of K in one tile row (one step of the K loop).
 const CHUNK: usize = 64;
-/// Rows of a tile.
-const TILE_ROWS: usize = 16;
 /// Bytes between rows of a B tile: one group of 4 int8 k (or pair of bf16 k) of a 32-channel
 /// panel.
 const B_STRIDE: usize = PANEL * 4;
 /// Bytes between rows of the C buffer: 32 lanes of 4 bytes.
 const C_STRIDE: usize = PANEL * 4;
-
-/// The tile configuration `ldtilecfg` reads (64 bytes): palette 1, tiles 0..8 each 16 rows of
-/// 64 bytes, the rest unused.
-#[repr(C, align(64))]
-struct TileConfig {
-    palette: u8,
-    start_row: u8,
-    reserved: [u8; 14],
-    colsb: [u16; 16],
-    rows: [u8; 16],
-}
-
-const CONFIG: TileConfig = TileConfig {
-    palette: 1,
-    start_row: 0,
-    reserved: [0; 14],
-    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-};
-
-/// The tiles configured for this thread; released (`tilerelease`, which also returns the
-/// thread's tile state to its initial, cheap-to-save form) when dropped.
-struct Tiles(());
-
-impl Tiles {
-    /// Configures the tiles. Safety: AMX is enabled for this process ([`crate::amx::support`]).
-    unsafe fn configure() -> Tiles {
-        // SAFETY: LDTILECFG reads the 64-byte configuration at the pointer (valid, aligned
-        // static); the caller's contract makes the instruction legal. It zeroes every tile.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
-        Tiles(())
-    }
-}
-
-impl Drop for Tiles {
-    fn drop(&mut self) {
-        // SAFETY: a `Tiles` exists only after `configure`, so AMX is enabled; TILERELEASE
-        // touches no memory.
-        unsafe { asm!("tilerelease", options(nostack, nomem)) };
-    }
-}
 
 /// The 32 x 32 block of C as the tiles store it: row `r` at `r * 32` (i32 or f32 bits).
 #[repr(C, align(64))]
@@ -477,11 +435,6 @@ unsafe fn store_rows(
     }
 }
 
-/// The kernel tests' shared helpers (a file of `kernels/tests`).
-#[cfg(test)]
-#[path = "../../tests/common/mod.rs"]
-mod test_common;
-
 #[cfg(test)]
 mod tests {
     //! The tiles against the reference and AVX-512 at every row count, with the row
@@ -505,7 +458,7 @@ mod tests {
 
     /// The kernel tests' values in `[-1, 1)`.
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        super::test_common::values(n, seed, 1.0)
+        crate::test_common::values(n, seed, 1.0)
     }
 
     /// Shapes: M over 1..=40 and MC +- 1, N over panel edges, K multiples of 64 (and one that

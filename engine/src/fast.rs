@@ -477,6 +477,8 @@ pub struct FastModel<'f> {
     head: FastHead<'f>,
     act_grouping: ActGrouping,
     bf16: bool,
+    /// Attention's products in bf16 without the linear layers ([`FastModel::use_bf16_attention`]).
+    bf16_attention: bool,
 }
 
 /// How the int8 layers quantise their activations: each row of a layer's input in groups of
@@ -516,6 +518,7 @@ impl std::fmt::Debug for FastModel<'_> {
             .field("isa", &self.kernels.isa)
             .field("int8", &self.kernels.int8)
             .field("bf16", &self.bf16.then_some(self.kernels.bf16))
+            .field("bf16_attention", &self.attention_is_bf16())
             .finish()
     }
 }
@@ -625,6 +628,7 @@ impl<'f> FastModel<'f> {
             pool,
             act_grouping: ActGrouping::PER_ROW,
             bf16: bf16_file,
+            bf16_attention: false,
             config: cfg,
         };
         model.apply_act_grouping(DEFAULT_ACT_GROUPING);
@@ -687,6 +691,21 @@ impl<'f> FastModel<'f> {
     /// float file).
     pub fn is_bf16(&self) -> bool {
         self.bf16
+    }
+
+    /// Takes attention's products in bf16 (`Kernels::attention_bf16`, as bf16 models do: Q, K,
+    /// V and the softmax weights rounded to bfloat16, the softmax in f32) while the linear
+    /// layers keep their own type: for int8 models on CPUs where bf16 attention is the faster
+    /// one (AMX tiles; AVX-512 BF16), at an error far below int8's (docs/KERNELS.md). On other
+    /// CPUs the same values are computed with f32 instructions.
+    pub fn use_bf16_attention(&mut self) {
+        self.bf16_attention = true;
+    }
+
+    /// Whether attention takes its products in bf16 (a bf16 model, or
+    /// [`FastModel::use_bf16_attention`]).
+    pub fn attention_is_bf16(&self) -> bool {
+        self.bf16 || self.bf16_attention
     }
 
     /// The bytes of linear-layer weights one forward pass reads (every layer's packed weights
@@ -1026,7 +1045,7 @@ impl<'f> FastModel<'f> {
             layer.qkv.run(&run, x, t, qkv, g);
             let att = Attention {
                 // In bf16 mode, attention's products are bf16 too (the softmax stays f32).
-                kernel: if self.bf16 {
+                kernel: if self.attention_is_bf16() {
                     k.attention_bf16
                 } else {
                     k.attention

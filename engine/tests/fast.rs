@@ -19,7 +19,8 @@
 //! (`FastModel::use_bf16` on f32 and f16 files, which bf16 files equal bit for bit: weights and
 //! activations rounded to bfloat16's 8-bit significand at every linear layer, and attention's
 //! Q, K, V and softmax weights) is held to `BF16_REL` (6%) of the same scale; the worst observed here is 0.45% (2.6% of the small QA
-//! logits' own magnitude, after two layers of rounding).
+//! logits' own magnitude, after two layers of rounding). `use_bf16_attention` on int8 and f32
+//! files is held to the int8 and bf16 bounds.
 
 mod common;
 
@@ -329,6 +330,63 @@ fn bf16_leaves_int8_layers_alone() {
         let identical = same.clone().all(|(x, y)| x.to_bits() == y.to_bits());
         assert_eq!(identical, dtype == DType::I8, "{dtype:?}");
     }
+}
+
+/// `use_bf16_attention` changes attention only: the linear layers keep their type (`is_bf16`
+/// stays false), the outputs move (attention's products are rounded) but stay within the
+/// file's bound of the reference (int8's, or bf16's for float weights), on every kernel table;
+/// and a bf16 model's attention is bf16 already.
+#[test]
+fn bf16_attention_leaves_the_linear_layers_alone() {
+    let cfg = config(Head::QuestionAnswering, Activation::Gelu);
+    let tensors3 = batch(&cfg, 11);
+    let inputs = sequences(&tensors3, 0, 3);
+    for dtype in [DType::I8, DType::F32] {
+        let bytes = encode(&cfg, None, &tensors(&cfg, dtype, Layout::Panels, 12)).unwrap();
+        let file = BerthFile::from_bytes(&bytes).unwrap();
+        let want = ReferenceModel::new(&file)
+            .unwrap()
+            .forward(&inputs)
+            .unwrap();
+        for &kernels in &tables() {
+            let mut fast = FastModel::with_kernels(&file, kernels, 1).unwrap();
+            let before = fast.forward(&inputs, &mut Workspace::default()).unwrap();
+            assert!(!fast.attention_is_bf16());
+            fast.use_bf16_attention();
+            assert!(fast.attention_is_bf16() && !fast.is_bf16());
+            let after = fast.forward(&inputs, &mut Workspace::default()).unwrap();
+            let moved = before
+                .last_hidden_state
+                .data
+                .iter()
+                .zip(&after.last_hidden_state.data)
+                .any(|(x, y)| x.to_bits() != y.to_bits());
+            assert!(
+                moved,
+                "{dtype:?} on {}: bf16 attention changed nothing",
+                kernels.isa
+            );
+            let bound = if dtype == DType::I8 {
+                INT8_REL
+            } else {
+                BF16_REL
+            };
+            let results = compare(cfg.head, &after, &want, &tensors3.1);
+            for &(name, worst, own) in &results {
+                let scale = rel_scale(&results, own);
+                assert!(
+                    worst <= bound * scale,
+                    "{dtype:?} on {}: {name} {worst} > {bound} x {scale}",
+                    kernels.isa
+                );
+            }
+        }
+    }
+    let bytes = encode(&cfg, None, &tensors(&cfg, DType::F32, Layout::Panels, 12)).unwrap();
+    let file = BerthFile::from_bytes(&bytes).unwrap();
+    let mut fast = FastModel::with_threads(&file, 1).unwrap();
+    fast.use_bf16();
+    assert!(fast.attention_is_bf16());
 }
 
 /// A bf16 file (format 1.3) computes bit for bit what the f32 file of the same values computes

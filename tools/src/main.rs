@@ -76,6 +76,10 @@ struct ModelArgs {
     /// with AVX-512 BF16 or AMX, at bfloat16's precision.
     #[arg(long)]
     bf16: bool,
+    /// Take attention's products in bf16, leaving the linear layers as they are (bf16 runs
+    /// always do): for int8 files on CPUs with AMX, where attention then runs on the tiles.
+    #[arg(long)]
+    bf16_attention: bool,
 }
 
 /// Input and output of the commands that take many texts.
@@ -108,7 +112,9 @@ impl IoArgs {
 impl ModelArgs {
     /// The options these flags set (threads, bf16), with `max_seq_len` if given.
     fn options(&self, max_seq_len: Option<usize>) -> berth::ModelOptions {
-        let mut options = berth::ModelOptions::default().bf16(self.bf16);
+        let mut options = berth::ModelOptions::default()
+            .bf16(self.bf16)
+            .bf16_attention(self.bf16_attention);
         if let Some(t) = self.threads {
             options = options.threads(t);
         }
@@ -485,6 +491,10 @@ enum Command {
         /// benches/peers.py feeds the peers) instead of timing.
         #[arg(long)]
         export_inputs: Option<PathBuf>,
+        /// Every record takes attention's products in bf16 (the `att` column; bf16 records
+        /// always do).
+        #[arg(long)]
+        bf16_attention: bool,
     },
     /// The process `berth bench` times (not for direct use).
     #[command(hide = true)]
@@ -502,6 +512,8 @@ enum Command {
         warm_up_ms: u64,
         #[arg(long)]
         bf16: bool,
+        #[arg(long)]
+        bf16_attention: bool,
     },
 }
 
@@ -796,6 +808,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             min_time,
             json,
             export_inputs,
+            bf16_attention,
         } => {
             let workloads = workload
                 .iter()
@@ -844,6 +857,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                     min_time: Duration::from_secs_f64(min_time),
                     warm_up: Duration::from_millis(300),
                 },
+                bf16_attention,
             };
             if json {
                 let records = bench::run_plan(&plan, |_| {})?;
@@ -869,6 +883,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             min_time_ms,
             warm_up_ms,
             bf16,
+            bf16_attention,
         } => {
             let workload = bench::Workload::parse(&workload).ok_or("unknown workload")?;
             let timing = bench::Timing {
@@ -876,7 +891,14 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                 min_time: Duration::from_millis(min_time_ms),
                 warm_up: Duration::from_millis(warm_up_ms),
             };
-            bench::child(&model, workload, threads.max(1), bf16, timing)?;
+            bench::child(
+                &model,
+                workload,
+                threads.max(1),
+                bf16,
+                bf16_attention,
+                timing,
+            )?;
             Ok(out)
         }
     }

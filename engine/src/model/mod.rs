@@ -60,6 +60,7 @@ pub struct ModelOptions {
     truncate_dim: Option<usize>,
     windows: Option<usize>,
     bf16: bool,
+    bf16_attention: bool,
 }
 
 impl ModelOptions {
@@ -126,6 +127,15 @@ impl ModelOptions {
     /// bf16 without it, with no re-packing at load.
     pub fn bf16(mut self, on: bool) -> ModelOptions {
         self.bf16 = on;
+        self
+    }
+
+    /// Takes attention's products in bf16 while the linear layers keep the file's type
+    /// ([`FastModel::use_bf16_attention`]): for int8 files on CPUs with AMX, where attention
+    /// runs on the tiles. bf16 models (this option's [`ModelOptions::bf16`], bf16 files) do so
+    /// anyway.
+    pub fn bf16_attention(mut self, on: bool) -> ModelOptions {
+        self.bf16_attention = on;
         self
     }
 }
@@ -354,6 +364,9 @@ impl Model {
             }?;
             if options.bf16 {
                 fast.use_bf16();
+            }
+            if options.bf16_attention {
+                fast.use_bf16_attention();
             }
             Ok::<_, Error>(fast)
         })?;

@@ -284,6 +284,7 @@ pub fn child(
     workload: Workload,
     threads: usize,
     bf16: bool,
+    bf16_attention: bool,
     timing: Timing,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = BerthFile::open(model)?;
@@ -291,6 +292,9 @@ pub fn child(
     let mut fast = FastModel::with_threads(&file, threads)?;
     if bf16 {
         fast.use_bf16();
+    }
+    if bf16_attention {
+        fast.use_bf16_attention();
     }
     let b = batch(workload, fast.config(), tokenizer.as_ref())?;
     let mut ws = Workspace::default();
@@ -319,6 +323,7 @@ pub fn child(
         "isa": fast.kernels().isa.name(),
         "int8_kernel": fast.kernels().int8,
         "bf16_kernel": fast.kernels().bf16,
+        "attention": if fast.attention_is_bf16() { "bf16" } else { "f32" },
         "real_tokens": b.lengths.iter().sum::<usize>(),
         "padded_tokens": b.batch * b.seq,
         "gflop": flops(&b.lengths, fast.config()) / 1e9,
@@ -346,6 +351,8 @@ pub struct Job {
     pub dtype: &'static str,
     /// Run the (float) file's linear layers in bf16 (`FastModel::use_bf16`).
     pub bf16: bool,
+    /// Take attention's products in bf16 (`FastModel::use_bf16_attention`).
+    pub bf16_attention: bool,
     pub threads: usize,
 }
 
@@ -439,6 +446,7 @@ pub fn run_job(
         .args(["--workload", job.workload.name()])
         .args(["--threads", &job.threads.to_string()])
         .args(job.bf16.then_some("--bf16"))
+        .args(job.bf16_attention.then_some("--bf16-attention"))
         .args(["--runs", &timing.runs.to_string()])
         .args(["--min-time-ms", &timing.min_time.as_millis().to_string()])
         .args(["--warm-up-ms", &timing.warm_up.as_millis().to_string()])
@@ -499,6 +507,7 @@ pub fn run_job(
         "isa": r["isa"],
         "int8_kernel": r["int8_kernel"],
         "bf16_kernel": r["bf16_kernel"],
+        "attention": r["attention"],
         "batch": job.workload.lengths().len(),
         "real_tokens": r["real_tokens"],
         "padded_tokens": r["padded_tokens"],
@@ -532,6 +541,8 @@ pub struct Plan {
     pub dtypes: Vec<BenchDtype>,
     pub threads: Vec<usize>,
     pub timing: Timing,
+    /// Every record takes attention's products in bf16 (bf16 records always do).
+    pub bf16_attention: bool,
 }
 
 /// The linear weights' dtype of a file, by the name the converter uses.
@@ -648,6 +659,7 @@ pub fn run_plan(
                     model: model.clone(),
                     dtype: dtype_name,
                     bf16,
+                    bf16_attention: plan.bf16_attention,
                     threads,
                 };
                 let read = match bandwidths.iter().find(|(t, _)| *t == threads) {
@@ -702,11 +714,12 @@ pub fn table(records: &[Value]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>5} {:>9} {:>8}",
+        "{:<4} {:<10} {:<5} {:<12} {:<4} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>5} {:>9} {:>8}",
         "load",
         "model",
         "dtype",
         "kernel",
+        "att",
         "thr",
         "median ms",
         "p10 ms",
@@ -735,11 +748,12 @@ pub fn table(records: &[Value]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<4} {:<10} {:<5} {:<12} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>5} {:>9} {:>8}",
+            "{:<4} {:<10} {:<5} {:<12} {:<4} {:>3} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>5} {:>9} {:>8}",
             r["workload"].as_str().unwrap_or("?"),
             r["model"].as_str().unwrap_or("?"),
             r["dtype"].as_str().unwrap_or("?"),
             kernel.as_str().unwrap_or("?"),
+            r["attention"].as_str().unwrap_or("?"),
             r["threads"],
             num(&r["median_ms"], 2),
             num(&r["p10_ms"], 2),

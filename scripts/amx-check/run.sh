@@ -5,6 +5,7 @@
 #          the GEMM sweep with the tiles forced at every M (sweep.json), and the attention
 #          kernels, f32 and bf16, on amx (bf16 on the tiles) and on avx512
 #   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
+#          and int8 with bf16 attention on `amx` (bench-amx-bf16att.json),
 #          thread scaling of B1 and B3 (scaling.json), embeddings of the 48 reference
 #          sentences on both paths (acc.txt), and ONNX Runtime through benches/peers.py
 #          (peers.json) when the machine's Python has onnxruntime, torch and transformers
@@ -62,6 +63,11 @@ for isa in amx avx512; do
         --runs 10 --min-time 0.5 --json > "$O/bench-$isa.json" 2>> "$L"
     echo "bench $isa rc=$?"
 done
+# int8 with attention on the tiles (bf16) against bench-amx.json's int8 rows (f32 attention):
+# which should be int8's default on AMX.
+BERTH_ISA=amx timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
+    --runs 10 --min-time 0.5 --bf16-attention --json > "$O/bench-amx-bf16att.json" 2>> "$L"
+echo "bench amx bf16-attention rc=$?"
 log scaling
 BERTH_ISA=amx timeout 150 "$D/berth" bench --workload B1,B3 --dtype int8,bf16 \
     --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling.json" 2>> "$L"
@@ -76,6 +82,8 @@ for isa in amx avx512; do
     BERTH_ISA=$isa "$D/berth" embed $A/f32.berth --jsonl --npy "$A/f32-$isa.npy" < $A/s.jsonl
     BERTH_ISA=$isa "$D/berth" embed $A/f32.berth --bf16 --jsonl --npy "$A/bf16-$isa.npy" < $A/s.jsonl
     BERTH_ISA=$isa "$D/berth" embed $A/int8.berth --jsonl --npy "$A/int8-$isa.npy" < $A/s.jsonl
+    BERTH_ISA=$isa "$D/berth" embed $A/int8.berth --bf16-attention --jsonl \
+        --npy "$A/int8att-$isa.npy" < $A/s.jsonl
 done
 python3 "$S/cosines.py" $A 2>&1 | tee "$O/acc.txt"
 log peers

@@ -72,8 +72,11 @@ pub struct AttentionScratch {
     kt_pairs: Vec<u32>,
     v_pairs: Vec<u32>,
     /// The AMX kernel's block of scores, its weights as bf16 pairs, and its output block.
+    #[cfg(target_arch = "x86_64")]
     tile_scores: Vec<f32>,
+    #[cfg(target_arch = "x86_64")]
     tile_weights: Vec<u32>,
+    #[cfg(target_arch = "x86_64")]
     tile_out: Vec<f32>,
 }
 

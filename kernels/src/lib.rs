@@ -19,8 +19,9 @@ mod simd;
 mod tiles;
 pub mod tolerance;
 
-/// The kernel tests' shared helpers (a file of `kernels/tests`), for the unit tests too.
-#[cfg(test)]
+/// The kernel tests' shared helpers (a file of `kernels/tests`), for the unit tests of the AMX
+/// kernels too.
+#[cfg(all(test, target_arch = "x86_64"))]
 #[path = "../tests/common/mod.rs"]
 mod test_common;
 

@@ -120,6 +120,19 @@ impl Simd for Avx512 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
         }
     }
+    /// `vscalefps` scales by `2^n` for any `n`, rounding to denormals and 0 below the normal
+    /// range: no clamp to the exponent's range and no select after it. Six instructions fewer
+    /// than the portable body, the same bits wherever that body's result is normal. `x` is
+    /// clamped at -150 only so that the reduction stays accurate (`e^-150` is below half the
+    /// smallest denormal: 0); NaN clamps to -150 too, as the portable body maps it to 0.
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        // SAFETY: AVX-512 F.
+        unsafe {
+            let (e, n) = super::exp_reduced::<Avx512>(_mm512_max_ps(x, _mm512_set1_ps(-150.0)));
+            _mm512_scalef_ps(e, n)
+        }
+    }
     #[inline(always)]
     unsafe fn select_ge(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
         // SAFETY: AVX-512 F.

@@ -5,7 +5,8 @@
 #          the GEMM sweep with the tiles forced at every M (sweep.json), and the attention
 #          kernels, f32 and bf16, on amx (bf16 on the tiles) and on avx512
 #   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
-#          and int8 with bf16 attention on `amx` (bench-amx-bf16att.json),
+#          int8 with bf16 attention on `amx` (bench-amx-bf16att.json) and with activations
+#          quantised per row (bench-amx-row.json),
 #          thread scaling of B1 and B3 (scaling.json), embeddings of the 48 reference
 #          sentences on both paths (acc.txt), and ONNX Runtime through benches/peers.py
 #          (peers.json) when the machine's Python has onnxruntime, torch and transformers
@@ -68,6 +69,10 @@ done
 BERTH_ISA=amx timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
     --runs 10 --min-time 0.5 --bf16-attention --json > "$O/bench-amx-bf16att.json" 2>> "$L"
 echo "bench amx bf16-attention rc=$?"
+# int8 per row against the default groups (128/64): what the tiles' per-group conversion costs.
+BERTH_ISA=amx timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
+    --runs 10 --min-time 0.5 --act-groups row --json > "$O/bench-amx-row.json" 2>> "$L"
+echo "bench amx act-groups row rc=$?"
 log scaling
 BERTH_ISA=amx timeout 150 "$D/berth" bench --workload B1,B3 --dtype int8,bf16 \
     --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling.json" 2>> "$L"

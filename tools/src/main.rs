@@ -495,6 +495,10 @@ enum Command {
         /// always do).
         #[arg(long)]
         bf16_attention: bool,
+        /// int8 activation groups, HIDDEN/INTERMEDIATE (each a group size or `row`), or `row`
+        /// [default: the model's, 128/64].
+        #[arg(long, value_parser = bench::parse_act_groups)]
+        act_groups: Option<berth::fast::ActGrouping>,
     },
     /// The process `berth bench` times (not for direct use).
     #[command(hide = true)]
@@ -514,6 +518,8 @@ enum Command {
         bf16: bool,
         #[arg(long)]
         bf16_attention: bool,
+        #[arg(long, value_parser = bench::parse_act_groups)]
+        act_groups: Option<berth::fast::ActGrouping>,
     },
 }
 
@@ -809,6 +815,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             json,
             export_inputs,
             bf16_attention,
+            act_groups,
         } => {
             let workloads = workload
                 .iter()
@@ -858,6 +865,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                     warm_up: Duration::from_millis(300),
                 },
                 bf16_attention,
+                act_groups,
             };
             if json {
                 let records = bench::run_plan(&plan, |_| {})?;
@@ -884,6 +892,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
             warm_up_ms,
             bf16,
             bf16_attention,
+            act_groups,
         } => {
             let workload = bench::Workload::parse(&workload).ok_or("unknown workload")?;
             let timing = bench::Timing {
@@ -897,6 +906,7 @@ fn run(command: Command) -> Result<String, Box<dyn std::error::Error>> {
                 threads.max(1),
                 bf16,
                 bf16_attention,
+                act_groups,
                 timing,
             )?;
             Ok(out)

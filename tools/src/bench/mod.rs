@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::config::ModelConfig;
-use berth::fast::{FastModel, Workspace};
+use berth::fast::{ActGrouping, FastModel, Workspace};
 use berth::format::{BerthFile, DType};
 use berth::reference::{Inputs, Outputs};
 use berth::tokenizer::{EncodeOptions, Tokenizer};
@@ -274,6 +274,34 @@ pub struct Timing {
     pub warm_up: Duration,
 }
 
+/// An int8 activation grouping from `HIDDEN/INTERMEDIATE` (each a group size or `row`) or
+/// `row` (both per row), as `berth bench --act-groups` takes it; sizes are checked when a model
+/// takes them ([`FastModel::set_act_grouping`]).
+pub fn parse_act_groups(spec: &str) -> Result<ActGrouping, String> {
+    let size = |s: &str| match s.trim() {
+        "row" => Ok(None),
+        n => n.parse::<usize>().map(Some).map_err(|_| {
+            format!("--act-groups {spec:?}: expected HIDDEN/INTERMEDIATE, each a group size or row")
+        }),
+    };
+    match spec.split_once('/') {
+        Some((h, i)) => Ok(ActGrouping {
+            hidden: size(h)?,
+            intermediate: size(i)?,
+        }),
+        None if spec.trim() == "row" => Ok(ActGrouping::PER_ROW),
+        None => Err(format!(
+            "--act-groups {spec:?}: expected HIDDEN/INTERMEDIATE, each a group size or row"
+        )),
+    }
+}
+
+/// [`parse_act_groups`]'s form of a grouping (`128/64`, `row/row`).
+pub fn act_groups_name(g: ActGrouping) -> String {
+    let one = |s: Option<usize>| s.map_or("row".to_owned(), |n| n.to_string());
+    format!("{}/{}", one(g.hidden), one(g.intermediate))
+}
+
 /// What the child prints after its first result, so that the parent can time the cold start.
 const FIRST: &str = "berth-bench-first-result";
 
@@ -285,6 +313,7 @@ pub fn child(
     threads: usize,
     bf16: bool,
     bf16_attention: bool,
+    act_groups: Option<ActGrouping>,
     timing: Timing,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = BerthFile::open(model)?;
@@ -295,6 +324,9 @@ pub fn child(
     }
     if bf16_attention {
         fast.use_bf16_attention();
+    }
+    if let Some(g) = act_groups {
+        fast.set_act_grouping(g)?;
     }
     let b = batch(workload, fast.config(), tokenizer.as_ref())?;
     let mut ws = Workspace::default();
@@ -324,6 +356,7 @@ pub fn child(
         "int8_kernel": fast.kernels().int8,
         "bf16_kernel": fast.kernels().bf16,
         "attention": if fast.attention_is_bf16() { "bf16" } else { "f32" },
+        "act_groups": act_groups_name(fast.act_grouping()),
         "real_tokens": b.lengths.iter().sum::<usize>(),
         "padded_tokens": b.batch * b.seq,
         "gflop": flops(&b.lengths, fast.config()) / 1e9,
@@ -353,6 +386,8 @@ pub struct Job {
     pub bf16: bool,
     /// Take attention's products in bf16 (`FastModel::use_bf16_attention`).
     pub bf16_attention: bool,
+    /// The int8 activation grouping, if not the default (`FastModel::set_act_grouping`).
+    pub act_groups: Option<ActGrouping>,
     pub threads: usize,
 }
 
@@ -447,6 +482,10 @@ pub fn run_job(
         .args(["--threads", &job.threads.to_string()])
         .args(job.bf16.then_some("--bf16"))
         .args(job.bf16_attention.then_some("--bf16-attention"))
+        .args(
+            job.act_groups
+                .map(|g| format!("--act-groups={}", act_groups_name(g))),
+        )
         .args(["--runs", &timing.runs.to_string()])
         .args(["--min-time-ms", &timing.min_time.as_millis().to_string()])
         .args(["--warm-up-ms", &timing.warm_up.as_millis().to_string()])
@@ -508,6 +547,7 @@ pub fn run_job(
         "int8_kernel": r["int8_kernel"],
         "bf16_kernel": r["bf16_kernel"],
         "attention": r["attention"],
+        "act_groups": r["act_groups"],
         "batch": job.workload.lengths().len(),
         "real_tokens": r["real_tokens"],
         "padded_tokens": r["padded_tokens"],
@@ -543,6 +583,8 @@ pub struct Plan {
     pub timing: Timing,
     /// Every record takes attention's products in bf16 (bf16 records always do).
     pub bf16_attention: bool,
+    /// Every record's int8 activation grouping, if not the default.
+    pub act_groups: Option<ActGrouping>,
 }
 
 /// The linear weights' dtype of a file, by the name the converter uses.
@@ -660,6 +702,7 @@ pub fn run_plan(
                     dtype: dtype_name,
                     bf16,
                     bf16_attention: plan.bf16_attention,
+                    act_groups: plan.act_groups,
                     threads,
                 };
                 let read = match bandwidths.iter().find(|(t, _)| *t == threads) {
@@ -772,6 +815,20 @@ pub fn table(records: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn act_groups_parse_and_print() {
+        let g = parse_act_groups("128/64").unwrap();
+        assert_eq!((g.hidden, g.intermediate), (Some(128), Some(64)));
+        assert_eq!(act_groups_name(g), "128/64");
+        assert_eq!(parse_act_groups("row").unwrap(), ActGrouping::PER_ROW);
+        let g = parse_act_groups("row/32").unwrap();
+        assert_eq!((g.hidden, g.intermediate), (None, Some(32)));
+        assert_eq!(act_groups_name(g), "row/32");
+        for bad in ["", "128", "a/64", "128/", "-4/8", "1/2/3"] {
+            assert!(parse_act_groups(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn stats_interpolate_like_numpy() {

@@ -350,6 +350,10 @@ fn bench_runs_a_given_model_and_reports_every_field() {
     for r in records {
         let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
         assert_eq!(r["dtype"], "int8");
+        assert_eq!(
+            (&r["attention"], &r["act_groups"]),
+            (&"f32".into(), &"128/64".into())
+        );
         assert!(f("runs") >= 3.0);
         assert!(f("min_ms") <= f("p10_ms") && f("p10_ms") <= f("median_ms"));
         assert!(f("median_ms") <= f("p90_ms") && f("median_ms") > 0.0);
@@ -372,6 +376,33 @@ fn bench_runs_a_given_model_and_reports_every_field() {
     // 32 sequences of 10..=128 tokens, padded to 128.
     assert_eq!(m2["padded_tokens"], 32 * 128);
     assert_eq!(m2["real_tokens"], 2131);
+
+    // bf16 attention and another activation grouping, as the records say.
+    let args = [
+        "bench",
+        "--model",
+        &model,
+        "--workload",
+        "M1",
+        "--threads",
+        "1",
+        "--runs",
+        "2",
+        "--min-time",
+        "0",
+        "--bf16-attention",
+        "--act-groups",
+        "row/32",
+        "--json",
+    ];
+    let out = berth(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &records[0];
+    assert_eq!(
+        (&r["attention"], &r["act_groups"]),
+        (&"bf16".into(), &"row/32".into())
+    );
 
     // With --dtype bf16, an f32 file runs as it is, then with its linear layers in bf16; an
     // int8 file has none to run in bf16, and a bf16 file runs so already.
@@ -467,12 +498,21 @@ fn bench_refuses_what_it_cannot_run() {
         vec!["--workload", "M9"],
         vec!["--threads", "0"],
         vec!["--min-time=-1"],
+        vec!["--act-groups", "6/8", "--workload", "M1", "--runs", "1"],
     ] {
         let mut args = vec!["bench", "--model", &model];
         args.extend(bad.iter().copied());
         let out = berth(&args);
         assert_clean_failure(&out, &format!("{bad:?}"));
     }
+    // A malformed grouping is a usage error (clap's exit code 2), named in the message.
+    let out = berth(&["bench", "--model", &model, "--act-groups", "128"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("HIDDEN/INTERMEDIATE"),
+        "{err}"
+    );
 }
 
 /// int8 conversion smooths the encoder's linear layers when the checkpoint has a tokenizer to

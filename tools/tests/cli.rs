@@ -16,6 +16,25 @@ fn berth(args: &[&str]) -> Output {
         .expect("the berth binary runs")
 }
 
+/// `berth bench` on `model`, M1 on one thread, two runs and no minimum time, then `extra`.
+fn bench_m1(model: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "bench",
+        "--model",
+        model,
+        "--workload",
+        "M1",
+        "--threads",
+        "1",
+        "--runs",
+        "2",
+        "--min-time",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    berth(&args)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -378,24 +397,8 @@ fn bench_runs_a_given_model_and_reports_every_field() {
     assert_eq!(m2["real_tokens"], 2131);
 
     // bf16 attention and another activation grouping, as the records say.
-    let args = [
-        "bench",
-        "--model",
-        &model,
-        "--workload",
-        "M1",
-        "--threads",
-        "1",
-        "--runs",
-        "2",
-        "--min-time",
-        "0",
-        "--bf16-attention",
-        "--act-groups",
-        "row/32",
-        "--json",
-    ];
-    let out = berth(&args);
+    let extra = ["--bf16-attention", "--act-groups", "row/32", "--json"];
+    let out = bench_m1(&model, &extra);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &records[0];
@@ -413,20 +416,7 @@ fn bench_runs_a_given_model_and_reports_every_field() {
         (&model, &["int8"][..]),
         (&bf16_model, &["bf16"][..]),
     ] {
-        let args = [
-            "--model",
-            file,
-            "--workload",
-            "M1",
-            "--threads",
-            "1",
-            "--runs",
-            "2",
-        ];
-        let mut all = vec!["bench"];
-        all.extend(args);
-        all.extend(["--min-time", "0", "--dtype", "bf16", "--json"]);
-        let out = berth(&all);
+        let out = bench_m1(file, &["--dtype", "bf16", "--json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let records = records.as_array().unwrap();
@@ -439,19 +429,7 @@ fn bench_runs_a_given_model_and_reports_every_field() {
     }
 
     // The table form has a header and one row per record.
-    let table = berth(&[
-        "bench",
-        "--model",
-        &model,
-        "--workload",
-        "M1",
-        "--threads",
-        "1",
-        "--runs",
-        "2",
-        "--min-time",
-        "0",
-    ]);
+    let table = bench_m1(&model, &[]);
     assert!(table.status.success(), "{}", text(&table.stderr));
     let t = text(&table.stdout);
     assert!(t.starts_with("load") && t.lines().count() == 2, "{t}");

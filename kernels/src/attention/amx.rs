@@ -149,9 +149,6 @@ pub(crate) unsafe fn attention_bf16_tiles<T: TileOps>(
         kt.as_ptr().cast::<u8>(),
         v.as_ptr().cast::<u8>(),
     );
-    let sp = scores.as_mut_ptr().cast::<u8>();
-    let wp = weights.as_ptr().cast::<u8>();
-    let op = block.as_mut_ptr().cast::<u8>();
     let mut sums = [0.0f32; TILE_ROWS];
     for i0 in (0..n).step_by(TILE_ROWS) {
         let mr = TILE_ROWS.min(n - i0);
@@ -161,8 +158,11 @@ pub(crate) unsafe fn attention_bf16_tiles<T: TileOps>(
         // 16`, `vecs` vectors each; scores `16 x cols`, weights `16 x wcols`, the output block
         // `16 x d`. Vector work: AVX-512 (the caller's contract), on whole vectors of rows the
         // tiles wrote (score columns below `groups * 16`).
+        // The blocks' pointers are taken where the tiles use them, after the slices the vector
+        // work writes through.
         unsafe {
             // 1. Scores.
+            let sp = scores.as_mut_ptr().cast::<u8>();
             for g0 in (0..groups).step_by(4) {
                 let cnt = 4.min(groups - g0);
                 zero_c(t, cnt);
@@ -184,6 +184,10 @@ pub(crate) unsafe fn attention_bf16_tiles<T: TileOps>(
                 *sum = softmax_row(s, w, n, p.scale);
             }
             // 3. Output.
+            let (wp, op) = (
+                weights.as_ptr().cast::<u8>(),
+                block.as_mut_ptr().cast::<u8>(),
+            );
             for u0 in (0..vecs).step_by(4) {
                 let cnt = 4.min(vecs - u0);
                 zero_c(t, cnt);

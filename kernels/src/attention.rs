@@ -155,20 +155,55 @@ pub(crate) unsafe fn attention<S: Simd>(p: AttentionHead<'_>, scratch: &mut Atte
 
 /// Packs `K^T` into `kt` in groups of LANES keys: group g holds, for each feature c, keys
 /// `g*L .. g*L + L` (zero past n).
-fn pack_kt(p: &AttentionHead<'_>, l: usize, kt: &mut Vec<f32>) {
-    let (n, d) = (p.n, p.d);
+#[inline(always)]
+unsafe fn pack_kt<S: Simd>(p: &AttentionHead<'_>, kt: &mut Vec<f32>) {
+    let (n, d, l) = (p.n, p.d, S::LANES);
     let groups = n.div_ceil(l);
     if kt.len() < groups * d * l {
         kt.resize(groups * d * l, 0.0);
     }
-    for g in 0..groups {
-        let keys = l.min(n - g * l);
-        for c in 0..d {
-            let dst = &mut kt[(g * d + c) * l..][..l];
-            for (lane, slot) in dst[..keys].iter_mut().enumerate() {
-                *slot = p.k[(g * l + lane) * p.ldk + c];
+    // SAFETY: the caller runs on S's ISA; `transpose_groups`' contract holds for `k` (rows
+    // below n at columns below d: `check`) and `kt` (groups x d rows of l).
+    unsafe { transpose_groups::<S>(p.k.as_ptr().cast(), p.ldk, n, d, kt.as_mut_ptr().cast()) };
+}
+
+/// `dst[(g * cols + c) * L + lane] = src[(g * L + lane) * ld + c]` for the `rows` rows and
+/// `cols` columns of `src` (32-bit values), in groups of `L = S::LANES` rows, zero past the
+/// last row: whole `L x L` blocks by [`Simd::transpose_block`], the rest one by one. Safety:
+/// S's ISA; `src` valid for `rows` rows of `cols` values `ld` apart, `dst` for
+/// `ceil(rows / L) * cols * L` writes.
+#[inline(always)]
+unsafe fn transpose_groups<S: Simd>(
+    src: *const u32,
+    ld: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut u32,
+) {
+    let l = S::LANES;
+    // SAFETY: the contract above; a whole block reads rows `g l .. g l + l` (below `rows`) at
+    // columns `c .. c + l` (below `cols`).
+    unsafe {
+        for g in 0..rows.div_ceil(l) {
+            let keys = l.min(rows - g * l);
+            let out = dst.add(g * cols * l);
+            let mut c = 0;
+            if keys == l {
+                while c + l <= cols {
+                    S::transpose_block(src.add(g * l * ld + c), ld, out.add(c * l));
+                    c += l;
+                }
             }
-            dst[keys..].fill(0.0);
+            for c in c..cols {
+                for lane in 0..l {
+                    let x = if lane < keys {
+                        *src.add((g * l + lane) * ld + c)
+                    } else {
+                        0
+                    };
+                    *out.add(c * l + lane) = x;
+                }
+            }
         }
     }
 }
@@ -196,7 +231,8 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
     }
     let l = S::LANES;
     let kt_len = tile_keys(d, l);
-    pack_kt(&p, l, &mut scratch.kt);
+    // SAFETY: the caller runs on S's ISA.
+    unsafe { pack_kt::<S>(&p, &mut scratch.kt) };
     let (ms, sums) = running_stats(&mut scratch.stats, n);
     let kt = &scratch.kt[..];
     // The feature vectors of a row: full ones, then `tail` features (1..=L) in the last.
@@ -549,15 +585,7 @@ unsafe fn pack_bf16_operands<'s, S: Simd>(
             pairs_into::<S>(&row[..dp], &row[dp..], out);
         }
         let kt = grown(&mut scratch.kt_pairs, n.div_ceil(l) * dp * l);
-        for (g, group) in kt.chunks_exact_mut(dp * l).enumerate() {
-            let keys = l.min(n - g * l);
-            for (c2, lanes) in group.chunks_exact_mut(l).enumerate() {
-                for (lane, x) in lanes[..keys].iter_mut().enumerate() {
-                    *x = rows[(g * l + lane) * dpv + c2];
-                }
-                lanes[keys..].fill(0);
-            }
-        }
+        transpose_groups::<S>(rows.as_ptr(), dpv, n, dp, kt.as_mut_ptr());
         let v = grown(&mut scratch.v_pairs, n.div_ceil(2 * l) * l * vecs * l);
         for (jp, out) in v.chunks_exact_mut(vecs * l).enumerate() {
             let ja = 2 * l * (jp / l) + jp % l;

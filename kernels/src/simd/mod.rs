@@ -59,6 +59,20 @@ pub(crate) trait Simd: Sized {
     unsafe fn reduce_max(a: Self::F) -> f32;
     /// Stores lanes holding integral values in `-128..=127` as `i8`.
     unsafe fn store_i8(p: *mut i8, v: Self::F);
+    /// Transposes the `LANES x LANES` block of 32-bit values at `src` (rows `src_stride`
+    /// apart) into `dst` (rows `LANES` apart): `dst[c * LANES + r] = src[r * src_stride + c]`.
+    /// Pure data movement (the bits are kept). `src` must be valid for `LANES` rows of `LANES`
+    /// values, `dst` for `LANES * LANES` writes. The default moves one value at a time.
+    #[inline(always)]
+    unsafe fn transpose_block(src: *const u32, src_stride: usize, dst: *mut u32) {
+        let l = Self::LANES;
+        for r in 0..l {
+            for c in 0..l {
+                // SAFETY: the contract above.
+                unsafe { *dst.add(c * l + r) = *src.add(r * src_stride + c) };
+            }
+        }
+    }
     /// `e^x` ([`exp`], which calls this): the portable body unless an ISA has a shorter one with
     /// the same results.
     #[inline(always)]
@@ -393,5 +407,51 @@ mod tests {
         xs.resize(xs.len().div_ceil(16) * 16, 0.0);
         // SAFETY: the CPU has AVX-512 F/BW/VL and FMA (checked above).
         unsafe { check(&xs) }
+    }
+    /// Every ISA's `transpose_block` moves each value to its transposed place, from a source
+    /// with a row stride wider than the block.
+    #[test]
+    fn transpose_block_transposes() {
+        unsafe fn check<S: Simd>() {
+            let (l, stride) = (S::LANES, S::LANES + 3);
+            let src: Vec<u32> = (0..l * stride)
+                .map(|i| (i as u32).wrapping_mul(2_654_435_761))
+                .collect();
+            let mut dst = vec![0u32; l * l];
+            // SAFETY: the caller runs on S's ISA; `src` holds l rows of `stride`, `dst` l x l.
+            unsafe { S::transpose_block(src.as_ptr(), stride, dst.as_mut_ptr()) };
+            for r in 0..l {
+                for c in 0..l {
+                    assert_eq!(dst[c * l + r], src[r * stride + c], "({r}, {c})");
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            unsafe fn on_avx512() {
+                // SAFETY: the features are enabled here.
+                unsafe { check::<avx512::Avx512>() }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn on_avx2() {
+                // SAFETY: the features are enabled here.
+                unsafe { check::<avx2::Avx2>() }
+            }
+            let f = crate::isa::cpu_features();
+            if f.supports(crate::Isa::Avx512) {
+                // SAFETY: the CPU has AVX-512 F/BW/VL.
+                unsafe { on_avx512() }
+            }
+            if f.supports(crate::Isa::Avx2) {
+                // SAFETY: the CPU has AVX2 and FMA.
+                unsafe { on_avx2() }
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is part of every aarch64 CPU.
+        unsafe {
+            check::<neon::Neon>()
+        }
     }
 }

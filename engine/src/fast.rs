@@ -351,7 +351,8 @@ impl<'f> Table<'f> {
         match (self, bf16) {
             (Table::F32(t), true) => Packed::Bf16(gemm::pack_weights_bf16(t, n, k)),
             (Table::F16(t), true) => {
-                let wide: Vec<f32> = t.iter().map(|v| v.to_f32()).collect();
+                let mut wide = vec![0.0f32; t.len()];
+                berth_kernels::convert::f16_to_f32(t, &mut wide);
                 Packed::Bf16(gemm::pack_weights_bf16(&wide, n, k))
             }
             (Table::F32(t), false) => Packed::F32(gemm::pack_weights(t, n, k)),

@@ -158,10 +158,7 @@ pub(crate) unsafe fn attention<S: Simd>(p: AttentionHead<'_>, scratch: &mut Atte
 #[inline(always)]
 unsafe fn pack_kt<S: Simd>(p: &AttentionHead<'_>, kt: &mut Vec<f32>) {
     let (n, d, l) = (p.n, p.d, S::LANES);
-    let groups = n.div_ceil(l);
-    if kt.len() < groups * d * l {
-        kt.resize(groups * d * l, 0.0);
-    }
+    grow(kt, n.div_ceil(l) * d * l, 0.0);
     // SAFETY: the caller runs on S's ISA; `transpose_groups`' contract holds for `k` (rows
     // below n at columns below d: `check`) and `kt` (groups x d rows of l).
     unsafe { transpose_groups::<S>(p.k.as_ptr().cast(), p.ldk, n, d, kt.as_mut_ptr().cast()) };

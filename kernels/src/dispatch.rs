@@ -267,8 +267,8 @@ mod x86 {
     }
 
     /// AMX: AVX-512's table with the int8 and bf16 GEMMs and bf16 attention on the tiles (which
-    /// fall back to VNNI and AVX-512 BF16 by shape). The optional extensions always come with AMX, so `dot` does
-    /// not apply.
+    /// fall back to VNNI and AVX-512 BF16 by shape). The optional extensions always come with
+    /// AMX, so `dot` does not apply.
     pub(super) fn install_amx(k: &mut Kernels, f: &CpuFeatures, _dot: bool) {
         install_avx512(k, f, true);
         k.int8 = "amx-int8";

@@ -122,9 +122,9 @@ impl ModelOptions {
     /// Runs the linear layers of an f32 or f16 file in bf16 ([`FastModel::use_bf16`]): about
     /// 1.5-1.9x faster than f32 on CPUs with AVX-512 BF16 and more with AMX (BERT-base 1 x 128
     /// on one core of a Xeon with AMX: 2.6x), at bfloat16's precision (MiniLM's embeddings:
-    /// min cosine 0.99995 to f32's reference, attention's products in bf16 too). Elsewhere it computes the same values at f32
-    /// speed. int8 files are unaffected, and bf16 files (`berth convert --dtype bf16`) run in
-    /// bf16 without it, with no re-packing at load.
+    /// min cosine 0.99995 to f32's reference, attention's products in bf16 too). Elsewhere it
+    /// computes the same values at f32 speed. int8 files are unaffected, and bf16 files
+    /// (`berth convert --dtype bf16`) run in bf16 without it, with no re-packing at load.
     pub fn bf16(mut self, on: bool) -> ModelOptions {
         self.bf16 = on;
         self

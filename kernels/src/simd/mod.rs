@@ -234,8 +234,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::F) -> S::F {
     unsafe { S::exp(x) }
 }
 
-/// `e^x - ` the reduction and polynomial of [`exp`] for `xc` clamped to where they are
-/// accurate: `(e, n)` with `e^xc = e 2^n`, `e` in about `[0.7, 1.42]`, `n` integral.
+/// The reduction and polynomial of [`exp`] for `xc` clamped to where they are accurate: `(e, n)` with `e^xc = e 2^n`, `e` in about `[0.7, 1.42]`, `n` integral.
 #[inline(always)]
 pub(crate) unsafe fn exp_reduced<S: Simd>(xc: S::F) -> (S::F, S::F) {
     // SAFETY: pure lane arithmetic on S's ISA, which the caller guarantees.
@@ -329,42 +328,50 @@ mod tests {
         }
     }
 
+    /// Runs `$check::<S>()` for every `Simd` implementation this CPU runs, each inside a
+    /// function compiled with its features.
+    macro_rules! on_every_isa {
+        ($check:ident) => {{
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+                unsafe fn on_avx512() {
+                    // SAFETY: the features are enabled here.
+                    unsafe { $check::<avx512::Avx512>() }
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn on_avx2() {
+                    // SAFETY: the features are enabled here.
+                    unsafe { $check::<avx2::Avx2>() }
+                }
+                let f = crate::isa::cpu_features();
+                if f.supports(crate::Isa::Avx512) {
+                    // SAFETY: the CPU has AVX-512 F/BW/VL.
+                    unsafe { on_avx512() }
+                }
+                if f.supports(crate::Isa::Avx2) {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    unsafe { on_avx2() }
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                #[target_feature(enable = "neon")]
+                unsafe fn on_neon() {
+                    // SAFETY: the feature is enabled here.
+                    unsafe { $check::<neon::Neon>() }
+                }
+                // SAFETY: NEON is part of every aarch64 CPU Rust targets.
+                unsafe { on_neon() }
+            }
+        }};
+    }
+
     #[test]
     fn store_bf16_pairs_is_the_scalar_rounding() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::Isa;
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-            unsafe fn on_avx512() {
-                // SAFETY: the features are enabled here.
-                unsafe { pairs_match::<avx512::Avx512>() }
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn on_avx2() {
-                // SAFETY: the features are enabled here.
-                unsafe { pairs_match::<avx2::Avx2>() }
-            }
-            let f = crate::isa::cpu_features();
-            if f.supports(Isa::Avx512) {
-                // SAFETY: the CPU has AVX-512 F/BW/VL.
-                unsafe { on_avx512() }
-            }
-            if f.supports(Isa::Avx2) {
-                // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { on_avx2() }
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            #[target_feature(enable = "neon")]
-            unsafe fn on_neon() {
-                // SAFETY: the feature is enabled here.
-                unsafe { pairs_match::<neon::Neon>() }
-            }
-            // SAFETY: NEON is part of every aarch64 CPU Rust targets.
-            unsafe { on_neon() }
-        }
+        on_every_isa!(pairs_match);
     }
+
     /// AVX-512's `exp` (`vscalefps`) against the portable body on the same ISA: the same bits
     /// wherever that body's result is normal (x >= -87.33, through every integer `n` and the
     /// points between), the denormal result within 2^-149 of `e^x` in f64 below, 0 from
@@ -408,50 +415,25 @@ mod tests {
         // SAFETY: the CPU has AVX-512 F/BW/VL and FMA (checked above).
         unsafe { check(&xs) }
     }
-    /// Every ISA's `transpose_block` moves each value to its transposed place, from a source
-    /// with a row stride wider than the block.
+    /// `S::transpose_block` moves each value to its transposed place, from a source with a row
+    /// stride wider than the block.
+    unsafe fn transposes<S: Simd>() {
+        let (l, stride) = (S::LANES, S::LANES + 3);
+        let src: Vec<u32> = (0..l * stride)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761))
+            .collect();
+        let mut dst = vec![0u32; l * l];
+        // SAFETY: the caller runs on S's ISA; `src` holds l rows of `stride`, `dst` l x l.
+        unsafe { S::transpose_block(src.as_ptr(), stride, dst.as_mut_ptr()) };
+        for r in 0..l {
+            for c in 0..l {
+                assert_eq!(dst[c * l + r], src[r * stride + c], "({r}, {c})");
+            }
+        }
+    }
+
     #[test]
     fn transpose_block_transposes() {
-        unsafe fn check<S: Simd>() {
-            let (l, stride) = (S::LANES, S::LANES + 3);
-            let src: Vec<u32> = (0..l * stride)
-                .map(|i| (i as u32).wrapping_mul(2_654_435_761))
-                .collect();
-            let mut dst = vec![0u32; l * l];
-            // SAFETY: the caller runs on S's ISA; `src` holds l rows of `stride`, `dst` l x l.
-            unsafe { S::transpose_block(src.as_ptr(), stride, dst.as_mut_ptr()) };
-            for r in 0..l {
-                for c in 0..l {
-                    assert_eq!(dst[c * l + r], src[r * stride + c], "({r}, {c})");
-                }
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-            unsafe fn on_avx512() {
-                // SAFETY: the features are enabled here.
-                unsafe { check::<avx512::Avx512>() }
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn on_avx2() {
-                // SAFETY: the features are enabled here.
-                unsafe { check::<avx2::Avx2>() }
-            }
-            let f = crate::isa::cpu_features();
-            if f.supports(crate::Isa::Avx512) {
-                // SAFETY: the CPU has AVX-512 F/BW/VL.
-                unsafe { on_avx512() }
-            }
-            if f.supports(crate::Isa::Avx2) {
-                // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { on_avx2() }
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: NEON is part of every aarch64 CPU.
-        unsafe {
-            check::<neon::Neon>()
-        }
+        on_every_isa!(transposes);
     }
 }

@@ -278,11 +278,11 @@ pub struct Timing {
 /// `row` (both per row), as `berth bench --act-groups` takes it; sizes are checked when a model
 /// takes them ([`FastModel::set_act_grouping`]).
 pub fn parse_act_groups(spec: &str) -> Result<ActGrouping, String> {
+    let bad =
+        || format!("--act-groups {spec:?}: expected HIDDEN/INTERMEDIATE, each a group size or row");
     let size = |s: &str| match s.trim() {
         "row" => Ok(None),
-        n => n.parse::<usize>().map(Some).map_err(|_| {
-            format!("--act-groups {spec:?}: expected HIDDEN/INTERMEDIATE, each a group size or row")
-        }),
+        n => n.parse::<usize>().map(Some).map_err(|_| bad()),
     };
     match spec.split_once('/') {
         Some((h, i)) => Ok(ActGrouping {
@@ -290,9 +290,7 @@ pub fn parse_act_groups(spec: &str) -> Result<ActGrouping, String> {
             intermediate: size(i)?,
         }),
         None if spec.trim() == "row" => Ok(ActGrouping::PER_ROW),
-        None => Err(format!(
-            "--act-groups {spec:?}: expected HIDDEN/INTERMEDIATE, each a group size or row"
-        )),
+        None => Err(bad()),
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Kernels {
     pub isa: Isa,
     pub f16_to_f32: fn(&[f16], &mut [f32]),
     /// Asymmetric per-row quantisation of activations ([`quant::quantize_row_asym`]).
-    pub quantize_row_asym: fn(&[f32], &mut [i8]) -> (f32, i32),
+    pub quantize_row_asym: fn(&[f32], &mut [u8]) -> (f32, i32),
     pub layer_norm: fn(LayerNormRows<'_>),
     pub softmax: fn(&mut [f32]),
     pub gelu: fn(&mut [f32]),
@@ -199,7 +199,7 @@ mod x86 {
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
+    simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_avx2, "avx2,fma,f16c", [Avx2], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_bf16_avx512_bf16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
@@ -208,7 +208,7 @@ mod x86 {
     simd_entry!(layer_norm_avx2, "avx2,fma,f16c", [Avx2], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx2, "avx2,fma,f16c", [Avx2], elementwise::softmax, (x: &mut [f32]));
     simd_entry!(gelu_avx2, "avx2,fma,f16c", [Avx2], elementwise::gelu, (x: &mut [f32]));
-    simd_entry!(quantize_avx2, "avx2,fma,f16c", [Avx2], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
+    simd_entry!(quantize_avx2, "avx2,fma,f16c", [Avx2], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
 
     fn f16_to_f32_avx512(s: &[f16], d: &mut [f32]) {
         // SAFETY: installed only by `Kernels::for_isa(Isa::Avx512)`, after detection.
@@ -339,7 +339,7 @@ mod arm {
     simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_bf16_neon, "neon", [Widen<Neon>, 4, 4], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [i8]) -> (f32, i32));
+    simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_bf16_neon, "neon", [Widen<Neon>], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
 

@@ -88,7 +88,7 @@ fn quantisation_is_bit_identical_on_every_path() {
                 (7, 2.0, 0.5),
             ] {
                 let mut x: Vec<f32> = values(n, seed, scale).iter().map(|v| v + shift).collect();
-                // Values exactly half-way between steps, to exercise the rounding rule.
+                // Values near half-way between steps.
                 if n > 3 {
                     let m = x.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
                     x[0] = m;
@@ -96,12 +96,35 @@ fn quantisation_is_bit_identical_on_every_path() {
                     x[1] = 2.5 * step;
                     x[2] = -3.5 * step;
                 }
-                let (mut qr, mut qk) = (vec![0i8; n], vec![0i8; n]);
+                let (mut qr, mut qk) = (vec![0u8; n], vec![0u8; n]);
                 let (sr, zr) = (Kernels::REFERENCE.quantize_row_asym)(&x, &mut qr);
                 let (sk, zk) = (k.quantize_row_asym)(&x, &mut qk);
                 assert_eq!(sk.to_bits(), sr.to_bits(), "{} n={n} seed={seed}", k.isa);
                 assert_eq!(zk, zr, "{} n={n} seed={seed}", k.isa);
                 assert_eq!(qk, qr, "{} n={n} seed={seed}", k.isa);
+            }
+            // Exact ties: a range of 255 makes `inv` 1, so `x + zero` is `j + 0.5` and must
+            // round to the even neighbour, on both sides of zero (zero point 0 and 255).
+            if n > 1 {
+                for sign in [1.0f32, -1.0] {
+                    let x: Vec<f32> = (0..n)
+                        .map(|i| match i {
+                            0 => 255.0 * sign,
+                            _ => sign * (((i * 7) % 255) as f32 + 0.5),
+                        })
+                        .collect();
+                    let zero = if sign > 0.0 { 0.0 } else { 255.0 };
+                    let want: Vec<u8> = x
+                        .iter()
+                        .map(|v| (v + zero).round_ties_even() as u8)
+                        .collect();
+                    for t in [&Kernels::REFERENCE, &k] {
+                        let mut q = vec![0u8; n];
+                        let (s, z) = (t.quantize_row_asym)(&x, &mut q);
+                        assert_eq!((s, z), (1.0, zero as i32), "{} n={n}", t.isa);
+                        assert_eq!(q, want, "{} n={n} sign={sign}", t.isa);
+                    }
+                }
             }
         }
     }

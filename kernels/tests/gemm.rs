@@ -146,7 +146,7 @@ fn effective_a(
     let mut mag = out.iter().map(|x| x.abs()).collect::<Vec<f32>>();
     if wt == Wt::I8 {
         let size = group.unwrap_or(k.max(1));
-        let mut q = vec![0i8; size];
+        let mut q = vec![0u8; size];
         for i in 0..rows {
             let mut row = a[i * lda..i * lda + k].to_vec();
             if let Some(m) = input_scale {
@@ -159,7 +159,7 @@ fn effective_a(
                 let (s, z) = quantize_row_asym(src, q);
                 let at = i * lda + g * size;
                 for (kk, &qi) in q.iter().enumerate() {
-                    let code = i32::from(qi) + 128;
+                    let code = i32::from(qi);
                     out[at + kk] = s * (code - z) as f32;
                     mag[at + kk] = s * (code + z + 256) as f32;
                 }

@@ -674,7 +674,7 @@ mod tests {
                             panels.packed_a_i8
                                 [(r / 16) * 16 * kp + (kk / 4) * 64 + (r % 16) * 4 + kk % 4]
                         } else {
-                            0x80
+                            0
                         };
                         assert_eq!(
                             rows.packed_a_i8[r * kp + kk],

@@ -356,7 +356,7 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
-/// Grows the scratch that [`pack_a_i8`] fills for blocks of `mc_rows` rows of K = `k`, with
+/// Grows most of the scratch that [`pack_a_i8`] fills for blocks of `mc_rows` rows of K = `k`, with
 /// `count` activation groups per row.
 pub(super) fn reserve_a_i8(
     scratch: &mut GemmScratch,
@@ -367,7 +367,6 @@ pub(super) fn reserve_a_i8(
 ) {
     let kp = k.div_ceil(4) * 4;
     grow(&mut scratch.packed_a_i8, mc_rows * kp, 0);
-    grow(&mut scratch.row_i8, kp, 0);
     if w.input_scale.is_some() {
         grow(&mut scratch.row_f32, k, 0.0);
     }
@@ -379,16 +378,16 @@ pub(super) fn reserve_a_i8(
 }
 
 /// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels: panel `q`
-/// holds, for each group of 4 k, the 4 bytes of each of its MR rows (`q - 128`, or `q` when `D`
-/// multiplies unsigned bytes; zero past `k`, and rows past `mc` have scale 0). With `input_scale`,
-/// each row is first multiplied by it, element by element. Per row (`group` none): the scale
-/// into `scratch.a_scale[r]` and the zero point as [`DotI8::to_f32`] takes it into
-/// `scratch.a_zp[r]`. Per group of `group` elements (`count` per row): group `g`'s scale into
-/// `scratch.a_scale[r * count + g]` and its scale times that zero point into
-/// `scratch.a_corr[r * count + g]`.
+/// holds, for each group of 4 k, the 4 bytes of each of its MR rows (the codes `q`, or `q - 128`
+/// when `D` multiplies signed bytes; padding past `k` and rows past `mc` hold byte 0, and those
+/// rows have scale 0). With `input_scale`, each row is first multiplied by it, element by
+/// element. Per row (`group` none): the scale into `scratch.a_scale[r]` and the zero point as
+/// [`DotI8::to_f32`] takes it into `scratch.a_zp[r]`. Per group of `group` elements (`count`
+/// per row): group `g`'s scale into `scratch.a_scale[r * count + g]` and its scale times that
+/// zero point into `scratch.a_corr[r * count + g]`.
 ///
 /// With `row_major` (the AMX tiles' operand), the rows are stored whole instead, row `r` at
-/// `r * kp`, `mc` rounded up to a multiple of MR.
+/// `r * kp`, `mc` rounded up to a multiple of MR, and quantised straight into place.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
@@ -402,22 +401,28 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
     scratch: &mut GemmScratch,
 ) {
     let kp = k.div_ceil(4) * 4;
-    // XOR 0x80 adds 128 to a two's-complement byte: `q - 128` becomes `q`.
-    let (offset, zp_shift) = if D::OFFSET {
-        (0x8080_8080u32, 0)
+    // Signed instructions take `q - 128`: XOR 0x80 on each byte.
+    let (flip, zp_shift) = if D::OFFSET {
+        (0u32, 0)
     } else {
-        (0, 128)
+        (0x8080_8080u32, 128)
     };
     let (size, count) = match group {
         Some(size) => (size, act_groups(k, size)),
         None => (k.max(1), 1),
     };
     let rows = mc.div_ceil(MR) * MR;
-    let row_q = &mut scratch.row_i8[..kp];
-    // The K padding stays zero (the buffer may hold a longer row of an earlier call).
-    row_q[k..].fill(0);
+    // One micro-panel's rows of codes, before they are interleaved.
+    grow(&mut scratch.row_u8, MR * kp, 0);
     for r in 0..rows {
         let (q, ri) = (r / MR, r % MR);
+        let codes = if row_major {
+            &mut scratch.packed_a_i8[r * kp..(r + 1) * kp]
+        } else {
+            &mut scratch.row_u8[ri * kp..(ri + 1) * kp]
+        };
+        // The K padding is byte 0 (the buffer may hold a longer row of an earlier call).
+        codes[k..].fill(0);
         if r < mc {
             let mut row = &a[r * lda..r * lda + k];
             if let Some(m) = input_scale {
@@ -433,7 +438,7 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
             }
             for (g, (src, dst)) in row
                 .chunks(size)
-                .zip(row_q[..k].chunks_mut(size))
+                .zip(codes[..k].chunks_mut(size))
                 .enumerate()
             {
                 // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
@@ -447,27 +452,35 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
                     scratch.a_zp[r] = zp;
                 }
             }
+            if flip != 0 {
+                codes[..k].iter_mut().for_each(|c| *c ^= 0x80);
+            }
         } else {
-            row_q[..k].fill(0);
+            codes[..k].fill(0);
             scratch.a_scale[r * count..(r + 1) * count].fill(0.0);
             scratch.a_zp[r] = 0;
             if group.is_some() {
                 scratch.a_corr[r * count..(r + 1) * count].fill(0.0);
             }
         }
-        if row_major {
-            let dst = &mut scratch.packed_a_i8[r * kp..(r + 1) * kp];
-            for (d, &v) in dst.iter_mut().zip(row_q.iter()) {
-                *d = v as u8 ^ offset as u8;
-            }
-            continue;
+        if !row_major && ri == MR - 1 {
+            let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
+            interleave::<MR>(&scratch.row_u8[..MR * kp], panel);
         }
-        let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
-        for (g, four) in row_q.chunks_exact(4).enumerate() {
-            let word =
-                u32::from_ne_bytes([four[0] as u8, four[1] as u8, four[2] as u8, four[3] as u8]);
-            let at = g * MR * 4 + ri * 4;
-            panel[at..at + 4].copy_from_slice(&(word ^ offset).to_ne_bytes());
+    }
+}
+
+/// Interleaves MR rows of codes (`block`, rows `kp` bytes long) into a micro-panel: for each
+/// group of 4 k, the 4 codes of each row in turn. The loop writes the panel in order, one
+/// group at a time, so that the compiler does not turn it into scatters (which it did for a
+/// loop over one row, at about one cycle per 4 bytes).
+#[inline(always)]
+fn interleave<const MR: usize>(block: &[u8], panel: &mut [u8]) {
+    let kp = block.len() / MR;
+    let rows: [&[u8]; MR] = std::array::from_fn(|r| &block[r * kp..(r + 1) * kp]);
+    for (g, dst) in panel.chunks_exact_mut(MR * 4).enumerate() {
+        for (d, row) in dst.chunks_exact_mut(4).zip(rows) {
+            d.copy_from_slice(&row[g * 4..g * 4 + 4]);
         }
     }
 }

@@ -393,7 +393,8 @@ pub struct GemmScratch {
     /// One panel's KC block of half weights, widened.
     widened: Vec<f32>,
     packed_a_i8: Vec<u8>,
-    row_i8: Vec<i8>,
+    /// One row's (or activation group's) codes, before they are interleaved into panels.
+    row_u8: Vec<u8>,
     a_scale: Vec<f32>,
     a_zp: Vec<i32>,
     /// Per row and activation group: the scale times the zero point.
@@ -416,7 +417,7 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     let (m, n, k) = (p.m(), p.n(), p.k);
     let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
     // In the scratch, so that the scalar path allocates nothing either once it has grown.
-    grow(&mut scratch.row_i8, k, 0);
+    grow(&mut scratch.row_u8, k, 0);
     grow(&mut scratch.row_f32, k, 0.0);
     // Activation groups of the int8 weights: (size, count); per row, one group of all K.
     let (size, count) = match p.w {
@@ -427,7 +428,7 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     };
     grow(&mut scratch.a_scale, count, 0.0);
     grow(&mut scratch.a_zp, count, 0);
-    let row_q = &mut scratch.row_i8[..k];
+    let row_q = &mut scratch.row_u8[..k];
     let scaled = &mut scratch.row_f32[..k];
     for i in 0..m {
         let row = &p.a[i * p.lda..i * p.lda + k];
@@ -466,7 +467,7 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
                             let zero = i64::from(scratch.a_zp[g]);
                             let dot: i64 = (start..(start + size).min(k))
                                 .map(|kk| {
-                                    (i64::from(row_q[kk]) + 128 - zero)
+                                    (i64::from(row_q[kk]) - zero)
                                         * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
                                 })
                                 .sum();

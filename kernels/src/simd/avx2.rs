@@ -106,11 +106,6 @@ impl Simd for Avx2 {
         unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
     }
     #[inline(always)]
-    unsafe fn trunc(a: __m256) -> __m256 {
-        // SAFETY: AVX.
-        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a) }
-    }
-    #[inline(always)]
     unsafe fn pow2i(n: __m256) -> __m256 {
         // SAFETY: AVX2. `n + 127` is in 1..=254, a valid biased exponent.
         unsafe {
@@ -144,17 +139,14 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    unsafe fn store_i8(p: *mut i8, v: __m256) {
-        // SAFETY: AVX2; `p` is valid for 8 writes. Lanes are integral and in -128..=127, so the
-        // conversions and the saturating packs are exact. packs works within 128-bit halves:
-        // dwords 0..3 land in bytes 0..3 and dwords 4..7 in bytes 16..19; the permute gathers
-        // them into the low 8 bytes.
+    unsafe fn store_u8(p: *mut u8, v: __m256) {
+        // SAFETY: AVX2; `p` is valid for 8 writes. `cvtps` rounds by MXCSR, which Rust leaves
+        // at its default, to nearest even. Lanes are in 0..=255, so the saturating packs are
+        // exact: the two 128-bit halves (dwords 0..3 and 4..7) become words, then bytes 0..7.
         unsafe {
-            let i = _mm256_cvttps_epi32(v);
-            let w = _mm256_packs_epi32(i, i);
-            let b = _mm256_packs_epi16(w, w);
-            let g = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
-            _mm_storel_epi64(p.cast(), _mm256_castsi256_si128(g))
+            let i = _mm256_cvtps_epi32(v);
+            let w = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+            _mm_storel_epi64(p.cast(), _mm_packus_epi16(w, w))
         }
     }
 }

@@ -108,11 +108,6 @@ impl Simd for Avx512 {
         unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
     }
     #[inline(always)]
-    unsafe fn trunc(a: __m512) -> __m512 {
-        // SAFETY: AVX-512 F.
-        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(a) }
-    }
-    #[inline(always)]
     unsafe fn pow2i(n: __m512) -> __m512 {
         // SAFETY: AVX-512 F. `n + 127` is in 1..=254, a valid biased exponent.
         unsafe {
@@ -196,12 +191,14 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
-    unsafe fn store_i8(p: *mut i8, v: __m512) {
-        // SAFETY: AVX-512 F (vpmovdb); `p` is valid for 16 writes. Lanes are integral and in
-        // range, so the truncating conversions are exact.
+    unsafe fn store_u8(p: *mut u8, v: __m512) {
+        // SAFETY: AVX-512 F (vpmovdb); `p` is valid for 16 writes. The conversion rounds to
+        // nearest even by its own rounding field (not MXCSR's); lanes are in 0..=255, so the
+        // truncating narrowing is exact.
         unsafe {
-            let b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
-            _mm_storeu_si128(p.cast(), b)
+            let i =
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            _mm_storeu_si128(p.cast(), _mm512_cvtepi32_epi8(i))
         }
     }
 }

@@ -49,16 +49,15 @@ pub(crate) trait Simd: Sized {
     unsafe fn copysign(mag: Self::F, sign: Self::F) -> Self::F;
     /// Round to nearest, ties to even.
     unsafe fn round(a: Self::F) -> Self::F;
-    /// Round toward zero.
-    unsafe fn trunc(a: Self::F) -> Self::F;
     /// `2^n` for integral `n` in `-126..=127`, built from the exponent bits.
     unsafe fn pow2i(n: Self::F) -> Self::F;
     /// Per lane: `a >= b ? x : y`.
     unsafe fn select_ge(a: Self::F, b: Self::F, x: Self::F, y: Self::F) -> Self::F;
     unsafe fn reduce_add(a: Self::F) -> f32;
     unsafe fn reduce_max(a: Self::F) -> f32;
-    /// Stores lanes holding integral values in `-128..=127` as `i8`.
-    unsafe fn store_i8(p: *mut i8, v: Self::F);
+    /// Rounds lanes holding values in `0.0..=255.0` to nearest, ties to even, and stores them
+    /// as bytes (`LANES` of them).
+    unsafe fn store_u8(p: *mut u8, v: Self::F);
     /// Transposes the `LANES x LANES` block of 32-bit values at `src` (rows `src_stride`
     /// apart) into `dst` (rows `LANES` apart): `dst[c * LANES + r] = src[r * src_stride + c]`.
     /// Pure data movement (the bits are kept). `src` must be valid for `LANES` rows of `LANES`

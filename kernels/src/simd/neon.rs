@@ -118,11 +118,6 @@ impl Simd for Neon {
         unsafe { vrndnq_f32(a) }
     }
     #[inline(always)]
-    unsafe fn trunc(a: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON (frintz).
-        unsafe { vrndq_f32(a) }
-    }
-    #[inline(always)]
     unsafe fn pow2i(n: float32x4_t) -> float32x4_t {
         // SAFETY: NEON. `n + 127` is in 1..=254, a valid biased exponent.
         unsafe {
@@ -151,13 +146,13 @@ impl Simd for Neon {
         unsafe { vmaxvq_f32(a) }
     }
     #[inline(always)]
-    unsafe fn store_i8(p: *mut i8, v: float32x4_t) {
-        // SAFETY: NEON; `p` is valid for 4 writes. Lanes are integral and in -128..=127, so the
-        // narrowing moves are exact.
+    unsafe fn store_u8(p: *mut u8, v: float32x4_t) {
+        // SAFETY: NEON; `p` is valid for 4 writes. `fcvtnu` rounds to nearest, ties to even;
+        // lanes are in 0..=255, so the narrowing moves are exact.
         unsafe {
-            let w = vmovn_s32(vcvtq_s32_f32(v));
-            let b = vmovn_s16(vcombine_s16(w, w));
-            let bytes = vget_lane_u32::<0>(vreinterpret_u32_s8(b));
+            let w = vmovn_u32(vcvtnq_u32_f32(v));
+            let b = vmovn_u16(vcombine_u16(w, w));
+            let bytes = vget_lane_u32::<0>(vreinterpret_u32_u8(b));
             p.cast::<u32>().write_unaligned(bytes)
         }
     }

@@ -6,7 +6,7 @@
 use half::bf16;
 
 use super::kernel;
-use super::{grow, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{grow, interleave, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::simd::{DotBf16, Simd};
 
 /// `f32` to bfloat16, rounded to nearest (ties to even), with denormals flushed to a signed
@@ -116,13 +116,25 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     let steps = k.div_ceil(2);
     let mc_rows = MC.div_ceil(MR) * MR;
     grow(&mut scratch.packed_a_bf16, mc_rows * steps, 0);
+    grow(&mut scratch.rows_bf16, MR * steps, 0);
     let c_ptr = p.c.as_mut_ptr();
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
     // 4-aligned).
     let wp = w.as_ptr().cast::<u32>();
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
-        pack_a_bf16::<MR>(&p.a[ic * p.lda..], p.lda, mc, k, &mut scratch.packed_a_bf16);
+        let a = &p.a[ic * p.lda..];
+        // SAFETY: the caller runs on D's ISA.
+        unsafe {
+            pack_a_bf16::<D, MR>(
+                a,
+                p.lda,
+                mc,
+                k,
+                &mut scratch.rows_bf16,
+                &mut scratch.packed_a_bf16,
+            )
+        };
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;
@@ -142,28 +154,56 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
 }
 
 /// Rounds `mc` rows of A to bf16 and packs them into MR-row micro-panels of pairs: panel `q`
-/// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`).
-fn pack_a_bf16<const MR: usize>(a: &[f32], lda: usize, mc: usize, k: usize, out: &mut [u32]) {
+/// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`). Each
+/// panel's rows are rounded into `rows` (MR x `k.div_ceil(2)` pairs) first, then interleaved.
+/// Safety: the caller runs on D's ISA.
+#[inline(always)]
+unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
+    a: &[f32],
+    lda: usize,
+    mc: usize,
+    k: usize,
+    rows: &mut [u32],
+    out: &mut [u32],
+) {
     let steps = k.div_ceil(2);
+    let rows = &mut rows[..MR * steps];
     for q in 0..mc.div_ceil(MR) {
-        let dst = &mut out[q * MR * steps..(q + 1) * MR * steps];
-        for r in 0..MR {
+        for (r, dst) in rows.chunks_exact_mut(steps.max(1)).enumerate() {
             let row = q * MR + r;
-            if row >= mc {
-                for s in 0..steps {
-                    dst[s * MR + r] = 0;
-                }
-                continue;
-            }
-            let src = &a[row * lda..row * lda + k];
-            let mut pairs = src.chunks_exact(2);
-            for (s, two) in pairs.by_ref().enumerate() {
-                dst[s * MR + r] = pair(two[0], two[1]);
-            }
-            if let [last] = pairs.remainder() {
-                dst[(steps - 1) * MR + r] = pair(*last, 0.0);
+            if row < mc {
+                // SAFETY: the caller runs on D's ISA.
+                unsafe { round_row_bf16::<D>(&a[row * lda..row * lda + k], dst) };
+            } else {
+                dst.fill(0);
             }
         }
+        interleave::<u32, MR, 1>(rows, &mut out[q * MR * steps..(q + 1) * MR * steps]);
+    }
+}
+
+/// Rounds `src` to bf16 ([`to_bf16`]) into the pairs `dst` (`src.len().div_ceil(2)` of them,
+/// the first of each in the low half; an odd length's last pair padded with zero bits): whole
+/// vectors by [`DotBf16::store_bf16`], the tail one value at a time. Safety: the caller runs
+/// on D's ISA.
+#[inline(always)]
+pub(super) unsafe fn round_row_bf16<D: DotBf16>(src: &[f32], dst: &mut [u32]) {
+    assert_eq!(dst.len(), src.len().div_ceil(2), "round_row_bf16: lengths");
+    let l = D::S::LANES;
+    let body = src.len() / l * l;
+    let out = dst.as_mut_ptr().cast::<u16>();
+    for i in (0..body).step_by(l) {
+        // SAFETY: `i + LANES <= body <= src.len()` values are read and as many u16 written,
+        // inside `dst`'s `2 * dst.len() >= src.len()` halves; the caller runs on D's ISA.
+        unsafe { D::store_bf16(out.add(i), D::S::load(src.as_ptr().add(i))) };
+    }
+    let mut pairs = src[body..].chunks_exact(2);
+    // `body` is even (LANES is), so the tail starts on a pair.
+    for (d, two) in dst[body / 2..].iter_mut().zip(pairs.by_ref()) {
+        *d = pair(two[0], two[1]);
+    }
+    if let [last] = pairs.remainder() {
+        dst[dst.len() - 1] = pair(*last, 0.0);
     }
 }
 

@@ -15,7 +15,7 @@
 //! scale and the i32 sum of the channel's quantised weights, for the zero-point correction:
 //! `sum (qa - zero) w = sum qa w - zero sum w`.
 
-use super::{grow, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{grow, interleave, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::quant;
 use crate::simd::{DotI8, Simd};
 
@@ -465,22 +465,7 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
         }
         if !row_major && ri == MR - 1 {
             let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
-            interleave::<MR>(&scratch.row_u8[..MR * kp], panel);
-        }
-    }
-}
-
-/// Interleaves MR rows of codes (`block`, rows `kp` bytes long) into a micro-panel: for each
-/// group of 4 k, the 4 codes of each row in turn. The loop writes the panel in order, one
-/// group at a time, so that the compiler does not turn it into scatters (which it did for a
-/// loop over one row, at about one cycle per 4 bytes).
-#[inline(always)]
-fn interleave<const MR: usize>(block: &[u8], panel: &mut [u8]) {
-    let kp = block.len() / MR;
-    let rows: [&[u8]; MR] = std::array::from_fn(|r| &block[r * kp..(r + 1) * kp]);
-    for (g, dst) in panel.chunks_exact_mut(MR * 4).enumerate() {
-        for (d, row) in dst.chunks_exact_mut(4).zip(rows) {
-            d.copy_from_slice(&row[g * 4..g * 4 + 4]);
+            interleave::<u8, MR, 4>(&scratch.row_u8[..MR * kp], panel);
         }
     }
 }

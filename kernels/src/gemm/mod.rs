@@ -403,6 +403,8 @@ pub struct GemmScratch {
     row_f32: Vec<f32>,
     /// The packed A block of the bf16 GEMM (bf16 pairs).
     packed_a_bf16: Vec<u32>,
+    /// One micro-panel's rows of bf16 pairs, before they are interleaved.
+    rows_bf16: Vec<u32>,
 }
 
 /// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
@@ -747,6 +749,21 @@ fn split_at_panel(p: Gemm<'_>, at: usize) -> (Gemm<'_>, Gemm<'_>) {
         part(w_left, b_left, p.epilogue, c_left),
         part(w_right, b_right, e_right, c_right),
     )
+}
+
+/// Interleaves MR rows of A, packed (`block`, rows of equal length, whole words of `W`
+/// elements), into a micro-panel: for each word, that word of each row in turn. The loop
+/// writes the panel in order, one word of all MR rows at a time, so that the compiler does
+/// not turn it into scatters (it did for a loop over one row, at about one cycle per word).
+#[inline(always)]
+pub(super) fn interleave<T: Copy, const MR: usize, const W: usize>(block: &[T], panel: &mut [T]) {
+    let len = block.len() / MR;
+    let rows: [&[T]; MR] = std::array::from_fn(|r| &block[r * len..(r + 1) * len]);
+    for (g, dst) in panel.chunks_exact_mut(MR * W).enumerate() {
+        for (d, row) in dst.chunks_exact_mut(W).zip(rows) {
+            d.copy_from_slice(&row[g * W..g * W + W]);
+        }
+    }
 }
 
 /// Packs `mc` rows of A (columns `pc .. pc + kc`) into MR-row micro-panels: panel `q` holds,

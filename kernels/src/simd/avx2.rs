@@ -53,6 +53,17 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn store_bf16(p: *mut u16, v: __m256) {
+        // SAFETY: `p` is valid for 8 u16 writes (trait contract); AVX2. Each lane holds its
+        // bits in the low half (0..=0xffff), so the saturating pack of the two 128-bit halves
+        // is exact and keeps the order.
+        unsafe {
+            let b = bf16_bits(v);
+            let w = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b));
+            _mm_storeu_si128(p.cast(), w)
+        }
+    }
+    #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX.
         unsafe { _mm256_add_ps(a, b) }

@@ -36,6 +36,10 @@ pub(crate) trait Simd: Sized {
     /// even; zeros and denormals to a signed zero; NaN quiet) and stores them as `LANES` pairs,
     /// `first` in the low half: the inverse of [`Simd::load_bf16_pairs`].
     unsafe fn store_bf16_pairs(p: *mut u32, first: Self::F, second: Self::F);
+    /// Rounds `LANES` values to bfloat16 as [`Simd::store_bf16_pairs`] does and stores their
+    /// bits in order (`LANES` u16): consecutive values of a row become the GEMM's pairs,
+    /// the first of each in the low half.
+    unsafe fn store_bf16(p: *mut u16, v: Self::F);
     unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
@@ -143,6 +147,12 @@ pub(crate) trait DotBf16 {
     /// Loads `LANES` u32 weight pairs.
     unsafe fn load_w(p: *const u32) -> Self::W;
     unsafe fn dot(acc: <Self::S as Simd>::F, a: Self::A, w: Self::W) -> <Self::S as Simd>::F;
+    /// [`Simd::store_bf16`] (the default), where the ISA has a conversion of its own.
+    #[inline(always)]
+    unsafe fn store_bf16(p: *mut u16, v: <Self::S as Simd>::F) {
+        // SAFETY: the trait contract of `Simd::store_bf16`; the caller runs on S's ISA.
+        unsafe { Self::S::store_bf16(p, v) }
+    }
 }
 
 /// bf16 dot products on any f32 vocabulary: the pairs widened to f32 (a shift or a mask of the
@@ -369,6 +379,53 @@ mod tests {
     #[test]
     fn store_bf16_pairs_is_the_scalar_rounding() {
         on_every_isa!(pairs_match);
+    }
+
+    /// `D::store_bf16` against the scalar rounding over the same sweep, in order.
+    #[inline(always)]
+    unsafe fn bf16_matches_dot<D: DotBf16>() {
+        let lows = [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff];
+        let xs: Vec<f32> = (0..=0xffffu32)
+            .flat_map(|hi| lows.iter().map(move |lo| f32::from_bits((hi << 16) | lo)))
+            .collect();
+        let mut got = [0u16; MAX_LANES];
+        for a in xs.chunks_exact(D::S::LANES) {
+            // SAFETY: the caller runs on D's ISA; `a` and `got` hold LANES elements.
+            unsafe { D::store_bf16(got.as_mut_ptr(), D::S::load(a.as_ptr())) };
+            for (&g, &x) in got.iter().zip(a) {
+                assert_eq!(g, to_bf16(x).to_bits(), "{x:?} ({:#x})", x.to_bits());
+            }
+        }
+    }
+
+    /// `S::store_bf16` (through `Widen`, whose `store_bf16` is the default).
+    #[inline(always)]
+    unsafe fn bf16_matches<S: Simd>() {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe { bf16_matches_dot::<Widen<S>>() }
+    }
+
+    #[test]
+    fn store_bf16_is_the_scalar_rounding() {
+        on_every_isa!(bf16_matches);
+    }
+
+    /// AVX-512 BF16's own conversion (`vcvtneps2bf16`) over the same sweep.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vcvtneps2bf16_is_the_scalar_rounding() {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+        unsafe fn check() {
+            // SAFETY: the features are enabled here.
+            unsafe { bf16_matches_dot::<avx512::Avx512Bf16>() }
+        }
+        let f = crate::isa::cpu_features();
+        if !f.supports(crate::Isa::Avx512) || !f.avx512bf16 {
+            eprintln!("no AVX-512 BF16: vcvtneps2bf16 is not checked");
+            return;
+        }
+        // SAFETY: the CPU has AVX-512 F/BW/VL and BF16 (checked above).
+        unsafe { check() }
     }
 
     /// AVX-512's `exp` (`vscalefps`) against the portable body on the same ISA: the same bits

@@ -68,6 +68,12 @@ impl Simd for Neon {
         }
     }
     #[inline(always)]
+    unsafe fn store_bf16(p: *mut u16, v: float32x4_t) {
+        // SAFETY: `p` is valid for 4 u16 writes (trait contract); base Advanced SIMD. Each
+        // lane holds its bits in the low half, so the narrowing move is exact.
+        unsafe { vst1_u16(p, vmovn_u32(bf16_bits(v))) }
+    }
+    #[inline(always)]
     unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
         // SAFETY: NEON.
         unsafe { vaddq_f32(a, b) }

@@ -15,8 +15,8 @@
 //!
 //! Threads: as many as the caller asks for, by default one per physical core
 //! ([`physical_cores`]); a call hands itself to the model's pool once; the GEMMs split N (or M) between its
-//! threads on panel boundaries, and attention splits heads, so results are bit-identical for
-//! any thread count. Attention runs per (sequence, head) in the fused online-softmax kernel
+//! threads on panel boundaries, attention splits heads, and LayerNorms split rows (16 Ki values
+//! a thread at least), so results are bit-identical for any thread count. Attention runs per (sequence, head) in the fused online-softmax kernel
 //! (`berth_kernels::attention`), which never holds more than a tile of the scores.
 //! [`FastModel::forward_into`] reuses the caller's [`Workspace`] and [`Outputs`] and allocates
 //! nothing once they have grown (on more than one thread, rayon's job queue takes a block per 63
@@ -300,7 +300,35 @@ impl<'f> Norm<'f> {
         })
     }
 
-    fn run(&self, kernels: &Kernels, x: &mut [f32], eps: f32) {
+    /// Normalises the rows of `x` in place, divided between the threads of `run` by halving
+    /// (stack jobs: nothing allocated), each part whole rows and at least
+    /// [`MIN_NORM_PART`] values. Rows are independent, so the bits do not depend on the split.
+    fn run(&self, run: &Run<'_>, x: &mut [f32], eps: f32) {
+        let cols = self.gamma.len().max(1);
+        let parts = (x.len() / cols).min(x.len() / MIN_NORM_PART);
+        match run.pool {
+            Some(pool) if parts > 1 => {
+                let parts = parts.min(pool.current_num_threads());
+                pool.install(|| self.split(run.kernels, x, cols, parts, eps));
+            }
+            _ => self.rows(run.kernels, x, eps),
+        }
+    }
+
+    /// `x` as `parts` parts of whole rows of `cols`, halving with `rayon::join`.
+    fn split(&self, kernels: &Kernels, x: &mut [f32], cols: usize, parts: usize, eps: f32) {
+        if parts <= 1 {
+            return self.rows(kernels, x, eps);
+        }
+        let rows = x.len() / cols;
+        let (left, right) = x.split_at_mut(rows * (parts / 2) / parts * cols);
+        rayon::join(
+            || self.split(kernels, left, cols, parts / 2, eps),
+            || self.split(kernels, right, cols, parts - parts / 2, eps),
+        );
+    }
+
+    fn rows(&self, kernels: &Kernels, x: &mut [f32], eps: f32) {
         (kernels.layer_norm)(LayerNormRows {
             x,
             residual: None,
@@ -310,6 +338,11 @@ impl<'f> Norm<'f> {
         });
     }
 }
+
+/// Fewest values a thread normalises when a LayerNorm is divided: about 0.2 ns each on one
+/// core here (a row of BERT-base takes 0.15 us), so a part is about 3 us of work, more than a
+/// `rayon::join` costs. BERT-base's 128 x 768 divides in 6 at most, MiniLM's 128 x 384 in 3.
+const MIN_NORM_PART: usize = 16 * 1024;
 
 /// An embedding table, f32 or f16, row-major.
 enum Table<'f> {
@@ -918,7 +951,7 @@ impl<'f> FastModel<'f> {
                 let epi = self.activation_epilogue();
                 dense.run(&run, x, h, t, epi, tr, h, gemm);
                 self.activate_rest(tr);
-                norm.run(self.kernels, tr, cfg.layer_norm_eps as f32);
+                norm.run(&run, tr, cfg.layer_norm_eps as f32);
                 let v = decoder.n;
                 let y = grow(head, t * v);
                 decoder.run(&run, tr, h, t, Epilogue::None, y, v, gemm);
@@ -1030,7 +1063,7 @@ impl<'f> FastModel<'f> {
             self.token_type.add_row(tt, row);
             self.position.add_row(pos, row);
         }
-        self.emb_norm.run(k, x, eps);
+        self.emb_norm.run(&run, x, eps);
 
         grow(&mut ws.qkv, t * 3 * h);
         grow(&mut ws.ctx, t * h);
@@ -1074,7 +1107,7 @@ impl<'f> FastModel<'f> {
             layer
                 .attn_out
                 .run(&run, &ws.ctx, h, t, residual, attn, h, g);
-            layer.attn_norm.run(k, attn, eps);
+            layer.attn_norm.run(&run, attn, eps);
             if let Some(r) = seen.as_deref_mut() {
                 fold_abs_max(&mut r.up, attn);
             }
@@ -1089,7 +1122,7 @@ impl<'f> FastModel<'f> {
             let x = &mut ws.x[..t * h];
             let residual = Epilogue::Residual { r: &*attn, ld: h };
             layer.down.run(&run, mid, inter, t, residual, x, h, g);
-            layer.out_norm.run(k, x, eps);
+            layer.out_norm.run(&run, x, eps);
         }
     }
 }
@@ -1262,5 +1295,46 @@ mod tests {
         let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cores = super::physical_cores();
         assert!((1..=logical).contains(&cores), "{cores} of {logical}");
+    }
+
+    /// A LayerNorm divided between threads gives the bits of one thread, for shapes that
+    /// divide in 1 to 7 parts (the engine's test models are too small to divide).
+    #[test]
+    fn divided_layer_norm_is_bit_identical() {
+        use super::{Norm, Run, MIN_NORM_PART};
+        let kernels = *berth_kernels::kernels().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(7)
+            .build()
+            .unwrap();
+        for cols in [384, 768, 100] {
+            let gamma: Vec<f32> = (0..cols).map(|i| 1.0 + (i % 7) as f32 * 0.1).collect();
+            let beta: Vec<f32> = (0..cols).map(|i| (i % 5) as f32 * 0.01).collect();
+            let norm = Norm {
+                gamma: &gamma,
+                beta: &beta,
+            };
+            for rows in [1, 41, 128, 301, 700] {
+                let x: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 7919) % 1013) as f32 * 0.01 - 5.0)
+                    .collect();
+                let mut one = x.clone();
+                let single = Run {
+                    kernels: &kernels,
+                    pool: None,
+                };
+                norm.run(&single, &mut one, 1e-12);
+                let mut many = x.clone();
+                let threaded = Run {
+                    kernels: &kernels,
+                    pool: Some(&pool),
+                };
+                norm.run(&threaded, &mut many, 1e-12);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one), bits(&many), "{rows} x {cols}");
+                assert_ne!(one, x, "{rows} x {cols}: not normalised");
+            }
+            assert!(700 * cols / MIN_NORM_PART > 1, "no shape divides");
+        }
     }
 }

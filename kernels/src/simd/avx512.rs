@@ -159,8 +159,12 @@ impl Simd for Avx512 {
         // SAFETY: AVX-512 F; `src` holds 16 rows of 16 values `src_stride` apart and `dst` 256
         // values (the trait's contract).
         unsafe {
-            let r: [__m512i; 16] =
-                std::array::from_fn(|i| _mm512_loadu_si512(src.add(i * src_stride).cast()));
+            // A loop, not `array::from_fn`: the closure was compiled without this function's
+            // features and called `_mm512_loadu_si512` out of line, 16 calls per block.
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, ri) in r.iter_mut().enumerate() {
+                *ri = _mm512_loadu_si512(src.add(i * src_stride).cast());
+            }
             // Row pairs interleaved by 32 bits: t[2p] = (r[2p], r[2p+1]) low, t[2p+1] high.
             let mut t = [_mm512_setzero_si512(); 16];
             for p in 0..8 {

@@ -14,9 +14,10 @@
 //! layer: 2.6 MB for MiniLM), so their input is quantised once.
 //!
 //! Threads: as many as the caller asks for, by default one per physical core
-//! ([`physical_cores`]); a call hands itself to the model's pool once; the GEMMs split N (or M) between its
-//! threads on panel boundaries, attention splits heads, and LayerNorms split rows (16 Ki values
-//! a thread at least), so results are bit-identical for any thread count. Attention runs per (sequence, head) in the fused online-softmax kernel
+//! ([`physical_cores`]); a call hands itself to the model's pool once; the GEMMs split N (or M)
+//! between its threads on panel boundaries, attention splits heads, and LayerNorms split rows
+//! (16 Ki values a thread at least), so results are bit-identical for any thread count.
+//! Attention runs per (sequence, head) in the fused online-softmax kernel
 //! (`berth_kernels::attention`), which never holds more than a tile of the scores.
 //! [`FastModel::forward_into`] reuses the caller's [`Workspace`] and [`Outputs`] and allocates
 //! nothing once they have grown (on more than one thread, rayon's job queue takes a block per 63

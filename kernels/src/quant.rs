@@ -177,9 +177,9 @@ pub(crate) unsafe fn mul_into<S: crate::simd::Simd>(x: &[f32], m: &[f32], out: &
     }
 }
 
-/// `clamp(v * iv + zv, 0, 255)` lane-wise, `max` first as in the scalar body; the caller's
-/// [`crate::simd::Simd::store_u8`] rounds. A function, not a closure, so that it inlines into
-/// the caller's `#[target_feature]` body (see `simd::Map`).
+/// `clamp(v * iv + zv, 0, 255)` lane-wise, clamped before rounding as in the scalar body;
+/// the caller's [`crate::simd::Simd::store_u8`] rounds. A function, not a closure, so that it
+/// inlines into the caller's `#[target_feature]` body (see `simd::Map`).
 #[inline(always)]
 unsafe fn quant_asym<S: crate::simd::Simd>(v: S::F, iv: S::F, zv: S::F) -> S::F {
     // SAFETY: lane arithmetic; the caller runs on S's ISA.

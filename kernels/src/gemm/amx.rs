@@ -650,9 +650,10 @@ mod tests {
         assert!(min_rows_from(Some("-3")).is_err());
     }
 
-    /// The A operands of the tiles, checked where they are made, on any CPU with AVX-512 (and BF16 for bf16): int8
-    /// rows are the codes the VNNI packing interleaves (unsigned, the same scales and zero
-    /// points), bf16 rows the pairs `to_bf16` rounds, padded with zero rows to 16.
+    /// The A operands of the tiles, checked where they are made, on any CPU with AVX-512 (and
+    /// BF16 for bf16): int8 rows are the codes the VNNI packing interleaves (unsigned, the same
+    /// scales and zero points), bf16 rows the pairs `to_bf16` rounds, padded with zero rows to
+    /// 16.
     #[test]
     fn tile_operands_are_the_packed_rows() {
         if !crate::isa::cpu_features().avx512vnni

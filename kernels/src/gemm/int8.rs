@@ -356,8 +356,8 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
-/// Grows most of the scratch that [`pack_a_i8`] fills for blocks of `mc_rows` rows of K = `k`, with
-/// `count` activation groups per row.
+/// Grows the scratch that [`pack_a_i8`] fills for blocks of `mc_rows` rows of K = `k`, with
+/// `count` activation groups per row (all but its row buffer, which it grows for its MR).
 pub(super) fn reserve_a_i8(
     scratch: &mut GemmScratch,
     w: &PackedI8<'_>,

@@ -393,7 +393,8 @@ pub struct GemmScratch {
     /// One panel's KC block of half weights, widened.
     widened: Vec<f32>,
     packed_a_i8: Vec<u8>,
-    /// One row's (or activation group's) codes, before they are interleaved into panels.
+    /// One micro-panel's rows of int8 codes, before they are interleaved (the reference's:
+    /// one row's).
     row_u8: Vec<u8>,
     a_scale: Vec<f32>,
     a_zp: Vec<i32>,

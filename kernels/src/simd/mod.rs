@@ -308,16 +308,21 @@ mod tests {
         u32::from(to_bf16(x).to_bits()) | (u32::from(to_bf16(y).to_bits()) << 16)
     }
 
+    /// The bf16 roundings' sweep of bit patterns: every top half with low halves at and around
+    /// the rounding boundaries, so ties, carries into the exponent, infinities, NaNs, zeros and
+    /// denormals of both signs.
+    fn bf16_sweep() -> Vec<f32> {
+        let lows = [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff];
+        (0..=0xffffu32)
+            .flat_map(|hi| lows.iter().map(move |lo| f32::from_bits((hi << 16) | lo)))
+            .collect()
+    }
+
     /// `S::store_bf16_pairs` against the scalar rounding (`gemm::to_bf16`, itself checked
-    /// against `half`) over a sweep of bit patterns: every top half with low halves at and around the
-    /// rounding boundaries, so ties, carries into the exponent, infinities, NaNs, zeros and
-    /// denormals of both signs; the pair partner is the same sweep reversed.
+    /// against `half`) over [`bf16_sweep`]; the pair partner is the same sweep reversed.
     #[inline(always)]
     unsafe fn pairs_match<S: Simd>() {
-        let lows = [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff];
-        let xs: Vec<f32> = (0..=0xffffu32)
-            .flat_map(|hi| lows.iter().map(move |lo| f32::from_bits((hi << 16) | lo)))
-            .collect();
+        let xs = bf16_sweep();
         let ys: Vec<f32> = xs.iter().rev().copied().collect();
         let mut got = [0u32; MAX_LANES];
         for (a, b) in xs.chunks_exact(S::LANES).zip(ys.chunks_exact(S::LANES)) {
@@ -384,10 +389,7 @@ mod tests {
     /// `D::store_bf16` against the scalar rounding over the same sweep, in order.
     #[inline(always)]
     unsafe fn bf16_matches_dot<D: DotBf16>() {
-        let lows = [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff];
-        let xs: Vec<f32> = (0..=0xffffu32)
-            .flat_map(|hi| lows.iter().map(move |lo| f32::from_bits((hi << 16) | lo)))
-            .collect();
+        let xs = bf16_sweep();
         let mut got = [0u16; MAX_LANES];
         for a in xs.chunks_exact(D::S::LANES) {
             // SAFETY: the caller runs on D's ISA; `a` and `got` hold LANES elements.

@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 # Fetches all-MiniLM-L6-v2 (cached), checks formatting and lints, runs every test (doctests
-# included) with the best instruction-set path, runs the examples on MiniLM, runs the tests
+# included) with the best instruction-set path, runs the examples on MiniLM, checks that the
+# berth binary calls no intrinsic out of line (objdump), runs the tests
 # again with each lower instruction-set path forced through BERTH_ISA, runs the
 # engine and kernels under qemu for aarch64 (NEON) when the cross tools are installed, and
 # smoke-runs the fuzzer when nightly and cargo-fuzz are. With BERTH_REQUIRE_ALL=1 (CI), a missing
@@ -43,6 +44,24 @@ trap 'rm -rf "$examples_dir"' EXIT
 cargo run -q --profile ci -p berth-tools --bin berth -- convert "$BERTH_MINILM_DIR" -o "$examples_dir/minilm.berth" --quiet
 cargo run -q --profile ci -p berth --example semantic_search -- "$examples_dir/minilm.berth"
 cargo run -q --profile ci -p berth --example rerank -- "$examples_dir/minilm.berth"
+
+step "no intrinsic called out of line (the berth binary's disassembly)"
+# A closure (`array::from_fn`'s, a `map`'s) is compiled without its caller's #[target_feature]s,
+# so the intrinsics in it become calls, one per vector (docs/KERNELS.md). xgetbv is called once,
+# by the CPU detection, on purpose.
+if command -v objdump >/dev/null; then
+    berth_bin="${CARGO_TARGET_DIR:-target}/ci/berth"
+    calls=$(objdump -d --no-show-raw-insn -C "$berth_bin" | grep -E 'call.*<core::core_arch::' |
+        grep -v '_xgetbv' || true)
+    if [ -n "$calls" ]; then
+        echo "$calls" | sed 's/.*</</' | sort | uniq -c
+        echo "error: intrinsics called out of line in $berth_bin" >&2
+        exit 1
+    fi
+    echo "none in $berth_bin"
+else
+    skip "objdump missing (apt install binutils)"
+fi
 
 # The kernels and the engine once more for every lower path this CPU can run.
 for isa in $(cargo run -q --profile ci -p berth-kernels --example isa | tail -n +2); do

@@ -13,6 +13,7 @@ mod support;
 use berth::fast::{ActGrouping, FastModel, Workspace};
 use berth::format::BerthFile;
 use berth::reference::Inputs;
+use berth_tools::bench::act_groups_name;
 use berth_tools::convert::{convert_dir, Options, OutDtype};
 use support::{cosine, read, reference};
 
@@ -108,16 +109,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(64), Some(32)),
         ]);
         for (hidden, intermediate) in pairs {
-            let name = |g: Option<usize>| g.map_or("row".to_string(), |g| g.to_string());
-            let label = format!(
-                "int8, smoothing {smoothing}, groups {}/{}",
-                name(hidden),
-                name(intermediate)
-            );
             let grouping = ActGrouping {
                 hidden,
                 intermediate,
             };
+            let label = format!(
+                "int8, smoothing {smoothing}, groups {}",
+                act_groups_name(grouping)
+            );
             println!("{label:<42} {}", measure(&path, grouping)?);
         }
     }

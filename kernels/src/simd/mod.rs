@@ -243,7 +243,8 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::F) -> S::F {
     unsafe { S::exp(x) }
 }
 
-/// The reduction and polynomial of [`exp`] for `xc` clamped to where they are accurate: `(e, n)` with `e^xc = e 2^n`, `e` in about `[0.7, 1.42]`, `n` integral.
+/// The reduction and polynomial of [`exp`] for `xc` clamped to where they are accurate:
+/// `(e, n)` with `e^xc = e 2^n`, `e` in about `[0.7, 1.42]`, `n` integral.
 #[inline(always)]
 pub(crate) unsafe fn exp_reduced<S: Simd>(xc: S::F) -> (S::F, S::F) {
     // SAFETY: pure lane arithmetic on S's ISA, which the caller guarantees.

@@ -5,9 +5,12 @@
 //! (`cargo bench -p berth-benches --bench gemm`) is the thorough one.
 //!
 //!     cargo run --release -p berth-kernels --example gemm_sweep \
-//!         [-- --ms 1,8,32 --min-ms 150 --json out.json]
+//!         [-- --ms 1,8,32 --min-ms 150 --dtypes i8,i8g64,i8g128,bf16 --kn 768x3072,3072x768 \
+//!            --threads 1 --json out.json]
 //!
-//! With `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M.
+//! With `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--threads T`
+//! above 1 each GEMM runs through `gemm_par` on a pool of T threads (how the engine runs it),
+//! and GOP/s is the pool's.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -15,8 +18,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use berth_kernels::gemm::{
-    act_group_sums, pack_weights_bf16, ActGroups, Epilogue, Gemm, GemmScratch, MatMut, PackedI8,
-    PackedI8Buf, Weights,
+    act_group_sums, gemm_par, pack_weights_bf16, ActGroups, Epilogue, Gemm, GemmScratch, MatMut,
+    PackedI8, PackedI8Buf, Weights,
 };
 use berth_kernels::{variants, Isa, Kernels};
 
@@ -61,6 +64,23 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let min_ms: u64 = opt("--min-ms").and_then(|v| v.parse().ok()).unwrap_or(150);
+    let kn: Vec<(usize, usize)> = match opt("--kn") {
+        Some(list) => list
+            .split(',')
+            .filter_map(|s| s.split_once('x'))
+            .filter_map(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)))
+            .collect(),
+        None => KN.to_vec(),
+    };
+    let dtypes = opt("--dtypes").unwrap_or_else(|| "i8,i8g64,i8g128,bf16".into());
+    let threads: usize = opt("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("cannot start {threads} threads: {e}");
+            std::process::exit(1);
+        }
+    };
     // One table per distinct int8 kernel and per distinct bf16 kernel, best first.
     let tables: Vec<Kernels> = variants()
         .into_iter()
@@ -80,7 +100,7 @@ fn main() {
     bf16.truncate(2);
     let mut records = Vec::new();
     println!("dtype   M     K     N  kernel        median_us   GOP/s  ratio");
-    for &(k, n) in &KN {
+    for &(k, n) in &kn {
         let w = common::values(n * k, 2, 0.5);
         let q = PackedI8Buf::quantize(&w, n, k);
         let g64 = act_group_sums(&q.q, k, 64);
@@ -113,22 +133,26 @@ fn main() {
                 ("i8g128", &int8),
                 ("bf16", &bf16),
             ] {
+                if !dtypes.split(',').any(|d| d == wt) {
+                    continue;
+                }
                 let mut first = None;
                 for t in list.iter() {
-                    let mut scratch = GemmScratch::default();
+                    let mut scratch = vec![GemmScratch::default(); threads];
                     let secs = median(min_ms, || {
-                        t.gemm(
-                            Gemm {
-                                k,
-                                a: &a,
-                                lda: k,
-                                w: weights(wt),
-                                bias: None,
-                                epilogue: Epilogue::None,
-                                c: MatMut::new(&mut c, m, n, n),
-                            },
-                            &mut scratch,
-                        )
+                        let p = Gemm {
+                            k,
+                            a: &a,
+                            lda: k,
+                            w: weights(wt),
+                            bias: None,
+                            epilogue: Epilogue::None,
+                            c: MatMut::new(&mut c, m, n, n),
+                        };
+                        match threads {
+                            1 => t.gemm(p, &mut scratch[0]),
+                            _ => gemm_par(t, p, &mut scratch, &pool),
+                        }
                     });
                     let gops = 2.0 * (m * n * k) as f64 / secs / 1e9;
                     let base = *first.get_or_insert(secs);

@@ -13,7 +13,7 @@ use half::f16;
 
 use crate::attention::{self, AttentionHead, AttentionScratch};
 use crate::elementwise::{self, LayerNormRows};
-use crate::gemm::{self, Gemm, GemmScratch, Weights};
+use crate::gemm::{self, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut, SharedGemm, Weights};
 use crate::isa::{cpu_features, CpuFeatures, Isa, IsaError};
 use crate::{convert, quant};
 
@@ -37,11 +37,16 @@ pub struct Kernels {
     pub gemm_f16: fn(Gemm<'_>, &mut GemmScratch),
     /// GEMM with int8 weights.
     pub gemm_i8: fn(Gemm<'_>, &mut GemmScratch),
+    /// `gemm_i8` in two stages, through which [`gemm::gemm_par`]'s threads share one packing
+    /// of A; none where the path packs A in its own calls only (the reference, AMX).
+    pub shared_i8: Option<SharedGemm>,
     /// The bf16 dot products `gemm_bf16` uses (`"amx-bf16"`, `"avx512-bf16"`, or `"widened"` on
     /// the f32 instructions of the path, or `"scalar"`).
     pub bf16: &'static str,
     /// GEMM with bf16 weights (and activations rounded to bf16).
     pub gemm_bf16: fn(Gemm<'_>, &mut GemmScratch),
+    /// `gemm_bf16` in two stages, as `shared_i8`.
+    pub shared_bf16: Option<SharedGemm>,
     /// Fused attention of one (sequence, head) ([`crate::attention`]).
     pub attention: fn(AttentionHead<'_>, &mut AttentionScratch),
     /// The same with bf16 operands (Q, K, V and the softmax weights rounded to bfloat16, on
@@ -64,8 +69,10 @@ impl Kernels {
         gemm_f32: gemm::gemm_ref,
         gemm_f16: gemm::gemm_ref,
         gemm_i8: gemm::gemm_ref,
+        shared_i8: None,
         bf16: "scalar",
         gemm_bf16: gemm::gemm_ref,
+        shared_bf16: None,
     };
 
     /// `C = A W^T + bias (+ epilogue)`, by the slot for `p`'s weight type.
@@ -75,6 +82,15 @@ impl Kernels {
             Weights::F16(_) => (self.gemm_f16)(p, scratch),
             Weights::I8(_) => (self.gemm_i8)(p, scratch),
             Weights::Bf16(_) => (self.gemm_bf16)(p, scratch),
+        }
+    }
+
+    /// The two-stage GEMM for `w`'s type, if this path has one.
+    pub(crate) fn shared(&self, w: &Weights<'_>) -> Option<SharedGemm> {
+        match w {
+            Weights::I8(_) => self.shared_i8,
+            Weights::Bf16(_) => self.shared_bf16,
+            Weights::F32(_) | Weights::F16(_) => None,
         }
     }
 
@@ -179,6 +195,32 @@ macro_rules! simd_entry {
     };
 }
 
+/// An int8 GEMM path on `$d`'s `MR x NV` microkernels (`MRG` rows with activation groups):
+/// the entry `$gemm` ([`gemm::gemm_i8`]) and `$shared`, its two stages ([`SharedGemm`]), on the
+/// same kernels and packing.
+macro_rules! int8_path {
+    ($gemm:ident, $shared:ident, $features:literal, [$d:ty; $mr:literal x $nv:literal, grouped $mrg:literal]) => {
+        simd_entry!($gemm, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+        const $shared: SharedGemm = {
+            simd_entry!(pack, $features, [$d, $mr, $mrg], gemm::pack_i8, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
+            simd_entry!(compute, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8_packed, (p: Gemm<'_>, a: &PackedA));
+            SharedGemm { mr: $mr, mr_grouped: $mrg, pack, compute }
+        };
+    };
+}
+
+/// A bf16 GEMM path on `$d`'s `MR x NV` microkernels, as [`int8_path`].
+macro_rules! bf16_path {
+    ($gemm:ident, $shared:ident, $features:literal, [$d:ty; $mr:literal x $nv:literal]) => {
+        simd_entry!($gemm, $features, [$d, $mr, $nv], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
+        const $shared: SharedGemm = {
+            simd_entry!(pack, $features, [$d, $mr], gemm::pack_bf16, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
+            simd_entry!(compute, $features, [$d, $mr, $nv], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA));
+            SharedGemm { mr: $mr, mr_grouped: $mr, pack, compute }
+        };
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
@@ -191,14 +233,14 @@ mod x86 {
     simd_entry!(gelu_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::gelu, (x: &mut [f32]));
     simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f32, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f16, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_avx512_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni, 8, 2, 4], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_bf16_avx512_bf16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16, 8, 2], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_bf16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>, 8, 2], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_bf16_avx2, "avx2,fma,f16c", [Widen<Avx2>, 4, 2], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
+    int8_path!(gemm_i8_avx512_vnni, SHARED_I8_AVX512_VNNI, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni; 8 x 2, grouped 4]);
+    bf16_path!(gemm_bf16_avx512_bf16, SHARED_BF16_AVX512_BF16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16; 8 x 2]);
+    bf16_path!(gemm_bf16_avx512, SHARED_BF16_AVX512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>; 8 x 2]);
+    bf16_path!(gemm_bf16_avx2, SHARED_BF16_AVX2, "avx2,fma,f16c", [Widen<Avx2>; 4 x 2]);
     simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_avx_vnni, "avx2,fma,f16c,avxvnni", [AvxVnni, 6, 2, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_avx2, "avx2,fma,f16c", [Avx2Madd, 4, 2, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    int8_path!(gemm_i8_avx_vnni, SHARED_I8_AVX_VNNI, "avx2,fma,f16c,avxvnni", [AvxVnni; 6 x 2, grouped 3]);
+    int8_path!(gemm_i8_avx2, SHARED_I8_AVX2, "avx2,fma,f16c", [Avx2Madd; 4 x 2, grouped 2]);
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_avx2, "avx2,fma,f16c", [Avx2], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
@@ -273,8 +315,11 @@ mod x86 {
         install_avx512(k, f, true);
         k.int8 = "amx-int8";
         k.gemm_i8 = gemm_i8_amx;
+        // The tiles pack A in their own calls only (their two stages are not written yet).
+        k.shared_i8 = None;
         k.bf16 = "amx-bf16";
         k.gemm_bf16 = gemm_bf16_amx;
+        k.shared_bf16 = None;
         k.attention_bf16 = attention_bf16_amx;
     }
 
@@ -284,13 +329,16 @@ mod x86 {
         if dot && f.avx512vnni {
             k.int8 = "avx512-vnni";
             k.gemm_i8 = gemm_i8_avx512_vnni;
+            k.shared_i8 = Some(SHARED_I8_AVX512_VNNI);
         }
         if dot && f.avx512bf16 {
             k.bf16 = "avx512-bf16";
             k.gemm_bf16 = gemm_bf16_avx512_bf16;
+            k.shared_bf16 = Some(SHARED_BF16_AVX512_BF16);
             k.attention_bf16 = attention_bf16_avx512_bf16;
         } else {
             k.gemm_bf16 = gemm_bf16_avx512;
+            k.shared_bf16 = Some(SHARED_BF16_AVX512);
             k.attention_bf16 = attention_bf16_avx512;
         }
         k.gemm_f16 = gemm_f16_avx512;
@@ -307,12 +355,15 @@ mod x86 {
         if dot && f.avx_vnni {
             k.int8 = "avx-vnni";
             k.gemm_i8 = gemm_i8_avx_vnni;
+            k.shared_i8 = Some(SHARED_I8_AVX_VNNI);
         } else {
             k.int8 = "avx2";
             k.gemm_i8 = gemm_i8_avx2;
+            k.shared_i8 = Some(SHARED_I8_AVX2);
         }
         k.bf16 = "widened";
         k.gemm_bf16 = gemm_bf16_avx2;
+        k.shared_bf16 = Some(SHARED_BF16_AVX2);
         k.attention_bf16 = attention_bf16_avx2;
         k.gemm_f16 = gemm_f16_avx2;
         k.f16_to_f32 = f16_to_f32_f16c;
@@ -336,9 +387,9 @@ mod arm {
     simd_entry!(gelu_neon, "neon", [Neon], elementwise::gelu, (x: &mut [f32]));
     simd_entry!(gemm_f32_neon, "neon", [Neon, f32, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_neon_dot, "neon,dotprod", [NeonDot, 6, 4, 3], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_bf16_neon, "neon", [Widen<Neon>, 4, 4], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
-    simd_entry!(gemm_i8_neon, "neon", [NeonMull, 6, 4, 2], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    int8_path!(gemm_i8_neon_dot, SHARED_I8_NEON_DOT, "neon,dotprod", [NeonDot; 6 x 4, grouped 3]);
+    bf16_path!(gemm_bf16_neon, SHARED_BF16_NEON, "neon", [Widen<Neon>; 4 x 4]);
+    int8_path!(gemm_i8_neon, SHARED_I8_NEON, "neon", [NeonMull; 6 x 4, grouped 2]);
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_bf16_neon, "neon", [Widen<Neon>], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));
@@ -349,12 +400,15 @@ mod arm {
         if dot && f.dotprod {
             k.int8 = "neon-dotprod";
             k.gemm_i8 = gemm_i8_neon_dot;
+            k.shared_i8 = Some(SHARED_I8_NEON_DOT);
         } else {
             k.int8 = "neon";
             k.gemm_i8 = gemm_i8_neon;
+            k.shared_i8 = Some(SHARED_I8_NEON);
         }
         k.bf16 = "widened";
         k.gemm_bf16 = gemm_bf16_neon;
+        k.shared_bf16 = Some(SHARED_BF16_NEON);
         k.attention_bf16 = attention_bf16_neon;
         k.gemm_f16 = gemm_f16_neon;
         k.quantize_row_asym = quantize_neon;

@@ -485,6 +485,92 @@ fn threads_are_bit_identical() {
     }
 }
 
+/// Where threads divide N, the int8 and bf16 paths pack A once between them
+/// (`Kernels::shared_i8`, `shared_bf16`): the results are those of one thread bit for bit, with
+/// A strided and scaled, activations per row and per group, M over several M blocks (260 rows,
+/// weights above `MAX_W_BYTES_FOR_ROWS` so that N is still divided), fewer micro-panels of A
+/// than threads (M = 1 and 9), and more.
+#[test]
+fn threads_share_one_packing_of_a() {
+    let pools: Vec<rayon::ThreadPool> = (1..=3)
+        .map(|t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut shared = 0;
+    for (wt, kernels) in cases()
+        .into_iter()
+        .filter(|(wt, _)| matches!(wt, Wt::I8 | Wt::Bf16))
+        .flat_map(|(wt, ts)| ts.into_iter().map(move |t| (wt, t)))
+    {
+        let two_stages = match wt {
+            Wt::I8 => kernels.shared_i8.is_some(),
+            _ => kernels.shared_bf16.is_some(),
+        };
+        if !two_stages {
+            eprintln!(
+                "{} ({} {}): no shared packing",
+                kernels.isa, kernels.int8, kernels.bf16
+            );
+            continue;
+        }
+        shared += 1;
+        // (M, K, N, activation group): the first two divide N by W's size at any M.
+        for (m, k, n, group) in [
+            (260, 1024, 1056, None),
+            (260, 1024, 1056, Some(64)),
+            (1, 64, 100, None),
+            (9, 200, 130, Some(32)),
+            (37, 96, 200, None),
+        ] {
+            if wt == Wt::Bf16 && group.is_some() {
+                continue;
+            }
+            let lda = k + 3;
+            let a = values(m * lda, 11);
+            let packed = Packed::new(wt, &values(n * k, 12), n, k, group);
+            let factors: Vec<f32> = values(k, 13).iter().map(|v| v.abs() + 0.5).collect();
+            let bias = values(n, 14);
+            let run = |pool: &rayon::ThreadPool| {
+                let mut out = vec![f32::NAN; m * n];
+                let mut scratch = vec![GemmScratch::default(); pool.current_num_threads()];
+                let p = Gemm {
+                    k,
+                    a: &a,
+                    lda,
+                    w: packed.weights(Some(&factors)),
+                    bias: Some(&bias),
+                    epilogue: Epilogue::Gelu,
+                    c: MatMut::new(&mut out, m, n, n),
+                };
+                gemm_par(&kernels, p, &mut scratch, pool);
+                out
+            };
+            let one = run(&pools[0]);
+            assert!(one.iter().all(|v| v.is_finite()));
+            for pool in &pools[1..] {
+                let got = run(pool);
+                let same = got
+                    .iter()
+                    .zip(&one)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{} ({} {}) {wt:?} m={m} k={k} n={n} {group:?}: {} threads differ",
+                    kernels.isa,
+                    kernels.int8,
+                    kernels.bf16,
+                    pool.current_num_threads()
+                );
+            }
+        }
+    }
+    eprintln!("{shared} tables share A's packing");
+}
+
 /// int8 sums are exact on every variant: row `i` of A is `(c - z_i) / 32` for codes `c` in
 /// `0..=255` that include both 0 and 255 (with one element, 255 and `z_i = 0`), so it quantises
 /// exactly to those codes with scale 2^-5 and zero point `z_i`; the weights are integers with

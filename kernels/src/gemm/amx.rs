@@ -29,8 +29,8 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::int8::{act_groups, pack_a_i8, reserve_a_i8};
-use super::{bf16, gemm_bf16, gemm_i8, grow, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::int8::{act_groups, pack_a_i8};
+use super::{bf16, gemm_bf16, gemm_i8, kernel, ALayout, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
 use crate::simd::{DotI8, Simd};
 use crate::tiles::{Tiles, TILE_ROWS};
@@ -234,8 +234,7 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
         Some(g) => (g.size, act_groups(k, g.size)),
         None => (k, 1),
     };
-    let mc_rows = MC.div_ceil(TILE_ROWS) * TILE_ROWS;
-    reserve_a_i8(scratch, &w, mc_rows, k, count);
+    let layout = ALayout::of(&p);
     let c_ptr = p.c.as_mut_ptr();
     let mut block = Block([0; PANEL * 2 * TILE_ROWS]);
     // SAFETY: the caller's contract (AMX enabled).
@@ -244,7 +243,9 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
         let mc = MC.min(m - ic);
         let grouped = w.groups.map(|_| size);
         let a = &p.a[ic * p.lda..];
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, p.lda, mc, k, w.input_scale, grouped, true, scratch);
+        let GemmScratch { a: packed, tmp, .. } = &mut *scratch;
+        let out = packed.rows_mut(layout, mc.div_ceil(TILE_ROWS) * TILE_ROWS);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, p.lda, mc, k, w.input_scale, grouped, true, out, tmp);
         for jr in (0..n).step_by(PANEL) {
             let nc = PANEL.min(n - jr);
             // The panel's channel sums and scales, padded with zeros past `n`.
@@ -255,7 +256,7 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
             let wp = w.q.as_ptr().cast::<u8>().wrapping_add(jr * k);
             for ir in (0..mc).step_by(2 * TILE_ROWS) {
                 let rows = (2 * TILE_ROWS).min(mc - ir);
-                let ap = scratch.packed_a_i8[ir * k..].as_ptr();
+                let ap = packed.codes[ir * k..].as_ptr();
                 // The tiles read rows ir..ir + 16 (or 32) of the packed block: mc rounded up to
                 // 16 rows are packed, and `rows > 16` means 32 of them are.
                 let run = |chunks: usize, from: usize, block: &mut Block| {
@@ -288,8 +289,8 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
                             // SAFETY: AVX-512 F (the caller's contract).
                             let (scale, corr) = unsafe {
                                 (
-                                    Avx512::splat(scratch.a_scale[at]),
-                                    Avx512::splat(-scratch.a_corr[at]),
+                                    Avx512::splat(packed.scale[at]),
+                                    Avx512::splat(-packed.corr[at]),
                                 )
                             };
                             for (j, f_rj) in f_r.iter_mut().enumerate() {
@@ -314,7 +315,7 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
                 } else {
                     run(k / CHUNK, 0, &mut block);
                     for (r, f_r) in f.iter_mut().enumerate().take(rows) {
-                        let (scale, zp) = (scratch.a_scale[ir + r], scratch.a_zp[ir + r]);
+                        let (scale, zp) = (packed.scale[ir + r], packed.zp[ir + r]);
                         for (j, f_rj) in f_r.iter_mut().enumerate() {
                             // SAFETY: AVX-512; row r < 32 of the block, 16 of the 32 padded
                             // sums and scales. The operations and their order are
@@ -345,8 +346,7 @@ unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     };
     let (m, n, k) = (p.m(), p.n(), p.k);
     let pairs = k / 2;
-    let mc_rows = MC.div_ceil(TILE_ROWS) * TILE_ROWS;
-    grow(&mut scratch.packed_a_bf16, mc_rows * pairs, 0);
+    let layout = ALayout::of(&p);
     let c_ptr = p.c.as_mut_ptr();
     let mut block = Block([0; PANEL * 2 * TILE_ROWS]);
     // SAFETY: the caller's contract (AMX enabled).
@@ -354,15 +354,19 @@ unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
         let a = &p.a[ic * p.lda..];
+        let out = scratch
+            .a
+            .rows_mut(layout, mc.div_ceil(TILE_ROWS) * TILE_ROWS)
+            .bf16;
         // SAFETY: the caller runs with AVX-512 F/BW/VL and BF16 (this function's contract).
-        unsafe { pack_a_bf16_rows(a, p.lda, mc, k, &mut scratch.packed_a_bf16) };
+        unsafe { pack_a_bf16_rows(a, p.lda, mc, k, out) };
         for jr in (0..n).step_by(PANEL) {
             let nc = PANEL.min(n - jr);
             // The panel: `pairs` rows of 32 channel pairs (128 bytes) from here.
             let wp = w.as_ptr().cast::<u8>().wrapping_add(jr * k * 2);
             for ir in (0..mc).step_by(2 * TILE_ROWS) {
                 let rows = (2 * TILE_ROWS).min(mc - ir);
-                let ap = scratch.packed_a_bf16[ir * pairs..].as_ptr().cast::<u8>();
+                let ap = scratch.a.bf16[ir * pairs..].as_ptr().cast::<u8>();
                 // SAFETY: AMX configured; A holds `ceil16(rows)` rows of `2k` bytes from `ap`,
                 // of which `k / 32` steps of 64 are read; the panel holds `k / 2` rows of 128
                 // bytes from `wp`.
@@ -445,8 +449,8 @@ mod tests {
 
     use super::*;
     use crate::gemm::{
-        act_group_sums, gemm_ref, pack_weights_bf16, to_bf16, ActGroups, Epilogue, MatMut,
-        PackedI8, PackedI8Buf,
+        act_group_sums, gemm_ref, pack_weights_bf16, to_bf16, ActGroups, Epilogue, MatMut, PackTmp,
+        PackedA, PackedI8, PackedI8Buf,
     };
     use crate::tolerance;
 
@@ -664,29 +668,21 @@ mod tests {
             for (mc, k) in [(1, 64), (17, 128), (32, 100), (5, 4)] {
                 let a = values(mc * k, mc as u64);
                 let kp = k.div_ceil(4) * 4;
-                let (mut rows, mut panels) = (GemmScratch::default(), GemmScratch::default());
+                let (mut rows, mut panels) = (PackedA::default(), PackedA::default());
                 let rows_packed = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
-                let w = PackedI8Buf::quantize(&values(8 * k, 9), 8, k);
-                reserve_a_i8(&mut rows, &w.view(), rows_packed, k, 1);
-                reserve_a_i8(&mut panels, &w.view(), rows_packed, k, 1);
                 // SAFETY: AVX-512 with VNNI (checked above).
                 unsafe { pack_both(&a, mc, k, &mut rows, &mut panels) };
                 for r in 0..rows_packed {
                     for kk in 0..kp {
                         let want = if r < mc {
-                            panels.packed_a_i8
-                                [(r / 16) * 16 * kp + (kk / 4) * 64 + (r % 16) * 4 + kk % 4]
+                            panels.codes[(r / 16) * 16 * kp + (kk / 4) * 64 + (r % 16) * 4 + kk % 4]
                         } else {
                             0
                         };
-                        assert_eq!(
-                            rows.packed_a_i8[r * kp + kk],
-                            want,
-                            "mc={mc} k={k} ({r}, {kk})"
-                        );
+                        assert_eq!(rows.codes[r * kp + kk], want, "mc={mc} k={k} ({r}, {kk})");
                     }
-                    assert_eq!(rows.a_scale[r], panels.a_scale[r]);
-                    assert_eq!(rows.a_zp[r], panels.a_zp[r]);
+                    assert_eq!(rows.scale[r], panels.scale[r]);
+                    assert_eq!(rows.zp[r], panels.zp[r]);
                 }
             }
         }
@@ -722,15 +718,19 @@ mod tests {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
-    unsafe fn pack_both(
-        a: &[f32],
-        mc: usize,
-        k: usize,
-        rows: &mut GemmScratch,
-        panels: &mut GemmScratch,
-    ) {
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, true, rows);
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, false, panels);
+    unsafe fn pack_both(a: &[f32], mc: usize, k: usize, rows: &mut PackedA, panels: &mut PackedA) {
+        let layout = ALayout {
+            codes: k.div_ceil(4) * 4,
+            scale: 1,
+            zp: 1,
+            corr: 0,
+            bf16: 0,
+        };
+        let n = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
+        let tmp = &mut PackTmp::default();
+        let (r, p) = (rows.rows_mut(layout, n), panels.rows_mut(layout, n));
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, true, r, tmp);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, false, p, tmp);
     }
 
     // The paths compared, compiled with the features the dispatch table's entries enable.

@@ -6,7 +6,10 @@
 use half::bf16;
 
 use super::kernel;
-use super::{grow, interleave, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{
+    grow, interleave, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut, Weights,
+    MC, PANEL,
+};
 use crate::simd::{DotBf16, Simd};
 
 /// `f32` to bfloat16, rounded to nearest (ties to even), with denormals flushed to a signed
@@ -99,8 +102,46 @@ pub(super) fn pair(x0: f32, x1: f32) -> u32 {
 /// (768 KiB for BERT's deepest K, 3072), L2-resident like int8's.
 #[inline(always)]
 pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
-    mut p: Gemm<'_>,
+    p: Gemm<'_>,
     scratch: &mut GemmScratch,
+) {
+    // SAFETY: the caller runs on D's ISA (this function's contract).
+    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Own(scratch)) }
+}
+
+/// [`gemm_bf16`] over A packed beforehand, all of its rows, by [`pack_bf16`] of the same `D`
+/// and `MR` (one packing that several threads' parts of N share).
+#[inline(always)]
+pub(crate) unsafe fn gemm_bf16_packed<D: DotBf16, const MR: usize, const NV: usize>(
+    p: Gemm<'_>,
+    a: &PackedA,
+) {
+    // SAFETY: the caller runs on D's ISA (this function's contract).
+    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Packed(a)) }
+}
+
+/// Rounds and packs rows `rows` of `p`'s A into `out` (row `rows.start` at its row 0) as
+/// [`gemm_bf16`] packs a block of them: `rows.start` must be a multiple of MR, and `out` hold
+/// `rows.len()` rounded up to one. What [`gemm_bf16_packed`] reads once every part has been
+/// packed.
+#[inline(always)]
+pub(crate) unsafe fn pack_bf16<D: DotBf16, const MR: usize>(
+    p: &Gemm<'_>,
+    rows: std::ops::Range<usize>,
+    out: PackedAMut<'_>,
+    tmp: &mut PackTmp,
+) {
+    p.check();
+    let a = &p.a[rows.start * p.lda..];
+    // SAFETY: the caller runs on D's ISA (this function's contract).
+    unsafe { pack_a_bf16::<D, MR>(a, p.lda, rows.len(), p.k, &mut tmp.rows_bf16, out.bf16) };
+}
+
+/// [`gemm_bf16`]'s loops.
+#[inline(always)]
+unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
+    mut p: Gemm<'_>,
+    mut source: ASource<'_>,
 ) {
     p.check();
     let Weights::Bf16(w) = p.w else {
@@ -114,39 +155,40 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
         return;
     }
     let steps = k.div_ceil(2);
-    let mc_rows = MC.div_ceil(MR) * MR;
-    grow(&mut scratch.packed_a_bf16, mc_rows * steps, 0);
-    grow(&mut scratch.rows_bf16, MR * steps, 0);
+    // Blocks of whole micro-panels, so that A packed whole has each block's rows where a
+    // block's packing would put them.
+    let mc_step = MC / MR * MR;
+    let layout = ALayout::of(&p);
     let c_ptr = p.c.as_mut_ptr();
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
     // 4-aligned).
     let wp = w.as_ptr().cast::<u32>();
-    for ic in (0..m).step_by(MC) {
-        let mc = MC.min(m - ic);
-        let a = &p.a[ic * p.lda..];
-        // SAFETY: the caller runs on D's ISA.
-        unsafe {
-            pack_a_bf16::<D, MR>(
-                a,
-                p.lda,
-                mc,
-                k,
-                &mut scratch.rows_bf16,
-                &mut scratch.packed_a_bf16,
-            )
+    for ic in (0..m).step_by(mc_step) {
+        let mc = mc_step.min(m - ic);
+        // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`.
+        let (packed, base) = match &mut source {
+            ASource::Own(scratch) => {
+                let GemmScratch { a, tmp, .. } = &mut **scratch;
+                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR).bf16;
+                let a_ic = &p.a[ic * p.lda..];
+                // SAFETY: the caller runs on D's ISA.
+                unsafe { pack_a_bf16::<D, MR>(a_ic, p.lda, mc, k, &mut tmp.rows_bf16, out) };
+                (&*a, 0)
+            }
+            ASource::Packed(a) => (&**a, ic),
         };
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;
             for ir in (0..mc).step_by(MR) {
                 let out = p.tile_out(c_ptr, (ic + ir, jr), (MR.min(mc - ir), nc), true, true);
-                let a = scratch.packed_a_bf16[ir * steps..].as_ptr();
+                let a = packed.bf16[(base + ir) * steps..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wq = wp.wrapping_add(w_off);
-                // SAFETY: `check` validated every size; the tile reads the packed A block
-                // (MR x steps pairs from `ir * steps`), `steps` rows of NR pairs PANEL apart
-                // from `w_off` inside the slice's panel, and C at (row, jr) with mr x nc valid;
-                // the caller runs on D's ISA.
+                // SAFETY: `check` validated every size; the tile reads the packed A (MR x
+                // steps pairs from row `base + ir`: the packing holds whole micro-panels),
+                // `steps` rows of NR pairs PANEL apart from `w_off` inside the slice's panel,
+                // and C at (row, jr) with mr x nc valid; the caller runs on D's ISA.
                 unsafe { kernel::run_bf16::<D, MR, NV>(steps, a, wq, &out) };
             }
         }
@@ -155,18 +197,19 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
 
 /// Rounds `mc` rows of A to bf16 and packs them into MR-row micro-panels of pairs: panel `q`
 /// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`). Each
-/// panel's rows are rounded into `rows` (MR x `k.div_ceil(2)` pairs) first, then interleaved.
-/// Safety: the caller runs on D's ISA.
+/// panel's rows are rounded into `rows` (grown to MR x `k.div_ceil(2)` pairs) first, then
+/// interleaved. Safety: the caller runs on D's ISA.
 #[inline(always)]
 unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
     a: &[f32],
     lda: usize,
     mc: usize,
     k: usize,
-    rows: &mut [u32],
+    rows: &mut Vec<u32>,
     out: &mut [u32],
 ) {
     let steps = k.div_ceil(2);
+    grow(rows, MR * steps, 0);
     let rows = &mut rows[..MR * steps];
     for q in 0..mc.div_ceil(MR) {
         for (r, dst) in rows.chunks_exact_mut(steps.max(1)).enumerate() {

@@ -15,7 +15,10 @@
 //! scale and the i32 sum of the channel's quantised weights, for the zero-point correction:
 //! `sum (qa - zero) w = sum qa w - zero sum w`.
 
-use super::{grow, interleave, kernel, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::{
+    grow, interleave, kernel, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut,
+    Weights, MC, PANEL,
+};
 use crate::quant;
 use crate::simd::{DotI8, Simd};
 
@@ -255,10 +258,61 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize, const M
     // SAFETY: the caller runs on D's ISA (this function's contract).
     unsafe {
         if w.groups.is_some() {
-            blocks_i8::<D, MRG, NV>(p, w, scratch)
+            blocks_i8::<D, MRG, NV>(p, w, ASource::Own(scratch))
         } else {
-            blocks_i8::<D, MR, NV>(p, w, scratch)
+            blocks_i8::<D, MR, NV>(p, w, ASource::Own(scratch))
         }
+    }
+}
+
+/// [`gemm_i8`] over A packed beforehand, all of its rows, by [`pack_i8`] of the same `D`,
+/// `MR` and `MRG` (one packing that several threads' parts of N share).
+#[inline(always)]
+pub(crate) unsafe fn gemm_i8_packed<
+    D: DotI8,
+    const MR: usize,
+    const NV: usize,
+    const MRG: usize,
+>(
+    p: Gemm<'_>,
+    a: &PackedA,
+) {
+    p.check();
+    let Weights::I8(w) = p.w else {
+        panic!("gemm: the table routed other weights here");
+    };
+    // SAFETY: the caller runs on D's ISA (this function's contract).
+    unsafe {
+        if w.groups.is_some() {
+            blocks_i8::<D, MRG, NV>(p, w, ASource::Packed(a))
+        } else {
+            blocks_i8::<D, MR, NV>(p, w, ASource::Packed(a))
+        }
+    }
+}
+
+/// Quantises and packs rows `rows` of `p`'s A into `out` (row `rows.start` at its row 0) as
+/// [`gemm_i8`] packs a block of them, MR (per row) or MRG (per group) rows to a micro-panel:
+/// `rows.start` must be a multiple of that, and `out` hold `rows.len()` rounded up to one.
+/// What [`gemm_i8_packed`] reads once every part has been packed.
+#[inline(always)]
+pub(crate) unsafe fn pack_i8<D: DotI8, const MR: usize, const MRG: usize>(
+    p: &Gemm<'_>,
+    rows: std::ops::Range<usize>,
+    out: PackedAMut<'_>,
+    tmp: &mut PackTmp,
+) {
+    p.check();
+    let Weights::I8(w) = p.w else {
+        panic!("gemm: the table routed other weights here");
+    };
+    let a = &p.a[rows.start * p.lda..];
+    let group = w.groups.map(|g| g.size);
+    let (mc, k, scale) = (rows.len(), p.k, w.input_scale);
+    if group.is_some() {
+        pack_a_i8::<D, MRG>(a, p.lda, mc, k, scale, group, false, out, tmp)
+    } else {
+        pack_a_i8::<D, MR>(a, p.lda, mc, k, scale, group, false, out, tmp)
     }
 }
 
@@ -267,7 +321,7 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize, const M
 unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     mut p: Gemm<'_>,
     w: PackedI8<'_>,
-    scratch: &mut GemmScratch,
+    mut source: ASource<'_>,
 ) {
     let l = D::S::LANES;
     let nr = NV * l;
@@ -278,27 +332,30 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
     let steps = k.div_ceil(4);
     let kp = steps * 4;
-    let mc_rows = MC.div_ceil(MR) * MR;
+    // Blocks of whole micro-panels, so that A packed whole has each block's rows where a
+    // block's packing would put them.
+    let mc_step = MC / MR * MR;
     // Activation groups: `count` per row, of `size` elements (one group of all K per row).
     let (size, count) = match w.groups {
         Some(g) => (g.size, act_groups(k, g.size)),
         None => (k.max(1), 1),
     };
-    reserve_a_i8(scratch, &w, mc_rows, k, count);
+    let layout = ALayout::of(&p);
     let c_ptr = p.c.as_mut_ptr();
-    for ic in (0..m).step_by(MC) {
-        let mc = MC.min(m - ic);
-        let grouped = w.groups.map(|_| size);
-        pack_a_i8::<D, MR>(
-            &p.a[ic * p.lda..],
-            p.lda,
-            mc,
-            k,
-            w.input_scale,
-            grouped,
-            false,
-            scratch,
-        );
+    for ic in (0..m).step_by(mc_step) {
+        let mc = mc_step.min(m - ic);
+        // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`.
+        let (packed, base) = match &mut source {
+            ASource::Own(scratch) => {
+                let GemmScratch { a, tmp, .. } = &mut **scratch;
+                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR);
+                let grouped = w.groups.map(|_| size);
+                let a_ic = &p.a[ic * p.lda..];
+                pack_a_i8::<D, MR>(a_ic, p.lda, mc, k, w.input_scale, grouped, false, out, tmp);
+                (&*a, 0)
+            }
+            ASource::Packed(a) => (&**a, ic),
+        };
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;
@@ -321,21 +378,22 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
             for ir in (0..mc).step_by(MR) {
                 let row = ic + ir;
                 let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
-                let a = scratch.packed_a_i8[ir * kp..].as_ptr();
+                let pr = base + ir;
+                let a = packed.codes[pr * kp..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wp = w.q.as_ptr().wrapping_add(w_off);
                 if let Some(sums) = sums {
                     let g = kernel::Groups {
                         steps: size / 4,
                         count,
-                        scale: scratch.a_scale[ir * count..].as_ptr(),
-                        corr: scratch.a_corr[ir * count..].as_ptr(),
+                        scale: packed.scale[pr * count..].as_ptr(),
+                        corr: packed.corr[pr * count..].as_ptr(),
                         sums,
                     };
-                    // SAFETY: `check` validated every size; the tile reads the packed A block
-                    // (MR x kp bytes from `ir * kp`), `steps` weight groups of 128 bytes from
-                    // `w_off` (4 NR of each), MR x count scales and terms from `ir * count`
-                    // (the scratch holds mc_rows x count), `count` groups of NR sums PANEL
+                    // SAFETY: `check` validated every size; the tile reads the packed A
+                    // (MR x kp bytes from row `pr`), `steps` weight groups of 128 bytes from
+                    // `w_off` (4 NR of each), MR x count scales and terms from row `pr` (the
+                    // packing holds whole micro-panels), `count` groups of NR sums PANEL
                     // apart inside the slice's panel (whole panels are stored), NR weight
                     // scales (in place when nc = NR, else padded), and C at (row, jr) with
                     // mr x nc valid.
@@ -343,48 +401,28 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                     continue;
                 }
                 let mut a_scale = [0.0f32; MR];
-                a_scale.copy_from_slice(&scratch.a_scale[ir..ir + MR]);
+                a_scale.copy_from_slice(&packed.scale[pr..pr + MR]);
                 let mut a_zp = [0i32; MR];
-                a_zp.copy_from_slice(&scratch.a_zp[ir..ir + MR]);
-                // SAFETY: `check` validated every size; the tile reads the packed A block
-                // (MR x kp bytes from `ir * kp`), `steps` weight groups of 128 bytes from
-                // `w_off` (4 NR of each), NR sums and scales (in place when nc = NR, so
-                // `jr + NR <= n`; else padded), and C at (row, jr) with mr x nc valid.
+                a_zp.copy_from_slice(&packed.zp[pr..pr + MR]);
+                // SAFETY: `check` validated every size; the tile reads the packed A (MR x kp
+                // bytes from row `pr`), `steps` weight groups of 128 bytes from `w_off` (4 NR
+                // of each), NR sums and scales (in place when nc = NR, so `jr + NR <= n`; else
+                // padded), and C at (row, jr) with mr x nc valid.
                 unsafe { kernel::run_i8::<D, MR, NV>(steps, a, &a_scale, &a_zp, wp, cs, ws, &out) };
             }
         }
     }
 }
 
-/// Grows the scratch that [`pack_a_i8`] fills for blocks of `mc_rows` rows of K = `k`, with
-/// `count` activation groups per row (all but its row buffer, which it grows for its MR).
-pub(super) fn reserve_a_i8(
-    scratch: &mut GemmScratch,
-    w: &PackedI8<'_>,
-    mc_rows: usize,
-    k: usize,
-    count: usize,
-) {
-    let kp = k.div_ceil(4) * 4;
-    grow(&mut scratch.packed_a_i8, mc_rows * kp, 0);
-    if w.input_scale.is_some() {
-        grow(&mut scratch.row_f32, k, 0.0);
-    }
-    grow(&mut scratch.a_scale, mc_rows * count, 0.0);
-    grow(&mut scratch.a_zp, mc_rows, 0);
-    if w.groups.is_some() {
-        grow(&mut scratch.a_corr, mc_rows * count, 0.0);
-    }
-}
-
-/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels: panel `q`
-/// holds, for each group of 4 k, the 4 bytes of each of its MR rows (the codes `q`, or `q - 128`
-/// when `D` multiplies signed bytes; padding past `k` and rows past `mc` hold byte 0, and those
-/// rows have scale 0). With `input_scale`, each row is first multiplied by it, element by
-/// element. Per row (`group` none): the scale into `scratch.a_scale[r]` and the zero point as
-/// [`DotI8::to_f32`] takes it into `scratch.a_zp[r]`. Per group of `group` elements (`count`
-/// per row): group `g`'s scale into `scratch.a_scale[r * count + g]` and its scale times that
-/// zero point into `scratch.a_corr[r * count + g]`.
+/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels of `out`:
+/// panel `q` holds, for each group of 4 k, the 4 bytes of each of its MR rows (the codes `q`,
+/// or `q - 128` when `D` multiplies signed bytes; padding past `k` and rows past `mc` hold
+/// byte 0, and those rows have scale 0). With `input_scale`, each row is first multiplied by
+/// it, element by element. Per row (`group` none): the scale into `out.scale[r]` and the zero
+/// point as [`DotI8::to_f32`] takes it into `out.zp[r]`. Per group of `group` elements
+/// (`count` per row): group `g`'s scale into `out.scale[r * count + g]` and its scale times
+/// that zero point into `out.corr[r * count + g]`. `out` holds at least `mc` rounded up to a
+/// multiple of MR rows of `ALayout::of` the GEMM.
 ///
 /// With `row_major` (the AMX tiles' operand), the rows are stored whole instead, row `r` at
 /// `r * kp`, `mc` rounded up to a multiple of MR, and quantised straight into place.
@@ -398,7 +436,8 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
     input_scale: Option<&[f32]>,
     group: Option<usize>,
     row_major: bool,
-    scratch: &mut GemmScratch,
+    out: PackedAMut<'_>,
+    tmp: &mut PackTmp,
 ) {
     let kp = k.div_ceil(4) * 4;
     // Signed instructions take `q - 128`: XOR 0x80 on each byte.
@@ -413,28 +452,31 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
     };
     let rows = mc.div_ceil(MR) * MR;
     // One micro-panel's rows of codes, before they are interleaved.
-    grow(&mut scratch.row_u8, MR * kp, 0);
+    grow(&mut tmp.row_u8, MR * kp, 0);
+    if input_scale.is_some() {
+        grow(&mut tmp.row_f32, k, 0.0);
+    }
     for r in 0..rows {
         let (q, ri) = (r / MR, r % MR);
         let codes = if row_major {
-            &mut scratch.packed_a_i8[r * kp..(r + 1) * kp]
+            &mut out.codes[r * kp..(r + 1) * kp]
         } else {
-            &mut scratch.row_u8[ri * kp..(ri + 1) * kp]
+            &mut tmp.row_u8[ri * kp..(ri + 1) * kp]
         };
         // The K padding is byte 0 (the buffer may hold a longer row of an earlier call).
         codes[k..].fill(0);
         if r < mc {
             let mut row = &a[r * lda..r * lda + k];
             if let Some(m) = input_scale {
-                let scaled = &mut scratch.row_f32[..k];
+                let scaled = &mut tmp.row_f32[..k];
                 // SAFETY: the caller runs on D's ISA, whose f32 vocabulary is D::S.
                 unsafe { quant::mul_into::<D::S>(row, m, scaled) };
                 row = scaled;
             }
             if group.is_none() {
                 // With K = 0 the loop below sets nothing.
-                scratch.a_scale[r] = 0.0;
-                scratch.a_zp[r] = 0;
+                out.scale[r] = 0.0;
+                out.zp[r] = 0;
             }
             for (g, (src, dst)) in row
                 .chunks(size)
@@ -445,11 +487,11 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
                 let (scale, zero) = unsafe { quant::quantize_row_asym_simd::<D::S>(src, dst) };
                 let zp = zero - zp_shift;
                 if group.is_some() {
-                    scratch.a_scale[r * count + g] = scale;
-                    scratch.a_corr[r * count + g] = scale * zp as f32;
+                    out.scale[r * count + g] = scale;
+                    out.corr[r * count + g] = scale * zp as f32;
                 } else {
-                    scratch.a_scale[r] = scale;
-                    scratch.a_zp[r] = zp;
+                    out.scale[r] = scale;
+                    out.zp[r] = zp;
                 }
             }
             if flip != 0 {
@@ -457,15 +499,16 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
             }
         } else {
             codes[..k].fill(0);
-            scratch.a_scale[r * count..(r + 1) * count].fill(0.0);
-            scratch.a_zp[r] = 0;
+            out.scale[r * count..(r + 1) * count].fill(0.0);
             if group.is_some() {
-                scratch.a_corr[r * count..(r + 1) * count].fill(0.0);
+                out.corr[r * count..(r + 1) * count].fill(0.0);
+            } else {
+                out.zp[r] = 0;
             }
         }
         if !row_major && ri == MR - 1 {
-            let panel = &mut scratch.packed_a_i8[q * MR * kp..(q + 1) * MR * kp];
-            interleave::<u8, MR, 4>(&scratch.row_u8[..MR * kp], panel);
+            let panel = &mut out.codes[q * MR * kp..(q + 1) * MR * kp];
+            interleave::<u8, MR, 4>(&tmp.row_u8[..MR * kp], panel);
         }
     }
 }

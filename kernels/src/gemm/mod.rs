@@ -5,7 +5,8 @@
 //! BLIS structure (docs/KERNELS.md, "GEMM"):
 //!
 //! ```text
-//! LOOP 5  threads take disjoint ranges of weight panels (N)
+//! LOOP 5  threads take disjoint ranges of weight panels (N); int8 and bf16 pack A once
+//!         between them first
 //! LOOP 4    for each KC block of K (float weights only)
 //! LOOP 3      for each MC block of M: pack A into MR-row micro-panels (caller's scratch)
 //! LOOP 2        for each NR slice of the thread's panels
@@ -37,15 +38,15 @@ mod kernel;
 
 #[cfg(target_arch = "x86_64")]
 pub use amx::{amx_min_rows, AMX_MIN_ROWS_BF16, AMX_MIN_ROWS_I8};
-pub(crate) use bf16::gemm_bf16;
+pub(crate) use bf16::{gemm_bf16, gemm_bf16_packed, pack_bf16};
 pub use bf16::{
     pack_weights_bf16, packed_index_bf16, packed_len_bf16, repack_weights_bf16, to_bf16,
 };
-pub(crate) use int8::gemm_i8;
 pub use int8::{
     act_group_sums, act_groups, packed_index_i8, packed_len_i8, ActGroups, PackedI8, PackedI8Buf,
     MAX_ACT_GROUP, MAX_K_I8,
 };
+pub(crate) use int8::{gemm_i8, gemm_i8_packed, pack_i8};
 
 use half::f16;
 use kernel::Elem;
@@ -203,6 +204,9 @@ pub struct MatMut<'a> {
 
 // SAFETY: a `MatMut` is the unique access to its elements, as `&mut [f32]` is, which is Send.
 unsafe impl Send for MatMut<'_> {}
+// SAFETY: through `&MatMut` only its shape can be read (every access to its elements takes
+// `&mut self`), as `&&mut [f32]`, which is Sync, allows.
+unsafe impl Sync for MatMut<'_> {}
 
 impl<'a> MatMut<'a> {
     /// Views `data` as `rows x cols` at row stride `ld`. Panics if `data` is too short or
@@ -392,20 +396,144 @@ pub struct GemmScratch {
     packed_a: Vec<f32>,
     /// One panel's KC block of half weights, widened.
     widened: Vec<f32>,
-    packed_a_i8: Vec<u8>,
+    /// The int8 and bf16 GEMMs' packed A block; in the first scratch of [`gemm_par`], all of A
+    /// packed once for every thread.
+    a: PackedA,
+    /// What packing A goes through.
+    tmp: PackTmp,
+}
+
+/// A packed for the int8 or bf16 microkernels, with its per-row parameters. Each buffer holds
+/// a whole number of rows of its [`ALayout`], row `r`'s at `r` times its length per row.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PackedA {
+    /// int8 codes: MR-row micro-panels, or whole rows for the AMX tiles.
+    pub(crate) codes: Vec<u8>,
+    /// int8: per row, or per row and activation group, the scale.
+    pub(crate) scale: Vec<f32>,
+    /// int8 per row: the zero point, as [`crate::simd::DotI8::to_f32`] takes it.
+    pub(crate) zp: Vec<i32>,
+    /// int8 per activation group: the scale times the zero point.
+    pub(crate) corr: Vec<f32>,
+    /// bf16 pairs: MR-row micro-panels, or whole rows for the AMX tiles.
+    pub(crate) bf16: Vec<u32>,
+}
+
+/// What packing one row of A takes in each buffer of a [`PackedA`] for one GEMM.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ALayout {
+    codes: usize,
+    scale: usize,
+    zp: usize,
+    corr: usize,
+    bf16: usize,
+}
+
+impl ALayout {
+    /// The layout `p`'s weights call for (nothing per row for float weights, which pack A
+    /// their own way).
+    pub(crate) fn of(p: &Gemm<'_>) -> ALayout {
+        let none = ALayout {
+            codes: 0,
+            scale: 0,
+            zp: 0,
+            corr: 0,
+            bf16: 0,
+        };
+        match p.w {
+            Weights::I8(w) => {
+                let groups = w.groups.map(|g| act_groups(p.k, g.size));
+                ALayout {
+                    codes: p.k.div_ceil(4) * 4,
+                    scale: groups.unwrap_or(1),
+                    zp: usize::from(groups.is_none()),
+                    corr: groups.unwrap_or(0),
+                    ..none
+                }
+            }
+            Weights::Bf16(_) => ALayout {
+                bf16: p.k.div_ceil(2),
+                ..none
+            },
+            Weights::F32(_) | Weights::F16(_) => none,
+        }
+    }
+}
+
+impl PackedA {
+    /// Its first `rows` rows of `layout`, as a view of exactly that length (grown if shorter).
+    pub(crate) fn rows_mut(&mut self, layout: ALayout, rows: usize) -> PackedAMut<'_> {
+        grow(&mut self.codes, rows * layout.codes, 0);
+        grow(&mut self.scale, rows * layout.scale, 0.0);
+        grow(&mut self.zp, rows * layout.zp, 0);
+        grow(&mut self.corr, rows * layout.corr, 0.0);
+        grow(&mut self.bf16, rows * layout.bf16, 0);
+        PackedAMut {
+            layout,
+            codes: &mut self.codes[..rows * layout.codes],
+            scale: &mut self.scale[..rows * layout.scale],
+            zp: &mut self.zp[..rows * layout.zp],
+            corr: &mut self.corr[..rows * layout.corr],
+            bf16: &mut self.bf16[..rows * layout.bf16],
+        }
+    }
+}
+
+/// Rows of a [`PackedA`] to pack into, row 0 first: packing writes row `r` of its part at `r`
+/// times the layout's length per row in each buffer.
+#[derive(Debug)]
+pub(crate) struct PackedAMut<'a> {
+    layout: ALayout,
+    pub(crate) codes: &'a mut [u8],
+    pub(crate) scale: &'a mut [f32],
+    pub(crate) zp: &'a mut [i32],
+    pub(crate) corr: &'a mut [f32],
+    pub(crate) bf16: &'a mut [u32],
+}
+
+impl<'a> PackedAMut<'a> {
+    /// Rows `..at` and `at..`, as two views of disjoint elements. Panics if `at` is past the
+    /// end.
+    fn split_at_row(self, at: usize) -> (PackedAMut<'a>, PackedAMut<'a>) {
+        let l = self.layout;
+        let (c0, c1) = self.codes.split_at_mut(at * l.codes);
+        let (s0, s1) = self.scale.split_at_mut(at * l.scale);
+        let (z0, z1) = self.zp.split_at_mut(at * l.zp);
+        let (r0, r1) = self.corr.split_at_mut(at * l.corr);
+        let (b0, b1) = self.bf16.split_at_mut(at * l.bf16);
+        let part = |codes, scale, zp, corr, bf16| PackedAMut {
+            layout: l,
+            codes,
+            scale,
+            zp,
+            corr,
+            bf16,
+        };
+        (part(c0, s0, z0, r0, b0), part(c1, s1, z1, r1, b1))
+    }
+}
+
+/// Where a GEMM's packed A comes from.
+pub(super) enum ASource<'s> {
+    /// Packed block by block into this scratch.
+    Own(&'s mut GemmScratch),
+    /// Packed beforehand, all of it.
+    Packed(&'s PackedA),
+}
+
+/// The buffers packing A goes through, per thread.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PackTmp {
     /// One micro-panel's rows of int8 codes, before they are interleaved (the reference's:
     /// one row's).
-    row_u8: Vec<u8>,
-    a_scale: Vec<f32>,
-    a_zp: Vec<i32>,
-    /// Per row and activation group: the scale times the zero point.
-    a_corr: Vec<f32>,
+    pub(crate) row_u8: Vec<u8>,
     /// One row of A times the int8 weights' input scales.
-    row_f32: Vec<f32>,
-    /// The packed A block of the bf16 GEMM (bf16 pairs).
-    packed_a_bf16: Vec<u32>,
+    pub(crate) row_f32: Vec<f32>,
     /// One micro-panel's rows of bf16 pairs, before they are interleaved.
-    rows_bf16: Vec<u32>,
+    pub(crate) rows_bf16: Vec<u32>,
+    /// The reference's per-group scales and zero points of one row.
+    ref_scale: Vec<f32>,
+    ref_zp: Vec<i32>,
 }
 
 /// The reference GEMM, the twin every microkernel is tested against. Float weights: f64
@@ -420,8 +548,9 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     let (m, n, k) = (p.m(), p.n(), p.k);
     let (ldc, c) = (p.c.ld(), p.c.as_mut_ptr());
     // In the scratch, so that the scalar path allocates nothing either once it has grown.
-    grow(&mut scratch.row_u8, k, 0);
-    grow(&mut scratch.row_f32, k, 0.0);
+    let tmp = &mut scratch.tmp;
+    grow(&mut tmp.row_u8, k, 0);
+    grow(&mut tmp.row_f32, k, 0.0);
     // Activation groups of the int8 weights: (size, count); per row, one group of all K.
     let (size, count) = match p.w {
         Weights::I8(PackedI8 {
@@ -429,10 +558,10 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
         }) => (g.size, act_groups(k, g.size)),
         _ => (k.max(1), 1),
     };
-    grow(&mut scratch.a_scale, count, 0.0);
-    grow(&mut scratch.a_zp, count, 0);
-    let row_q = &mut scratch.row_u8[..k];
-    let scaled = &mut scratch.row_f32[..k];
+    grow(&mut tmp.ref_scale, count, 0.0);
+    grow(&mut tmp.ref_zp, count, 0);
+    let row_q = &mut tmp.row_u8[..k];
+    let scaled = &mut tmp.row_f32[..k];
     for i in 0..m {
         let row = &p.a[i * p.lda..i * p.lda + k];
         if let Weights::I8(w) = p.w {
@@ -447,8 +576,8 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
             };
             for (g, (src, dst)) in row.chunks(size).zip(row_q.chunks_mut(size)).enumerate() {
                 let (s, z) = crate::quant::quantize_row_asym(src, dst);
-                scratch.a_scale[g] = s;
-                scratch.a_zp[g] = z;
+                tmp.ref_scale[g] = s;
+                tmp.ref_zp[g] = z;
             }
         }
         for j in 0..n {
@@ -467,14 +596,14 @@ pub fn gemm_ref(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
                     let groups = (0..k).step_by(size).enumerate();
                     let sum: f64 = groups
                         .map(|(g, start)| {
-                            let zero = i64::from(scratch.a_zp[g]);
+                            let zero = i64::from(tmp.ref_zp[g]);
                             let dot: i64 = (start..(start + size).min(k))
                                 .map(|kk| {
                                     (i64::from(row_q[kk]) - zero)
                                         * i64::from(w.q[int8::packed_index_i8(j, kk, k)])
                                 })
                                 .sum();
-                            dot as f64 * f64::from(scratch.a_scale[g])
+                            dot as f64 * f64::from(tmp.ref_scale[g])
                         })
                         .sum();
                     sum * f64::from(w.scale[j])
@@ -623,11 +752,13 @@ pub const MAX_W_BYTES_FOR_ROWS: usize = 1 << 20;
 /// Runs `p` through `kernels` on the threads of `pool`. With at least [`MIN_ROWS_PER_PART`]
 /// rows per thread and weights of at most [`MAX_W_BYTES_FOR_ROWS`], M is divided: each thread
 /// packs (for int8, quantises) only its own rows of A, so nothing is done twice. Otherwise the
-/// weight panels (N) are divided, each part packing all of A. Either way each part is a GEMM of its own on disjoint elements of C, and every
-/// element sees exactly the operations it would on one thread (a row's results do not depend
-/// on the other rows; a part of N starts on a panel boundary, so the NR slices and K blocks are
-/// the same), so results are bit-identical for any thread count. `scratch` holds one scratch
-/// per thread (at most `scratch.len()` parts run).
+/// weight panels (N) are divided: where the path has a [`SharedGemm`] for the weights (int8 and
+/// bf16 off AMX), the parts first pack A once between them into the first scratch, then each
+/// computes its panels from all of it; else each part packs all of A itself. Either way every
+/// element of C sees exactly the operations it would on one thread (a row's results do not
+/// depend on the other rows; a part of N starts on a panel boundary, so the NR slices and K
+/// blocks are the same), so results are bit-identical for any thread count. `scratch` holds
+/// one scratch per thread (at most `scratch.len()` parts run).
 pub fn gemm_par(
     kernels: &Kernels,
     p: Gemm<'_>,
@@ -649,11 +780,113 @@ pub fn gemm_par(
         } else {
             (threads.min(panels), Axis::Panels(panels))
         };
-    match parts {
-        0 => kernels.gemm(p, &mut GemmScratch::default()),
-        1 => kernels.gemm(p, &mut scratch[0]),
-        _ => pool.install(|| split_run(kernels, p, &mut scratch[..parts], axis)),
+    let scratch = &mut scratch[..parts];
+    match (parts, axis, kernels.shared(&p.w)) {
+        (0, ..) => kernels.gemm(p, &mut GemmScratch::default()),
+        (1, ..) => kernels.gemm(p, &mut scratch[0]),
+        (_, Axis::Panels(panels), Some(s)) => pool.install(|| shared_run(s, p, scratch, panels)),
+        _ => pool.install(|| split_run(kernels, p, scratch, axis)),
     }
+}
+
+/// A GEMM path in two stages, through which [`gemm_par`]'s threads share one packing of A
+/// when they divide N: each packs some of A's rows into the first scratch, then each computes
+/// its part of N from all of them. Every element of C sees the operations it would in one
+/// call of the path's GEMM (the packing of a row does not depend on the other rows).
+#[derive(Clone, Copy, Debug)]
+pub struct SharedGemm {
+    /// Rows per micro-panel of the packing, with activations per row and (int8) per group: a
+    /// part packs whole micro-panels.
+    pub(crate) mr: usize,
+    pub(crate) mr_grouped: usize,
+    /// Packs rows `rows` of A (from a micro-panel boundary) into the view, which starts at
+    /// row `rows.start`.
+    pub(crate) pack: fn(&Gemm<'_>, std::ops::Range<usize>, PackedAMut<'_>, &mut PackTmp),
+    /// The GEMM over A packed whole.
+    pub(crate) compute: fn(Gemm<'_>, &PackedA),
+}
+
+impl SharedGemm {
+    /// The rows of a micro-panel for `p`.
+    fn mr(&self, p: &Gemm<'_>) -> usize {
+        match p.w {
+            Weights::I8(PackedI8 {
+                groups: Some(_), ..
+            }) => self.mr_grouped,
+            _ => self.mr,
+        }
+    }
+}
+
+/// Runs `p` as `scratch.len()` parts of its `panels` weight panels (at least one each) over
+/// one packing of A in the first scratch, which the parts pack between them first, whole
+/// micro-panels each (or as many of them as there are micro-panels).
+fn shared_run(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: usize) {
+    let mr = s.mr(&p).max(1);
+    let units = p.m().div_ceil(mr);
+    let packers = scratch.len().min(units);
+    let Some((first, rest)) = scratch.split_first_mut() else {
+        return;
+    };
+    if packers == 0 {
+        // No rows: nothing to pack, and C has no elements.
+        return;
+    }
+    let GemmScratch { a, tmp, .. } = first;
+    let out = a.rows_mut(ALayout::of(&p), units * mr);
+    split_pack(s, &p, 0..units, mr, out, tmp, &mut rest[..packers - 1]);
+    split_compute(s, p, a, 1 + rest.len(), panels);
+}
+
+/// Packs micro-panels `units` of A (of `mr` rows) into `out` (which starts at the first) as
+/// `1 + rest.len()` parts, halving with `rayon::join`: the first part through `head`, each
+/// other through a scratch of `rest`.
+fn split_pack(
+    s: SharedGemm,
+    p: &Gemm<'_>,
+    units: std::ops::Range<usize>,
+    mr: usize,
+    out: PackedAMut<'_>,
+    head: &mut PackTmp,
+    rest: &mut [GemmScratch],
+) {
+    let parts = 1 + rest.len();
+    if parts == 1 {
+        let rows = units.start * mr..(units.end * mr).min(p.m());
+        return (s.pack)(p, rows, out, head);
+    }
+    let left = parts / 2;
+    let at = units.start + units.len() * left / parts;
+    let (lo, ro) = out.split_at_row((at - units.start) * mr);
+    let (lrest, rrest) = rest.split_at_mut(left - 1);
+    match rrest.split_first_mut() {
+        Some((rhead, rrest)) => {
+            rayon::join(
+                || split_pack(s, p, units.start..at, mr, lo, head, lrest),
+                || split_pack(s, p, at..units.end, mr, ro, &mut rhead.tmp, rrest),
+            );
+        }
+        // Not reached (the right half has parts - left >= 1 parts); packed in turn if it were.
+        None => {
+            split_pack(s, p, units.start..at, mr, lo, head, lrest);
+            split_pack(s, p, at..units.end, mr, ro, head, &mut []);
+        }
+    }
+}
+
+/// Runs `p` over the packed `a` as `parts` parts of its `panels` weight panels (at least one
+/// each), halving with `rayon::join`.
+fn split_compute(s: SharedGemm, p: Gemm<'_>, a: &PackedA, parts: usize, panels: usize) {
+    if parts <= 1 {
+        return (s.compute)(p, a);
+    }
+    let left = parts / 2;
+    let at = panels * left / parts;
+    let (l, r) = split_at_panel(p, at);
+    rayon::join(
+        || split_compute(s, l, a, left, at),
+        || split_compute(s, r, a, parts - left, panels - at),
+    );
 }
 
 /// What [`split_run`] divides, and how much of it there is.

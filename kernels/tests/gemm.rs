@@ -489,7 +489,8 @@ fn threads_are_bit_identical() {
 /// (`Kernels::shared_i8`, `shared_bf16`): the results are those of one thread bit for bit, with
 /// A strided and scaled, activations per row and per group, M over several M blocks (260 rows,
 /// weights above `MAX_W_BYTES_FOR_ROWS` so that N is still divided), fewer micro-panels of A
-/// than threads (M = 1 and 9), and more.
+/// than threads (M = 9 per row), and more; and where A is too small to share
+/// (`MIN_SHARED_PACK`, one micro-panel).
 #[test]
 fn threads_share_one_packing_of_a() {
     let pools: Vec<rayon::ThreadPool> = (1..=3)
@@ -522,9 +523,11 @@ fn threads_share_one_packing_of_a() {
         for (m, k, n, group) in [
             (260, 1024, 1056, None),
             (260, 1024, 1056, Some(64)),
+            (9, 2048, 130, None),
+            (9, 2048, 130, Some(32)),
+            (37, 512, 200, None),
             (1, 64, 100, None),
-            (9, 200, 130, Some(32)),
-            (37, 96, 200, None),
+            (20, 96, 100, None),
         ] {
             if wt == Wt::Bf16 && group.is_some() {
                 continue;

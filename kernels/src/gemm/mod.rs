@@ -753,8 +753,9 @@ pub const MAX_W_BYTES_FOR_ROWS: usize = 1 << 20;
 /// rows per thread and weights of at most [`MAX_W_BYTES_FOR_ROWS`], M is divided: each thread
 /// packs (for int8, quantises) only its own rows of A, so nothing is done twice. Otherwise the
 /// weight panels (N) are divided: where the path has a [`SharedGemm`] for the weights (int8 and
-/// bf16 off AMX), the parts first pack A once between them into the first scratch, then each
-/// computes its panels from all of it; else each part packs all of A itself. Either way every
+/// bf16 off AMX) and A is large enough ([`MIN_SHARED_PACK`]), the parts first pack A once
+/// between them into the first scratch, then each computes its panels from all of it; else
+/// each part packs all of A itself. Either way every
 /// element of C sees exactly the operations it would on one thread (a row's results do not
 /// depend on the other rows; a part of N starts on a panel boundary, so the NR slices and K
 /// blocks are the same), so results are bit-identical for any thread count. `scratch` holds
@@ -784,7 +785,9 @@ pub fn gemm_par(
     match (parts, axis, kernels.shared(&p.w)) {
         (0, ..) => kernels.gemm(p, &mut GemmScratch::default()),
         (1, ..) => kernels.gemm(p, &mut scratch[0]),
-        (_, Axis::Panels(panels), Some(s)) => pool.install(|| shared_run(s, p, scratch, panels)),
+        (_, Axis::Panels(panels), Some(s)) if shares_packing(&s, &p) => {
+            pool.install(|| shared_run(s, p, scratch, panels))
+        }
         _ => pool.install(|| split_run(kernels, p, scratch, axis)),
     }
 }
@@ -816,6 +819,17 @@ impl SharedGemm {
             _ => self.mr,
         }
     }
+}
+
+/// Fewest values of A (M x K) for which [`gemm_par`]'s parts share its packing: about 3-5 us
+/// of packing at 0.2-0.3 ns a value, of which a second part saves half, against the second
+/// `rayon::join` that sharing costs (a few us). Below it (a few tokens), or with one
+/// micro-panel of rows (which one part would pack alone), each part packs all of A.
+pub const MIN_SHARED_PACK: usize = 16 * 1024;
+
+/// Whether [`gemm_par`] shares the packing of `p`'s A between the parts of N.
+fn shares_packing(s: &SharedGemm, p: &Gemm<'_>) -> bool {
+    p.m() > s.mr(p) && p.m() * p.k >= MIN_SHARED_PACK
 }
 
 /// Runs `p` as `scratch.len()` parts of its `panels` weight panels (at least one each) over

@@ -7,8 +7,10 @@
 #   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
 #          int8 with bf16 attention on `amx` (bench-amx-bf16att.json) and with activations
 #          quantised per row (bench-amx-row.json),
-#          thread scaling of B1 and B3 (scaling.json), embeddings of the 48 reference
-#          sentences on both paths (acc.txt), and ONNX Runtime through benches/peers.py
+#          thread scaling of B1 and B3 (scaling.json) and of B1 on `avx512` (scaling-avx512.json:
+#          there threads that divide N share one packing of A, which the tiles do not yet),
+#          embeddings of the 48 reference sentences on both paths (acc.txt), and ONNX Runtime
+#          through benches/peers.py
 #          (peers.json) when the machine's Python has onnxruntime, torch and transformers
 #   all    both (the default)
 # MiniLM is a model with all-MiniLM-L6-v2's shapes and random weights (make-random-minilm.py,
@@ -77,6 +79,9 @@ log scaling
 BERTH_ISA=amx timeout 150 "$D/berth" bench --workload B1,B3 --dtype int8,bf16 \
     --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling.json" 2>> "$L"
 echo "scaling rc=$?"
+BERTH_ISA=avx512 timeout 150 "$D/berth" bench --workload B1 --dtype int8,bf16 \
+    --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling-avx512.json" 2>> "$L"
+echo "scaling avx512 rc=$?"
 log accuracy
 A=/tmp/acc
 mkdir -p $A

@@ -110,7 +110,8 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
 }
 
 /// [`gemm_bf16`] over A packed beforehand, all of its rows, by [`pack_bf16`] of the same `D`
-/// and `MR` (one packing that several threads' parts of N share).
+/// and `MR` (one packing that several threads' parts of N share). `D` must be the ISA the
+/// caller runs on; panics if `a` holds fewer rows than M rounded up to a micro-panel.
 #[inline(always)]
 pub(crate) unsafe fn gemm_bf16_packed<D: DotBf16, const MR: usize, const NV: usize>(
     p: Gemm<'_>,
@@ -159,6 +160,12 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     // block's packing would put them.
     let mc_step = MC / MR * MR;
     let layout = ALayout::of(&p);
+    if let ASource::Packed(a) = &source {
+        assert!(
+            a.holds(layout, m.div_ceil(MR) * MR),
+            "gemm: A packed for fewer rows"
+        );
+    }
     let c_ptr = p.c.as_mut_ptr();
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
     // 4-aligned).

@@ -266,7 +266,8 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize, const M
 }
 
 /// [`gemm_i8`] over A packed beforehand, all of its rows, by [`pack_i8`] of the same `D`,
-/// `MR` and `MRG` (one packing that several threads' parts of N share).
+/// `MR` and `MRG` (one packing that several threads' parts of N share). `D` must be the ISA the
+/// caller runs on; panics if `a` holds fewer rows than M rounded up to a micro-panel.
 #[inline(always)]
 pub(crate) unsafe fn gemm_i8_packed<
     D: DotI8,
@@ -341,6 +342,12 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
         None => (k.max(1), 1),
     };
     let layout = ALayout::of(&p);
+    if let ASource::Packed(a) = &source {
+        assert!(
+            a.holds(layout, m.div_ceil(MR) * MR),
+            "gemm: A packed for fewer rows"
+        );
+    }
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(mc_step) {
         let mc = mc_step.min(m - ic);

@@ -461,6 +461,16 @@ impl ALayout {
 }
 
 impl PackedA {
+    /// Whether it holds `rows` rows of `layout` (what a GEMM of that many rows reads from
+    /// it, checked before a GEMM reads A packed by others).
+    pub(crate) fn holds(&self, layout: ALayout, rows: usize) -> bool {
+        self.codes.len() >= rows * layout.codes
+            && self.scale.len() >= rows * layout.scale
+            && self.zp.len() >= rows * layout.zp
+            && self.corr.len() >= rows * layout.corr
+            && self.bf16.len() >= rows * layout.bf16
+    }
+
     /// Its first `rows` rows of `layout`, as a view of exactly that length (grown if shorter).
     pub(crate) fn rows_mut(&mut self, layout: ALayout, rows: usize) -> PackedAMut<'_> {
         grow(&mut self.codes, rows * layout.codes, 0);

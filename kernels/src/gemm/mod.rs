@@ -5,8 +5,8 @@
 //! BLIS structure (docs/KERNELS.md, "GEMM"):
 //!
 //! ```text
-//! LOOP 5  threads take disjoint ranges of weight panels (N); int8 and bf16 pack A once
-//!         between them first
+//! LOOP 5  threads take disjoint ranges of weight panels (N); int8 and bf16 pack each MC
+//!         block of A once between them first
 //! LOOP 4    for each KC block of K (float weights only)
 //! LOOP 3      for each MC block of M: pack A into MR-row micro-panels (caller's scratch)
 //! LOOP 2        for each NR slice of the thread's panels
@@ -763,9 +763,9 @@ pub const MAX_W_BYTES_FOR_ROWS: usize = 1 << 20;
 /// rows per thread and weights of at most [`MAX_W_BYTES_FOR_ROWS`], M is divided: each thread
 /// packs (for int8, quantises) only its own rows of A, so nothing is done twice. Otherwise the
 /// weight panels (N) are divided: where the path has a [`SharedGemm`] for the weights (int8 and
-/// bf16 off AMX) and A is large enough ([`MIN_SHARED_PACK`]), the parts first pack A once
-/// between them into the first scratch, then each computes its panels from all of it; else
-/// each part packs all of A itself. Either way every
+/// bf16 off AMX) and A is large enough ([`MIN_SHARED_PACK`]), the parts pack A once between
+/// them into the first scratch, a block of `MC` rows at a time, and each computes the block's
+/// rows of its panels from it; else each part packs all of A itself. Either way every
 /// element of C sees exactly the operations it would on one thread (a row's results do not
 /// depend on the other rows; a part of N starts on a panel boundary, so the NR slices and K
 /// blocks are the same), so results are bit-identical for any thread count. `scratch` holds
@@ -803,8 +803,8 @@ pub fn gemm_par(
 }
 
 /// A GEMM path in two stages, through which [`gemm_par`]'s threads share one packing of A
-/// when they divide N: each packs some of A's rows into the first scratch, then each computes
-/// its part of N from all of them. Every element of C sees the operations it would in one
+/// when they divide N: each packs some of a block of A's rows into the first scratch, then
+/// each computes its part of N for the block's rows. Every element of C sees the operations it would in one
 /// call of the path's GEMM (the packing of a row does not depend on the other rows).
 #[derive(Clone, Copy, Debug)]
 pub struct SharedGemm {
@@ -843,10 +843,24 @@ fn shares_packing(s: &SharedGemm, p: &Gemm<'_>) -> bool {
 }
 
 /// Runs `p` as `scratch.len()` parts of its `panels` weight panels (at least one each) over
-/// one packing of A in the first scratch, which the parts pack between them first, whole
-/// micro-panels each (or as many of them as there are micro-panels).
+/// one packing of A in the first scratch, a block of at most `MC` rows (whole micro-panels) at
+/// a time, as the GEMM itself blocks M: the parts pack the block between them, whole
+/// micro-panels each (or as many of them as there are micro-panels), then compute its rows.
+/// So the shared A is at most an `MC`-row block, in cache for its products, whatever M is.
 fn shared_run(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: usize) {
     let mr = s.mr(&p).max(1);
+    let block = (MC / mr * mr).max(mr);
+    let mut rest = p;
+    while rest.m() > 0 {
+        let rows = block.min(rest.m());
+        let (top, bottom) = split_at_row(rest, rows);
+        shared_block(s, top, scratch, panels, mr);
+        rest = bottom;
+    }
+}
+
+/// [`shared_run`] for one block of rows.
+fn shared_block(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: usize, mr: usize) {
     let units = p.m().div_ceil(mr);
     let packers = scratch.len().min(units);
     let Some((first, rest)) = scratch.split_first_mut() else {

@@ -408,18 +408,80 @@ fn bert_shapes() {
     }
 }
 
-/// Any number of threads gives bit-identical results (each part, of M or of N on a panel
-/// boundary, is a GEMM of its own), on every path, for every weight type and epilogue.
-#[test]
-fn threads_are_bit_identical() {
-    let pools: Vec<rayon::ThreadPool> = (1..=4)
+/// An epilogue's kind, for messages (its residual's values left out).
+fn epilogue_name(e: &Epilogue<'_>) -> &'static str {
+    match e {
+        Epilogue::None => "no epilogue",
+        Epilogue::Gelu => "GELU",
+        Epilogue::Residual { .. } => "residual",
+    }
+}
+
+/// Pools of 1 to `max` threads.
+fn pools(max: usize) -> Vec<rayon::ThreadPool> {
+    (1..=max)
         .map(|t| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(t)
                 .build()
                 .unwrap()
         })
-        .collect();
+        .collect()
+}
+
+/// Runs `c = a w^T + bias (+ epilogue)` (`m x n`, A `m x k` at stride `lda`) through `gemm_par`
+/// on each pool, one scratch per thread, and asserts that every pool's C equals the first's
+/// bit for bit (and that it is finite); `what` names the case.
+#[allow(clippy::too_many_arguments)]
+fn assert_threads_agree(
+    kernels: &Kernels,
+    pools: &[rayon::ThreadPool],
+    (m, k, n, lda): (usize, usize, usize, usize),
+    a: &[f32],
+    w: Weights<'_>,
+    bias: &[f32],
+    epilogue: Epilogue<'_>,
+    what: &str,
+) {
+    let run = |pool: &rayon::ThreadPool| {
+        let mut out = vec![f32::NAN; m * n];
+        let mut scratch = vec![GemmScratch::default(); pool.current_num_threads()];
+        let p = Gemm {
+            k,
+            a,
+            lda,
+            w,
+            bias: Some(bias),
+            epilogue,
+            c: MatMut::new(&mut out, m, n, n),
+        };
+        gemm_par(kernels, p, &mut scratch, pool);
+        out
+    };
+    let one = run(&pools[0]);
+    assert!(one.iter().all(|v| v.is_finite()), "{what}: not finite");
+    for pool in &pools[1..] {
+        let got = run(pool);
+        let same = got
+            .iter()
+            .zip(&one)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(
+            same,
+            "{} ({} {}) {what} m={m} k={k} n={n}: {} threads differ",
+            kernels.isa,
+            kernels.int8,
+            kernels.bf16,
+            pool.current_num_threads()
+        );
+    }
+}
+
+/// Any number of threads gives bit-identical results (each part, of M or of N on a panel
+/// boundary, is a GEMM of its own), on every path, for every weight type and epilogue.
+#[test]
+fn threads_are_bit_identical() {
+    let pools = pools(4);
     for (wt, kernels) in cases()
         .into_iter()
         .flat_map(|(wt, ts)| ts.into_iter().map(move |t| (wt, t)))
@@ -448,38 +510,17 @@ fn threads_are_bit_identical() {
                 Epilogue::Gelu,
                 Epilogue::Residual { r: &res, ld: n },
             ] {
-                let run = |pool: &rayon::ThreadPool| {
-                    let mut out = vec![f32::NAN; m * n];
-                    let mut scratch = vec![GemmScratch::default(); pool.current_num_threads()];
-                    let p = Gemm {
-                        k,
-                        a: &a,
-                        lda: k,
-                        // Input scales for int8 (ignored by float weights' packing).
-                        w: packed.weights(Some(&factors)),
-                        bias: Some(&bias),
-                        epilogue,
-                        c: MatMut::new(&mut out, m, n, n),
-                    };
-                    gemm_par(&kernels, p, &mut scratch, pool);
-                    out
-                };
-                let one = run(&pools[0]);
-                assert!(one.iter().all(|v| v.is_finite()));
-                for pool in &pools[1..] {
-                    let got = run(pool);
-                    let same = got
-                        .iter()
-                        .zip(&one)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(
-                        same,
-                        "{} ({}) {wt:?} m={m} k={k} n={n} {} threads differ",
-                        kernels.isa,
-                        kernels.int8,
-                        pool.current_num_threads()
-                    );
-                }
+                assert_threads_agree(
+                    &kernels,
+                    &pools,
+                    (m, k, n, k),
+                    &a,
+                    // Input scales for int8 (ignored by float weights' packing).
+                    packed.weights(Some(&factors)),
+                    &bias,
+                    epilogue,
+                    &format!("{wt:?} {}", epilogue_name(&epilogue)),
+                );
             }
         }
     }
@@ -493,14 +534,7 @@ fn threads_are_bit_identical() {
 /// (`MIN_SHARED_PACK`, one micro-panel).
 #[test]
 fn threads_share_one_packing_of_a() {
-    let pools: Vec<rayon::ThreadPool> = (1..=3)
-        .map(|t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let pools = pools(3);
     let mut shared = 0;
     for (wt, kernels) in cases()
         .into_iter()
@@ -537,38 +571,16 @@ fn threads_share_one_packing_of_a() {
             let packed = Packed::new(wt, &values(n * k, 12), n, k, group);
             let factors: Vec<f32> = values(k, 13).iter().map(|v| v.abs() + 0.5).collect();
             let bias = values(n, 14);
-            let run = |pool: &rayon::ThreadPool| {
-                let mut out = vec![f32::NAN; m * n];
-                let mut scratch = vec![GemmScratch::default(); pool.current_num_threads()];
-                let p = Gemm {
-                    k,
-                    a: &a,
-                    lda,
-                    w: packed.weights(Some(&factors)),
-                    bias: Some(&bias),
-                    epilogue: Epilogue::Gelu,
-                    c: MatMut::new(&mut out, m, n, n),
-                };
-                gemm_par(&kernels, p, &mut scratch, pool);
-                out
-            };
-            let one = run(&pools[0]);
-            assert!(one.iter().all(|v| v.is_finite()));
-            for pool in &pools[1..] {
-                let got = run(pool);
-                let same = got
-                    .iter()
-                    .zip(&one)
-                    .all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(
-                    same,
-                    "{} ({} {}) {wt:?} m={m} k={k} n={n} {group:?}: {} threads differ",
-                    kernels.isa,
-                    kernels.int8,
-                    kernels.bf16,
-                    pool.current_num_threads()
-                );
-            }
+            assert_threads_agree(
+                &kernels,
+                &pools,
+                (m, k, n, lda),
+                &a,
+                packed.weights(Some(&factors)),
+                &bias,
+                Epilogue::Gelu,
+                &format!("{wt:?} {group:?}"),
+            );
         }
     }
     eprintln!("{shared} tables share A's packing");

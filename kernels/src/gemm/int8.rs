@@ -342,27 +342,16 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
         None => (k.max(1), 1),
     };
     let layout = ALayout::of(&p);
-    if let ASource::Packed(a) = &source {
-        assert!(
-            a.holds(layout, m.div_ceil(MR) * MR),
-            "gemm: A packed for fewer rows"
-        );
-    }
+    source.check(layout, m.div_ceil(MR) * MR);
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(mc_step) {
         let mc = mc_step.min(m - ic);
-        // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`.
-        let (packed, base) = match &mut source {
-            ASource::Own(scratch) => {
-                let GemmScratch { a, tmp, .. } = &mut **scratch;
-                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR);
-                let grouped = w.groups.map(|_| size);
-                let a_ic = &p.a[ic * p.lda..];
-                pack_a_i8::<D, MR>(a_ic, p.lda, mc, k, w.input_scale, grouped, false, out, tmp);
-                (&*a, 0)
-            }
-            ASource::Packed(a) => (&**a, ic),
-        };
+        // Row `ir` of the block is row `base + ir` of `packed`.
+        let a_ic = &p.a[ic * p.lda..];
+        let grouped = w.groups.map(|_| size);
+        let (packed, base) = source.block(ic, layout, mc.div_ceil(MR) * MR, |out, tmp| {
+            pack_a_i8::<D, MR>(a_ic, p.lda, mc, k, w.input_scale, grouped, false, out, tmp)
+        });
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;

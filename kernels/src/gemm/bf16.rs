@@ -167,12 +167,19 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     let wp = w.as_ptr().cast::<u32>();
     for ic in (0..m).step_by(mc_step) {
         let mc = mc_step.min(m - ic);
-        // Row `ir` of the block is row `base + ir` of `packed`.
-        let a_ic = &p.a[ic * p.lda..];
-        let (packed, base) = source.block(ic, layout, mc.div_ceil(MR) * MR, |out, tmp| {
-            // SAFETY: the caller runs on D's ISA.
-            unsafe { pack_a_bf16::<D, MR>(a_ic, p.lda, mc, k, &mut tmp.rows_bf16, out.bf16) }
-        });
+        // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`
+        // (a match, not a closure, as in the int8 driver).
+        let (packed, base) = match &mut source {
+            ASource::Own(scratch) => {
+                let GemmScratch { a, tmp, .. } = &mut **scratch;
+                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR).bf16;
+                let a_ic = &p.a[ic * p.lda..];
+                // SAFETY: the caller runs on D's ISA.
+                unsafe { pack_a_bf16::<D, MR>(a_ic, p.lda, mc, k, &mut tmp.rows_bf16, out) };
+                (&*a, 0)
+            }
+            ASource::Packed(a) => (&**a, ic),
+        };
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;

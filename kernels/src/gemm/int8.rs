@@ -346,12 +346,20 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     let c_ptr = p.c.as_mut_ptr();
     for ic in (0..m).step_by(mc_step) {
         let mc = mc_step.min(m - ic);
-        // Row `ir` of the block is row `base + ir` of `packed`.
-        let a_ic = &p.a[ic * p.lda..];
-        let grouped = w.groups.map(|_| size);
-        let (packed, base) = source.block(ic, layout, mc.div_ceil(MR) * MR, |out, tmp| {
-            pack_a_i8::<D, MR>(a_ic, p.lda, mc, k, w.input_scale, grouped, false, out, tmp)
-        });
+        // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`.
+        // (A match, not a closure: the release build compiled a closure here out of line,
+        // without the kernel's target features, and took twice the time.)
+        let (packed, base) = match &mut source {
+            ASource::Own(scratch) => {
+                let GemmScratch { a, tmp, .. } = &mut **scratch;
+                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR);
+                let grouped = w.groups.map(|_| size);
+                let a_ic = &p.a[ic * p.lda..];
+                pack_a_i8::<D, MR>(a_ic, p.lda, mc, k, w.input_scale, grouped, false, out, tmp);
+                (&*a, 0)
+            }
+            ASource::Packed(a) => (&**a, ic),
+        };
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * kp + (jr % PANEL) * 4;

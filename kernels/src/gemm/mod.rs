@@ -538,28 +538,6 @@ impl ASource<'_> {
             assert!(a.holds(layout, rows), "gemm: A packed for fewer rows");
         }
     }
-
-    /// The packed rows of the block of A from row `ic`, and the row of the block's first: packed
-    /// now by `pack` into the scratch (`rows` rows of `layout`, the block's first at row 0), or
-    /// beforehand (the block's first at row `ic`). Inlined, with `pack`, into the kernels'
-    /// target-feature functions.
-    #[inline(always)]
-    pub(super) fn block(
-        &mut self,
-        ic: usize,
-        layout: ALayout,
-        rows: usize,
-        pack: impl FnOnce(PackedAMut<'_>, &mut PackTmp),
-    ) -> (&PackedA, usize) {
-        match self {
-            ASource::Own(scratch) => {
-                let GemmScratch { a, tmp, .. } = &mut **scratch;
-                pack(a.rows_mut(layout, rows), tmp);
-                (&*a, 0)
-            }
-            ASource::Packed(a) => (&**a, ic),
-        }
-    }
 }
 
 /// The buffers packing A goes through, per thread.

@@ -396,8 +396,8 @@ pub struct GemmScratch {
     packed_a: Vec<f32>,
     /// One panel's KC block of half weights, widened.
     widened: Vec<f32>,
-    /// The int8 and bf16 GEMMs' packed A block; in the first scratch of [`gemm_par`], all of A
-    /// packed once for every thread.
+    /// The int8 and bf16 GEMMs' packed A block; in the first scratch of [`gemm_par`], also the
+    /// block that its threads pack once between them.
     a: PackedA,
     /// What packing A goes through.
     tmp: PackTmp,
@@ -813,8 +813,9 @@ pub fn gemm_par(
 
 /// A GEMM path in two stages, through which [`gemm_par`]'s threads share one packing of A
 /// when they divide N: each packs some of a block of A's rows into the first scratch, then
-/// each computes its part of N for the block's rows. Every element of C sees the operations it would in one
-/// call of the path's GEMM (the packing of a row does not depend on the other rows).
+/// each computes its part of N for the block's rows. Every element of C sees the operations
+/// it would in one call of the path's GEMM (the packing of a row does not depend on the other
+/// rows).
 #[derive(Clone, Copy, Debug)]
 pub struct SharedGemm {
     /// Rows per micro-panel of the packing, with activations per row and (int8) per group: a
@@ -824,7 +825,7 @@ pub struct SharedGemm {
     /// Packs rows `rows` of A (from a micro-panel boundary) into the view, which starts at
     /// row `rows.start`.
     pub(crate) pack: fn(&Gemm<'_>, std::ops::Range<usize>, PackedAMut<'_>, &mut PackTmp),
-    /// The GEMM over A packed whole.
+    /// The GEMM over its A packed whole (by the parts' `pack`).
     pub(crate) compute: fn(Gemm<'_>, &PackedA),
 }
 

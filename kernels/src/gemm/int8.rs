@@ -251,18 +251,8 @@ pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize, const M
     p: Gemm<'_>,
     scratch: &mut GemmScratch,
 ) {
-    p.check();
-    let Weights::I8(w) = p.w else {
-        panic!("gemm: the table routed other weights here");
-    };
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe {
-        if w.groups.is_some() {
-            blocks_i8::<D, MRG, NV>(p, w, ASource::Own(scratch))
-        } else {
-            blocks_i8::<D, MR, NV>(p, w, ASource::Own(scratch))
-        }
-    }
+    unsafe { by_grouping::<D, MR, NV, MRG>(p, ASource::Own(scratch)) }
 }
 
 /// [`gemm_i8`] over A packed beforehand, all of its rows, by [`pack_i8`] of the same `D`,
@@ -278,6 +268,17 @@ pub(crate) unsafe fn gemm_i8_packed<
     p: Gemm<'_>,
     a: &PackedA,
 ) {
+    // SAFETY: the caller runs on D's ISA (this function's contract).
+    unsafe { by_grouping::<D, MR, NV, MRG>(p, ASource::Packed(a)) }
+}
+
+/// [`blocks_i8`] on MR rows per micro-panel for activations per row, MRG per group. Safety:
+/// the caller runs on D's ISA.
+#[inline(always)]
+unsafe fn by_grouping<D: DotI8, const MR: usize, const NV: usize, const MRG: usize>(
+    p: Gemm<'_>,
+    source: ASource<'_>,
+) {
     p.check();
     let Weights::I8(w) = p.w else {
         panic!("gemm: the table routed other weights here");
@@ -285,9 +286,9 @@ pub(crate) unsafe fn gemm_i8_packed<
     // SAFETY: the caller runs on D's ISA (this function's contract).
     unsafe {
         if w.groups.is_some() {
-            blocks_i8::<D, MRG, NV>(p, w, ASource::Packed(a))
+            blocks_i8::<D, MRG, NV>(p, w, source)
         } else {
-            blocks_i8::<D, MR, NV>(p, w, ASource::Packed(a))
+            blocks_i8::<D, MR, NV>(p, w, source)
         }
     }
 }

@@ -8,7 +8,8 @@
 //!         [-- --ms 1,8,32 --min-ms 150 --dtypes i8,i8g64,i8g128,bf16 --kn 768x3072,3072x768 \
 //!            --threads 1 --json out.json]
 //!
-//! With `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--threads T`
+//! With `BERTH_ISA` set, only that path's tables run (its kernel and its fallbacks). With
+//! `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--threads T`
 //! above 1 each GEMM runs through `gemm_par` on a pool of T threads (how the engine runs it),
 //! and GOP/s is the pool's.
 
@@ -81,10 +82,21 @@ fn main() {
             std::process::exit(1);
         }
     };
-    // One table per distinct int8 kernel and per distinct bf16 kernel, best first.
+    // One table per distinct int8 kernel and per distinct bf16 kernel, best first, of the path
+    // BERTH_ISA names if it is set.
+    let only = match std::env::var_os("BERTH_ISA") {
+        Some(_) => match berth_kernels::kernels() {
+            Ok(k) => Some(k.isa),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
     let tables: Vec<Kernels> = variants()
         .into_iter()
-        .filter(|t| t.isa != Isa::Scalar)
+        .filter(|t| t.isa != Isa::Scalar && only.is_none_or(|isa| t.isa == isa))
         .collect();
     let mut int8: Vec<Kernels> = Vec::new();
     let mut bf16: Vec<Kernels> = Vec::new();

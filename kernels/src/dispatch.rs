@@ -106,8 +106,9 @@ impl Kernels {
     }
 
     /// [`Kernels::build`] as if the CPU had only `features`, which must be a subset of what
-    /// it has (the installed kernels rely on them): how tests take the fallbacks of a CPU
-    /// without a feature, or of a process refused AMX.
+    /// it has (the installed kernels rely on them; `vdpbf16ps_fast`, a preference, may be
+    /// either): how tests take the fallbacks of a CPU without a feature, or of a process
+    /// refused AMX, and the kernels another CPU would prefer.
     fn build_with(features: &CpuFeatures, isa: Isa, dot: bool) -> Result<Kernels, IsaError> {
         if !features.supports(isa) {
             return Err(IsaError::Unsupported {
@@ -151,12 +152,21 @@ pub fn supported_isas() -> Vec<Isa> {
 
 /// Every table this CPU can run: each supported path with its best int8 instructions, and
 /// again without the optional dot-product extensions where it has them (the fallbacks a CPU
-/// without them would run). Tests hold each against the reference.
+/// without them would run), and with AVX-512 BF16's bf16 kernels where the CPU has them but
+/// prefers widening (`CpuFeatures::vdpbf16ps_fast`). Tests hold each against the reference.
 pub fn variants() -> Vec<Kernels> {
     let mut out = Vec::new();
+    let cpu = *cpu_features();
+    let mut features = vec![cpu];
+    if cpu.avx512bf16 && !cpu.vdpbf16ps_fast {
+        features.push(CpuFeatures {
+            vdpbf16ps_fast: true,
+            ..cpu
+        });
+    }
     for isa in supported_isas() {
-        for dot in [true, false] {
-            if let Ok(k) = Kernels::build(isa, dot) {
+        for (f, dot) in features.iter().flat_map(|f| [(f, true), (f, false)]) {
+            if let Ok(k) = Kernels::build_with(f, isa, dot) {
                 if !out
                     .iter()
                     .any(|o: &Kernels| o.isa == k.isa && o.int8 == k.int8 && o.bf16 == k.bf16)
@@ -204,7 +214,7 @@ macro_rules! int8_path {
         const $shared: SharedGemm = {
             simd_entry!(pack, $features, [$d, $mr, $mrg], gemm::pack_i8, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
             simd_entry!(compute, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8_packed, (p: Gemm<'_>, a: &PackedA));
-            SharedGemm { mr: $mr, mr_grouped: $mrg, pack, compute }
+            SharedGemm { mr: $mr, mr_grouped: $mrg, bf16_words: 1, pack, compute }
         };
     };
 }
@@ -216,7 +226,7 @@ macro_rules! bf16_path {
         const $shared: SharedGemm = {
             simd_entry!(pack, $features, [$d, $mr], gemm::pack_bf16, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
             simd_entry!(compute, $features, [$d, $mr, $nv], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA));
-            SharedGemm { mr: $mr, mr_grouped: $mr, pack, compute }
+            SharedGemm { mr: $mr, mr_grouped: $mr, bf16_words: <$d as crate::simd::DotBf16>::A_WORDS, pack, compute }
         };
     };
 }
@@ -331,7 +341,7 @@ mod x86 {
             k.gemm_i8 = gemm_i8_avx512_vnni;
             k.shared_i8 = Some(SHARED_I8_AVX512_VNNI);
         }
-        if dot && f.avx512bf16 {
+        if dot && f.avx512bf16 && f.vdpbf16ps_fast {
             k.bf16 = "avx512-bf16";
             k.gemm_bf16 = gemm_bf16_avx512_bf16;
             k.shared_bf16 = Some(SHARED_BF16_AVX512_BF16);
@@ -425,6 +435,32 @@ mod tests {
     use super::*;
     use crate::amx::{support_with, AmxSupport};
     use crate::gemm::{Epilogue, MatMut, PackedI8Buf};
+
+    /// AVX-512's bf16 kernels follow `vdpbf16ps_fast` (the widened ones where `vdpbf16ps` is
+    /// the slower), and `variants()` holds both kinds wherever the CPU has AVX-512 BF16, so
+    /// that the tests run the kernels another CPU would prefer.
+    #[test]
+    fn bf16_kernels_follow_the_preference() {
+        let cpu = *cpu_features();
+        assert!(!cpu.vdpbf16ps_fast || cpu.avx512bf16, "{cpu:?}");
+        if !(cpu.supports(Isa::Avx512) && cpu.avx512bf16) {
+            return;
+        }
+        for (fast, want) in [(true, "avx512-bf16"), (false, "widened")] {
+            let f = CpuFeatures {
+                vdpbf16ps_fast: fast,
+                ..cpu
+            };
+            let k = Kernels::build_with(&f, Isa::Avx512, true).expect("AVX-512 builds");
+            assert_eq!(k.bf16, want);
+            assert!(
+                variants()
+                    .iter()
+                    .any(|v| v.isa == Isa::Avx512 && v.bf16 == want),
+                "variants() lacks AVX-512 {want}"
+            );
+        }
+    }
 
     /// A process the OS refuses AMX gets AVX-512's table (VNNI and AVX-512 BF16 where the CPU
     /// has them), `BERTH_ISA=amx` is an error rather than a silent fallback, and the int8 GEMM

@@ -159,7 +159,8 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     // Blocks of whole micro-panels, so that A packed whole has each block's rows where a
     // block's packing would put them.
     let mc_step = MC / MR * MR;
-    let layout = ALayout::of(&p);
+    let words = D::A_WORDS;
+    let layout = ALayout::of(&p).bf16_words(words);
     source.check(layout, m.div_ceil(MR) * MR);
     let c_ptr = p.c.as_mut_ptr();
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
@@ -185,11 +186,11 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
             let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;
             for ir in (0..mc).step_by(MR) {
                 let out = p.tile_out(c_ptr, (ic + ir, jr), (MR.min(mc - ir), nc), true, true);
-                let a = packed.bf16[(base + ir) * steps..].as_ptr();
+                let a = packed.bf16[(base + ir) * steps * words..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wq = wp.wrapping_add(w_off);
                 // SAFETY: `check` validated every size; the tile reads the packed A (MR x
-                // steps pairs from row `base + ir`: the packing holds whole micro-panels),
+                // steps pairs of `words` u32 from row `base + ir`: the packing holds whole micro-panels),
                 // `steps` rows of NR pairs PANEL apart from `w_off` inside the slice's panel,
                 // and C at (row, jr) with mr x nc valid; the caller runs on D's ISA.
                 unsafe { kernel::run_bf16::<D, MR, NV>(steps, a, wq, &out) };
@@ -199,9 +200,10 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
 }
 
 /// Rounds `mc` rows of A to bf16 and packs them into MR-row micro-panels of pairs: panel `q`
-/// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`). Each
-/// panel's rows are rounded into `rows` (grown to MR x `k.div_ceil(2)` pairs) first, then
-/// interleaved. Safety: the caller runs on D's ISA.
+/// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`), each as
+/// `D::A_WORDS` u32 (the pair, or its two values widened to f32). Each panel's rows are
+/// rounded into `rows` (grown to MR x `k.div_ceil(2)` pairs) first, then interleaved.
+/// Safety: the caller runs on D's ISA.
 #[inline(always)]
 unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
     a: &[f32],
@@ -224,7 +226,25 @@ unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
                 dst.fill(0);
             }
         }
-        interleave::<u32, MR, 1>(rows, &mut out[q * MR * steps..(q + 1) * MR * steps]);
+        let len = MR * steps * D::A_WORDS;
+        let panel = &mut out[q * len..(q + 1) * len];
+        match D::A_WORDS {
+            1 => interleave::<u32, MR, 1>(rows, panel),
+            _ => interleave_widened::<MR>(rows, panel),
+        }
+    }
+}
+
+/// [`interleave`] of MR rows of bf16 pairs, each pair written as its two values widened to
+/// f32 (the first, then the second): `panel` holds twice `block`'s words.
+fn interleave_widened<const MR: usize>(block: &[u32], panel: &mut [u32]) {
+    let len = block.len() / MR;
+    for (g, dst) in panel.chunks_exact_mut(2 * MR).enumerate() {
+        for (r, d) in dst.chunks_exact_mut(2).enumerate() {
+            let pair = block[r * len + g];
+            d[0] = pair << 16;
+            d[1] = pair & 0xffff_0000;
+        }
     }
 }
 

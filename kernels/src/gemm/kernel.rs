@@ -265,10 +265,10 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
-/// The bf16 microkernel: `steps` pairs along K of `a` (MR u32 pairs each) times `w` (NV
-/// vectors of weight pairs, steps `PANEL` u32 apart), summed in f32 by [`DotBf16::dot`]. bf16
-/// contract: `a` is valid for `steps * MR` reads, `w` for `steps` rows of NR u32 spaced PANEL
-/// apart, `c` as in the float contract.
+/// The bf16 microkernel: `steps` pairs along K of `a` (MR pairs each, `A_WORDS` u32 a pair)
+/// times `w` (NV vectors of weight pairs, steps `PANEL` u32 apart), summed in f32 by
+/// [`DotBf16::dot`]. bf16 contract: `a` is valid for `steps * MR * A_WORDS` reads, `w` for
+/// `steps` rows of NR u32 spaced PANEL apart, `c` as in the float contract.
 #[inline(always)]
 pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     steps: usize,
@@ -288,12 +288,12 @@ pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize>(
                 *v = D::load_w(w.add(j * l));
             }
             for (i, acc_i) in acc.iter_mut().enumerate() {
-                let ai = D::bcast(*a.add(i));
+                let ai = D::bcast_a(a.add(i * D::A_WORDS));
                 for (j, acc_ij) in acc_i.iter_mut().enumerate() {
                     *acc_ij = D::dot(*acc_ij, ai, wv[j]);
                 }
             }
-            a = a.add(MR);
+            a = a.add(MR * D::A_WORDS);
             w = w.add(PANEL);
         }
         store::<D::S, MR, NV>(&acc, out);

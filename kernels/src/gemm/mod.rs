@@ -415,7 +415,8 @@ pub(crate) struct PackedA {
     pub(crate) zp: Vec<i32>,
     /// int8 per activation group: the scale times the zero point.
     pub(crate) corr: Vec<f32>,
-    /// bf16 pairs: MR-row micro-panels, or whole rows for the AMX tiles.
+    /// bf16 pairs (or their values widened to f32: [`crate::simd::DotBf16::A_WORDS`]): MR-row
+    /// micro-panels, or whole rows for the AMX tiles.
     pub(crate) bf16: Vec<u32>,
 }
 
@@ -456,6 +457,15 @@ impl ALayout {
                 ..none
             },
             Weights::F32(_) | Weights::F16(_) => none,
+        }
+    }
+
+    /// This layout with `words` u32 per pair of bf16 activations (the kernel's
+    /// [`crate::simd::DotBf16::A_WORDS`]) instead of one.
+    pub(crate) fn bf16_words(self, words: usize) -> ALayout {
+        ALayout {
+            bf16: self.bf16 * words,
+            ..self
         }
     }
 }
@@ -548,7 +558,7 @@ pub(crate) struct PackTmp {
     pub(crate) row_u8: Vec<u8>,
     /// One row of A times the int8 weights' input scales.
     pub(crate) row_f32: Vec<f32>,
-    /// One micro-panel's rows of bf16 pairs, before they are interleaved.
+    /// One micro-panel's rows of bf16 pairs, before they are interleaved (and widened).
     pub(crate) rows_bf16: Vec<u32>,
     /// The reference's per-group scales and zero points of one row.
     ref_scale: Vec<f32>,
@@ -822,6 +832,9 @@ pub struct SharedGemm {
     /// part packs whole micro-panels.
     pub(crate) mr: usize,
     pub(crate) mr_grouped: usize,
+    /// u32 per pair of bf16 activations in the packing ([`crate::simd::DotBf16::A_WORDS`];
+    /// 1 for int8, where it is not read).
+    pub(crate) bf16_words: usize,
     /// Packs rows `rows` of A (from a micro-panel boundary) into the view, which starts at
     /// row `rows.start`.
     pub(crate) pack: fn(&Gemm<'_>, std::ops::Range<usize>, PackedAMut<'_>, &mut PackTmp),
@@ -881,7 +894,7 @@ fn shared_block(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels:
         return;
     }
     let GemmScratch { a, tmp, .. } = first;
-    let out = a.rows_mut(ALayout::of(&p), units * mr);
+    let out = a.rows_mut(ALayout::of(&p).bf16_words(s.bf16_words), units * mr);
     split_pack(s, &p, 0..units, mr, out, tmp, &mut rest[..packers - 1]);
     split_compute(s, p, a, 1 + rest.len(), panels);
 }

@@ -12,7 +12,7 @@ mod common;
 
 use berth_kernels::gemm::{
     act_group_sums, act_groups, gemm_par, pack_weights, pack_weights_bf16, to_bf16, ActGroups,
-    Epilogue, Gemm, GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights,
+    Epilogue, Gemm, GemmScratch, MatMut, PackedI8, PackedI8Buf, Weights, KC_I8,
 };
 use berth_kernels::quant::{quantize_row_asym, quantize_row_i8};
 use berth_kernels::{supported_isas, tolerance, variants, Kernels};
@@ -603,6 +603,8 @@ fn int8_sums_are_exact() {
             (257, 31, 20),
             (6, 17, 1025),
             (4, 16, 3),
+            // Two blocks of rows, each over two K ranges.
+            (257, 17, KC_I8 + 5),
         ]);
     let ints = |len: usize, seed: u64| -> Vec<i8> {
         common::values(len, seed, 127.5)
@@ -699,7 +701,13 @@ fn int8_grouped_sums_are_exact() {
     const GROUP: usize = 8;
     let shapes = (0..=17)
         .flat_map(|m| (0..=17).map(move |n| (m, n, (m * 5 + n * 7) % 30)))
-        .chain([(9, 65, 300), (6, 17, 257), (257, 31, 20), (8, 33, 96)]);
+        .chain([(9, 65, 300), (6, 17, 257), (257, 31, 20), (8, 33, 96)])
+        // Deeper than KC_I8: the K ranges' carries (a last range of 232 and of 7).
+        .chain([
+            (9, 65, KC_I8 + 232),
+            (5, 33, 2 * KC_I8 + 7),
+            (257, 9, KC_I8 + 40),
+        ]);
     let ints = |len: usize, seed: u64| -> Vec<i8> {
         common::values(len, seed, 127.5)
             .into_iter()

@@ -318,6 +318,12 @@ pub(crate) unsafe fn pack_i8<D: DotI8, const MR: usize, const MRG: usize>(
     }
 }
 
+/// Deepest K an int8 tile runs in one go, so that the weight panel's range (32 channels x
+/// KC_I8 bytes, 24 KiB) and the A micro-panel's stay in L1 while the block's tiles run it.
+/// BERT-base's down projection (K = 3072) runs in four ranges, MiniLM's (1536) in two. 768
+/// beat 512 and 1024 (`gemm_sweep`, M = 128); see docs/KERNELS.md.
+pub const KC_I8: usize = 768;
+
 /// [`gemm_i8`]'s loops over one microkernel shape.
 #[inline(always)]
 unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
@@ -345,6 +351,16 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     let layout = ALayout::of(&p);
     source.check(layout, m.div_ceil(MR) * MR);
     let c_ptr = p.c.as_mut_ptr();
+    // K in ranges of at most KC_I8 (whole groups), each run over all of a block's tiles in
+    // turn (`kernel::KRange`); each tile's accumulators wait in `carry` (MR x NR values at row
+    // `ir` times NR) between its ranges, which writes them before it reads them.
+    let range = match w.groups {
+        Some(_) => (KC_I8 / size).max(1) * (size / 4),
+        None => KC_I8 / 4,
+    };
+    let ranges = steps.div_ceil(range).max(1);
+    let mut carry = std::mem::MaybeUninit::<[f32; MC * PANEL]>::uninit();
+    let carry = carry.as_mut_ptr().cast::<f32>();
     for ic in (0..m).step_by(mc_step) {
         let mc = mc_step.min(m - ic);
         // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`.
@@ -380,40 +396,53 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                 let at = (jr / PANEL) * PANEL * count + jr % PANEL;
                 g.sums.as_ptr().wrapping_add(at)
             });
-            for ir in (0..mc).step_by(MR) {
-                let row = ic + ir;
-                let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
-                let pr = base + ir;
-                let a = packed.codes[pr * kp..].as_ptr();
-                // Not sliced: with k = 0 there are no weights, and none are read.
-                let wp = w.q.as_ptr().wrapping_add(w_off);
-                if let Some(sums) = sums {
-                    let g = kernel::Groups {
-                        steps: size / 4,
-                        count,
-                        scale: packed.scale[pr * count..].as_ptr(),
-                        corr: packed.corr[pr * count..].as_ptr(),
-                        sums,
+            for kr in 0..ranges {
+                for ir in (0..mc).step_by(MR) {
+                    let start = kr * range;
+                    let r = kernel::KRange {
+                        start,
+                        steps: range.min(steps - start),
+                        resume: kr > 0,
+                        suspend: kr + 1 < ranges,
+                        // Inside `carry`: `ir + MR <= mc_step <= MC` rows of NR <= PANEL.
+                        carry: carry.wrapping_add(ir * nr),
                     };
-                    // SAFETY: `check` validated every size; the tile reads the packed A
-                    // (MR x kp bytes from row `pr`), `steps` weight groups of 128 bytes from
-                    // `w_off` (4 NR of each), MR x count scales and terms from row `pr` (the
-                    // packing holds whole micro-panels), `count` groups of NR sums PANEL
-                    // apart inside the slice's panel (whole panels are stored), NR weight
-                    // scales (in place when nc = NR, else padded), and C at (row, jr) with
-                    // mr x nc valid.
-                    unsafe { kernel::run_i8_grouped::<D, MR, NV>(steps, a, &g, wp, ws, &out) };
-                    continue;
+                    let row = ic + ir;
+                    let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
+                    let pr = base + ir;
+                    let a = packed.codes[pr * kp..].as_ptr();
+                    // Not sliced: with k = 0 there are no weights, and none are read.
+                    let wp = w.q.as_ptr().wrapping_add(w_off);
+                    if let Some(sums) = sums {
+                        let g = kernel::Groups {
+                            steps: size / 4,
+                            count,
+                            scale: packed.scale[pr * count..].as_ptr(),
+                            corr: packed.corr[pr * count..].as_ptr(),
+                            sums,
+                        };
+                        // SAFETY: `check` validated every size; the tile reads the packed A
+                        // (MR x kp bytes from row `pr`), `steps` weight groups of 128 bytes from
+                        // `w_off` (4 NR of each), MR x count scales and terms from row `pr` (the
+                        // packing holds whole micro-panels), `count` groups of NR sums PANEL
+                        // apart inside the slice's panel (whole panels are stored), NR weight
+                        // scales (in place when nc = NR, else padded), and C at (row, jr) with
+                        // mr x nc valid.
+                        unsafe { kernel::run_i8_grouped::<D, MR, NV>(&r, a, &g, wp, ws, &out) };
+                        continue;
+                    }
+                    let mut a_scale = [0.0f32; MR];
+                    a_scale.copy_from_slice(&packed.scale[pr..pr + MR]);
+                    let mut a_zp = [0i32; MR];
+                    a_zp.copy_from_slice(&packed.zp[pr..pr + MR]);
+                    // SAFETY: `check` validated every size; the tile reads the packed A (MR x kp
+                    // bytes from row `pr`), `steps` weight groups of 128 bytes from `w_off` (4 NR
+                    // of each), NR sums and scales (in place when nc = NR, so `jr + NR <= n`; else
+                    // padded), and C at (row, jr) with mr x nc valid.
+                    unsafe {
+                        kernel::run_i8::<D, MR, NV>(&r, a, &a_scale, &a_zp, wp, cs, ws, &out)
+                    };
                 }
-                let mut a_scale = [0.0f32; MR];
-                a_scale.copy_from_slice(&packed.scale[pr..pr + MR]);
-                let mut a_zp = [0i32; MR];
-                a_zp.copy_from_slice(&packed.zp[pr..pr + MR]);
-                // SAFETY: `check` validated every size; the tile reads the packed A (MR x kp
-                // bytes from row `pr`), `steps` weight groups of 128 bytes from `w_off` (4 NR
-                // of each), NR sums and scales (in place when nc = NR, so `jr + NR <= n`; else
-                // padded), and C at (row, jr) with mr x nc valid.
-                unsafe { kernel::run_i8::<D, MR, NV>(steps, a, &a_scale, &a_zp, wp, cs, ws, &out) };
             }
         }
     }

@@ -167,13 +167,77 @@ unsafe fn dot_steps<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
-/// The int8 microkernel: `groups` groups of 4 along K; the exact i32 sums, corrected by each
-/// row's zero point (`a_zp`, as [`DotI8::to_f32`] takes it), are scaled by the row's activation
-/// scale and the channel's weight scale.
+/// [`dot_steps`] with the even steps summed into `acc` and the odd ones into a second set of
+/// accumulators, added into `acc` at the end (twice the independent chains, the same sums).
+#[inline(always)]
+unsafe fn dot_steps_split<D: DotI8, const MR: usize, const NV: usize>(
+    steps: usize,
+    a: *const u8,
+    w: *const i8,
+    acc: &mut [[D::I; NV]; MR],
+) {
+    // SAFETY: as `dot_steps` (the same `steps` groups, read two at a time).
+    unsafe {
+        let mut odd = [[D::zero(); NV]; MR];
+        let (mut a, mut w) = (a, w);
+        for _ in 0..steps / 2 {
+            dot_steps::<D, MR, NV>(1, a, w, acc);
+            dot_steps::<D, MR, NV>(1, a.add(MR * 4), w.add(PANEL * 4), &mut odd);
+            a = a.add(2 * MR * 4);
+            w = w.add(2 * PANEL * 4);
+        }
+        if steps % 2 == 1 {
+            dot_steps::<D, MR, NV>(1, a, w, acc);
+        }
+        for (acc_i, odd_i) in acc.iter_mut().zip(&odd) {
+            for (x, &y) in acc_i.iter_mut().zip(odd_i) {
+                *x = D::add(*x, y);
+            }
+        }
+    }
+}
+
+/// The part of K an int8 tile runs: `steps` groups of 4 k from group `start` (`a` and `w`
+/// point at K's start). The driver cuts a deep K into ranges, each run over all of a block's
+/// tiles in turn, so that a weight panel's range stays in L1 for them; a tile's accumulators
+/// wait in `carry` between its ranges. `resume`: they start from `carry` (else from zero);
+/// `suspend`: they are left there (else the tile is finished and stored). The sums are the
+/// same as in one range, bit for bit: i32 sums are exact, and the f32 sums of groups keep
+/// their order.
+#[derive(Clone, Copy)]
+pub(super) struct KRange {
+    pub start: usize,
+    pub steps: usize,
+    pub resume: bool,
+    pub suspend: bool,
+    /// Valid for MR x NR f32 (one tile's accumulators, i32 or f32) when `resume` or
+    /// `suspend`.
+    pub carry: *mut f32,
+}
+
+/// Reads the accumulators `T` (MR x NV vectors, MR x NR values) that a suspended range left
+/// at `carry`. Safety: `carry` holds a `T` written by [`suspend`].
+#[inline(always)]
+unsafe fn resume<T: Copy>(carry: *const f32) -> T {
+    // SAFETY: the caller's contract; an unaligned read, as the write was.
+    unsafe { carry.cast::<T>().read_unaligned() }
+}
+
+/// Leaves the accumulators `acc` at `carry`. Safety: `carry` is valid for `size_of::<T>()`
+/// bytes (MR x NR f32).
+#[inline(always)]
+unsafe fn suspend<T: Copy>(carry: *mut f32, acc: T) {
+    // SAFETY: the caller's contract; `T` is plain vector data, read back only as the same `T`.
+    unsafe { carry.cast::<T>().write_unaligned(acc) }
+}
+
+/// The int8 microkernel over `r` (in groups of 4 along K); when the tile finishes, the exact
+/// i32 sums, corrected by each row's zero point (`a_zp`, as [`DotI8::to_f32`] takes it), are
+/// scaled by the row's activation scale and the channel's weight scale.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
-    groups: usize,
+    r: &KRange,
     a: *const u8,
     a_scale: &[f32; MR],
     a_zp: &[i32; MR],
@@ -184,10 +248,19 @@ pub(super) unsafe fn run_i8<D: DotI8, const MR: usize, const NV: usize>(
 ) {
     let l = D::S::LANES;
     debug_assert!(MR * NV * l <= MAX_TILE);
-    // SAFETY: the int8 contract above; the caller runs on D's ISA.
+    // SAFETY: the int8 contract above, for groups up to `r.start + r.steps`, and `r`'s; the
+    // caller runs on D's ISA.
     unsafe {
-        let mut acc = [[D::zero(); NV]; MR];
-        dot_steps::<D, MR, NV>(groups, a, w, &mut acc);
+        let mut acc = match r.resume {
+            true => resume::<[[D::I; NV]; MR]>(r.carry),
+            false => [[D::zero(); NV]; MR],
+        };
+        let (a, w) = (a.add(r.start * MR * 4), w.add(r.start * PANEL * 4));
+        dot_steps::<D, MR, NV>(r.steps, a, w, &mut acc);
+        if r.suspend {
+            suspend(r.carry, acc);
+            return;
+        }
         let mut f = [[D::S::splat(0.0); NV]; MR];
         for j in 0..NV {
             let ws = D::S::load(w_scale.add(j * l));
@@ -215,14 +288,16 @@ pub(super) struct Groups {
     pub sums: *const f32,
 }
 
-/// The int8 microkernel with activation scales per group of K: each group's exact i32 sums
-/// are converted (exactly: a group is at most `MAX_ACT_GROUP` deep) and added into f32
+/// The int8 microkernel with activation scales per group of K, over `r` (which starts and,
+/// unless it reaches K's end, ends on a group boundary): each group's exact i32 sums are
+/// converted (exactly: a group is at most `MAX_ACT_GROUP` deep) and added into f32
 /// accumulators times the row's scale for the group, less the group's zero-point term times the
-/// channels' sums over the group; the total is scaled by the channel's weight scale.
+/// channels' sums over the group; when the tile finishes, the total is scaled by the channel's
+/// weight scale.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
-    steps: usize,
+    r: &KRange,
     a: *const u8,
     g: &Groups,
     w: *const i8,
@@ -231,15 +306,26 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
 ) {
     let l = D::S::LANES;
     debug_assert!(MR * NV * l <= MAX_TILE);
-    // SAFETY: the int8 contract above, with `g` valid for MR x count factors and count groups
-    // of NR sums; the caller runs on D's ISA.
+    // SAFETY: the int8 contract above, for groups up to `r.start + r.steps`, with `g` valid for
+    // MR x count factors and count groups of NR sums, and `r`'s; the caller runs on D's ISA.
     unsafe {
-        let mut f = [[D::S::splat(0.0); NV]; MR];
-        let (mut a, mut w) = (a, w);
-        for gi in 0..g.count {
-            let n_steps = g.steps.min(steps - gi * g.steps);
+        let mut f = match r.resume {
+            true => resume::<[[<D::S as Simd>::F; NV]; MR]>(r.carry),
+            false => [[D::S::splat(0.0); NV]; MR],
+        };
+        let (mut a, mut w) = (a.add(r.start * MR * 4), w.add(r.start * PANEL * 4));
+        let end = r.start + r.steps;
+        for gi in r.start / g.steps..g.count {
+            if gi * g.steps >= end {
+                break;
+            }
+            let n_steps = g.steps.min(end - gi * g.steps);
             let mut acc = [[D::zero(); NV]; MR];
-            dot_steps::<D, MR, NV>(n_steps, a, w, &mut acc);
+            if D::SPLIT {
+                dot_steps_split::<D, MR, NV>(n_steps, a, w, &mut acc);
+            } else {
+                dot_steps::<D, MR, NV>(n_steps, a, w, &mut acc);
+            }
             a = a.add(n_steps * MR * 4);
             w = w.add(n_steps * PANEL * 4);
             let mut sums = [D::S::splat(0.0); NV];
@@ -254,6 +340,10 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
                     f[i][j] = D::S::fma(c, sums[j], f[i][j]);
                 }
             }
+        }
+        if r.suspend {
+            suspend(r.carry, f);
+            return;
         }
         for j in 0..NV {
             let ws = D::S::load(w_scale.add(j * l));

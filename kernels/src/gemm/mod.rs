@@ -44,7 +44,7 @@ pub use bf16::{
 };
 pub use int8::{
     act_group_sums, act_groups, packed_index_i8, packed_len_i8, ActGroups, PackedI8, PackedI8Buf,
-    MAX_ACT_GROUP, MAX_K_I8,
+    KC_I8, MAX_ACT_GROUP, MAX_K_I8,
 };
 pub(crate) use int8::{gemm_i8, gemm_i8_packed, pack_i8};
 

@@ -180,6 +180,11 @@ impl DotI8 for AvxVnni {
         unsafe { _mm256_setzero_si256() }
     }
     #[inline(always)]
+    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX2 (as above).
+        unsafe { _mm256_add_epi32(a, b) }
+    }
+    #[inline(always)]
     unsafe fn bcast(p: *const u8) -> __m256i {
         // SAFETY: `p` is valid for 4 reads (trait contract).
         unsafe { _mm256_set1_epi32(p.cast::<i32>().read_unaligned()) }
@@ -232,6 +237,11 @@ impl DotI8 for Avx2Madd {
     unsafe fn zero() -> __m256i {
         // SAFETY: AVX (the caller runs on a CPU with AVX2).
         unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX2 (as above).
+        unsafe { _mm256_add_epi32(a, b) }
     }
     #[inline(always)]
     unsafe fn bcast(p: *const u8) -> (__m256i, __m256i) {

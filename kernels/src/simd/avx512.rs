@@ -225,11 +225,17 @@ impl DotI8 for Avx512Vnni {
     type I = __m512i;
     type A = __m512i;
     type W = __m512i;
+    const SPLIT: bool = true;
 
     #[inline(always)]
     unsafe fn zero() -> __m512i {
         // SAFETY: AVX-512 F (the caller runs on a CPU with AVX-512 F and VNNI).
         unsafe { _mm512_setzero_si512() }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: AVX-512 F (as above).
+        unsafe { _mm512_add_epi32(a, b) }
     }
     #[inline(always)]
     unsafe fn bcast(p: *const u8) -> __m512i {

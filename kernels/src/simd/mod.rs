@@ -111,7 +111,15 @@ pub(crate) trait DotI8 {
     /// The weights of `LANES` channels for one group of 4.
     type W: Copy;
 
+    /// Whether the grouped microkernel sums alternate steps of K into two sets of accumulators,
+    /// added at each group's end: where its MRG x NV accumulators are too few chains for the
+    /// instruction's latency times its throughput (AVX-512 VNNI: 8 chains against 5 cycles x 2
+    /// a cycle). The i32 sums are exact either way, so the results are the same bits.
+    const SPLIT: bool = false;
+
     unsafe fn zero() -> Self::I;
+    /// Lane-wise sum of two accumulators (wrapping; the sums added are exact).
+    unsafe fn add(a: Self::I, b: Self::I) -> Self::I;
     /// Broadcasts the 4 bytes at `p` (as stored by the packing: offset when `OFFSET`).
     unsafe fn bcast(p: *const u8) -> Self::A;
     /// Loads `4 * LANES` weight bytes.

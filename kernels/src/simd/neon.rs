@@ -183,6 +183,11 @@ impl DotI8 for NeonDot {
         unsafe { vdupq_n_s32(0) }
     }
     #[inline(always)]
+    unsafe fn add(a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON (as above).
+        unsafe { vaddq_s32(a, b) }
+    }
+    #[inline(always)]
     unsafe fn bcast(p: *const u8) -> int8x16_t {
         // SAFETY: `p` is valid for 4 reads (trait contract).
         unsafe { vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned())) }
@@ -238,6 +243,11 @@ impl DotI8 for NeonMull {
     unsafe fn zero() -> int32x4_t {
         // SAFETY: as `NeonDot::zero` (NEON only).
         unsafe { NeonDot::zero() }
+    }
+    #[inline(always)]
+    unsafe fn add(a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        // SAFETY: as `NeonDot::add` (NEON only).
+        unsafe { NeonDot::add(a, b) }
     }
     #[inline(always)]
     unsafe fn bcast(p: *const u8) -> int8x16_t {

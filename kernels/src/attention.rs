@@ -19,8 +19,11 @@ use crate::simd::{self, DotBf16, Simd, MAX_LANES};
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod amx;
 
-/// Query rows per block.
-const MR: usize = 4;
+/// Query rows per block: on AVX-512 (32 registers of 16 lanes) in f32, 8 rows of at most 2
+/// output vectors, so that the scores' and `P V`'s 16 accumulators hide the FMAs' latency;
+/// elsewhere, and in bf16, 4 (AVX2 has 16 registers; the widened bf16 products need more).
+const ROWS: usize = 4;
+const ROWS_WIDE: usize = 8;
 /// The most vectors of keys per tile.
 const TILE_VECS: usize = 8;
 /// The most keys a tile holds (AVX-512's 16 lanes x 8).
@@ -143,12 +146,16 @@ pub(crate) unsafe fn attention<S: Simd>(p: AttentionHead<'_>, scratch: &mut Atte
     unsafe {
         match p.d.div_ceil(S::LANES) {
             0 => {}
-            1 => attention_dv::<S, 1>(p, scratch),
-            2 => attention_dv::<S, 2>(p, scratch),
-            3 => attention_dv::<S, 3>(p, scratch),
-            4 => attention_dv::<S, 4>(p, scratch),
+            // AVX-512: 8 rows, at most 2 output vectors at a time (a row's V vectors are
+            // read once per pair of them).
+            1 if S::LANES >= 16 => attention_dv::<S, ROWS_WIDE, 1>(p, scratch),
+            _ if S::LANES >= 16 => attention_dv::<S, ROWS_WIDE, 2>(p, scratch),
+            1 => attention_dv::<S, ROWS, 1>(p, scratch),
+            2 => attention_dv::<S, ROWS, 2>(p, scratch),
+            3 => attention_dv::<S, ROWS, 3>(p, scratch),
+            4 => attention_dv::<S, ROWS, 4>(p, scratch),
             // Wider heads go 8 vectors of output features at a time.
-            _ => attention_dv::<S, 8>(p, scratch),
+            _ => attention_dv::<S, ROWS, 8>(p, scratch),
         }
     }
 }
@@ -218,7 +225,7 @@ fn tile_keys(d: usize, l: usize) -> usize {
 /// block keeps its running maxima and sums in scratch and its output in `out`, loaded into
 /// registers (`MR x DV` vectors) for the tile and stored back.
 #[inline(always)]
-unsafe fn attention_dv<S: Simd, const DV: usize>(
+unsafe fn attention_dv<S: Simd, const MR: usize, const DV: usize>(
     mut p: AttentionHead<'_>,
     scratch: &mut AttentionScratch,
 ) {
@@ -267,10 +274,10 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                             acc[i][1] = S::fma(qv, kv1, acc[i][1]);
                         }
                     }
-                    keep_scores::<S>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
+                    keep_scores::<S, MR>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
                     t += 2;
                 }
-                let corr = online_softmax::<S>(&mut s, &mx, ms, sums, i0, mr, groups);
+                let corr = online_softmax::<S, MR>(&mut s, &mx, ms, sums, i0, mr, groups);
                 // o = o * corr + P V for the tile, DV output vectors at a time: each V row's
                 // vectors loaded once, into every row of the block.
                 let last_tile = j0 + kn == n;
@@ -278,7 +285,8 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                     let fv = DV.min(vecs - f0);
                     // Whether vector u of this chunk is the row's partial last one.
                     let partial = |u: usize| f0 + u + 1 == vecs && tail < l;
-                    let mut o = load_out::<S, DV>(&mut p.out, i0, mr, f0, fv, vecs, tail, j0, corr);
+                    let mut o =
+                        load_out::<S, MR, DV>(&mut p.out, i0, mr, f0, fv, vecs, tail, j0, corr);
                     // Whole vectors only (the usual case: d a multiple of LANES, DV of them):
                     // the loop over keys with constant bounds, so that the block's output
                     // stays in registers. The same operations in the same order as below.
@@ -323,7 +331,7 @@ unsafe fn attention_dv<S: Simd, const DV: usize>(
                         }
                     }
                     let sums = last_tile.then_some(&*sums);
-                    store_out::<S, DV>(&o, &mut p.out, i0, mr, f0, fv, vecs, tail, sums);
+                    store_out::<S, MR, DV>(&o, &mut p.out, i0, mr, f0, fv, vecs, tail, sums);
                 }
             }
         }
@@ -342,7 +350,7 @@ fn running_stats(stats: &mut Vec<f32>, n: usize) -> (&mut [f32], &mut [f32]) {
 /// Key vectors `t` (and `t + 1` if `two`) of a tile of `kn` keys: the block's dot products
 /// `acc` times `scale`, keys past `kn` set to -inf, stored in `s` and folded into the maxima.
 #[inline(always)]
-unsafe fn keep_scores<S: Simd>(
+unsafe fn keep_scores<S: Simd, const MR: usize>(
     acc: &[[S::F; 2]; MR],
     two: bool,
     t: usize,
@@ -374,7 +382,7 @@ unsafe fn keep_scores<S: Simd>(
 /// (`ms`, `sums`, real rows only), the tile's exponentials in place of the scores, and each
 /// row's factor `e^(m_old - m_new)` for the output so far.
 #[inline(always)]
-unsafe fn online_softmax<S: Simd>(
+unsafe fn online_softmax<S: Simd, const MR: usize>(
     s: &mut [[f32; MAX_KT]; MR],
     mx: &[S::F; MR],
     ms: &mut [f32],
@@ -413,7 +421,7 @@ unsafe fn online_softmax<S: Simd>(
 /// features, through a partial load).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn load_out<S: Simd, const DV: usize>(
+unsafe fn load_out<S: Simd, const MR: usize, const DV: usize>(
     out: &mut MatMut<'_>,
     i0: usize,
     mr: usize,
@@ -453,7 +461,7 @@ unsafe fn load_out<S: Simd, const DV: usize>(
 /// divided by the rows' sums.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn store_out<S: Simd, const DV: usize>(
+unsafe fn store_out<S: Simd, const MR: usize, const DV: usize>(
     o: &[[S::F; DV]; MR],
     out: &mut MatMut<'_>,
     i0: usize,
@@ -504,11 +512,11 @@ pub(crate) unsafe fn attention_bf16<D: DotBf16>(
     unsafe {
         match p.d.div_ceil(D::S::LANES) {
             0 => {}
-            1 => attention_bf16_dv::<D, 1>(p, scratch),
-            2 => attention_bf16_dv::<D, 2>(p, scratch),
-            3 => attention_bf16_dv::<D, 3>(p, scratch),
-            4 => attention_bf16_dv::<D, 4>(p, scratch),
-            _ => attention_bf16_dv::<D, 8>(p, scratch),
+            1 => attention_bf16_dv::<D, ROWS, 1>(p, scratch),
+            2 => attention_bf16_dv::<D, ROWS, 2>(p, scratch),
+            3 => attention_bf16_dv::<D, ROWS, 3>(p, scratch),
+            4 => attention_bf16_dv::<D, ROWS, 4>(p, scratch),
+            _ => attention_bf16_dv::<D, ROWS, 8>(p, scratch),
         }
     }
 }
@@ -601,7 +609,7 @@ unsafe fn pack_bf16_operands<'s, S: Simd>(
 
 /// [`attention_dv`] on bf16 pairs (see [`attention_bf16`]).
 #[inline(always)]
-unsafe fn attention_bf16_dv<D: DotBf16, const DV: usize>(
+unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
     mut p: AttentionHead<'_>,
     scratch: &mut AttentionScratch,
 ) {
@@ -653,10 +661,10 @@ unsafe fn attention_bf16_dv<D: DotBf16, const DV: usize>(
                             acc[i][1] = D::dot(acc[i][1], qa, kv1);
                         }
                     }
-                    keep_scores::<D::S>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
+                    keep_scores::<D::S, MR>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
                     t += 2;
                 }
-                let corr = online_softmax::<D::S>(&mut s, &mx, ms, sums, i0, mr, groups);
+                let corr = online_softmax::<D::S, MR>(&mut s, &mx, ms, sums, i0, mr, groups);
                 // The weights in pairs; keys past kn weigh exactly 0 (masked to -inf above),
                 // and so does a run's missing second vector.
                 for (wi, si) in w.iter_mut().zip(&s) {
@@ -675,7 +683,7 @@ unsafe fn attention_bf16_dv<D: DotBf16, const DV: usize>(
                 for f0 in (0..vecs).step_by(DV) {
                     let fv = DV.min(vecs - f0);
                     let mut o =
-                        load_out::<D::S, DV>(&mut p.out, i0, mr, f0, fv, vecs, tail, j0, corr);
+                        load_out::<D::S, MR, DV>(&mut p.out, i0, mr, f0, fv, vecs, tail, j0, corr);
                     if fv == DV {
                         // Constant bounds, so that the output stays in registers (as in
                         // `attention_dv`); the same operations as below.
@@ -710,7 +718,7 @@ unsafe fn attention_bf16_dv<D: DotBf16, const DV: usize>(
                         }
                     }
                     let sums = last_tile.then_some(&*sums);
-                    store_out::<D::S, DV>(&o, &mut p.out, i0, mr, f0, fv, vecs, tail, sums);
+                    store_out::<D::S, MR, DV>(&o, &mut p.out, i0, mr, f0, fv, vecs, tail, sums);
                 }
             }
         }

@@ -394,12 +394,28 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
     let l = S::LANES;
     let mut corr = [1.0f32; MR];
     // SAFETY: the caller runs on S's ISA; `groups * LANES <= MAX_KT`; rows `i0 + i` for
-    // i < mr are below n, the length of `ms` and `sums`.
+    // i < mr are below n, the length of `ms` and `sums`; MR <= LANES (every path's blocks).
     unsafe {
+        // The rows' new maxima, then their factors `e^(m_old - m_new)` as one vector (one
+        // exponential for the block, lane by lane the same as one per row, and no chain of
+        // them in a row).
+        let mut m_new = [0.0f32; MR];
+        let mut delta = [0.0f32; MAX_LANES];
         for i in 0..MR {
             let r = i0 + i.min(mr - 1);
-            let m_new = ms[r].max(S::reduce_max(mx[i]));
-            corr[i] = first_lane::<S>(simd::exp::<S>(S::splat(ms[r] - m_new)));
+            m_new[i] = ms[r].max(S::reduce_max(mx[i]));
+            delta[i] = ms[r] - m_new[i];
+        }
+        debug_assert!(MR <= l);
+        let mut factors = [0.0f32; MAX_LANES];
+        S::store(
+            factors.as_mut_ptr(),
+            simd::exp::<S>(S::load(delta.as_ptr())),
+        );
+        corr.copy_from_slice(&factors[..MR]);
+        for i in 0..MR {
+            let r = i0 + i.min(mr - 1);
+            let m_new = m_new[i];
             let mv = S::splat(m_new);
             let mut tile_sum = S::splat(0.0);
             for t in 0..groups {
@@ -738,13 +754,4 @@ unsafe fn mask_tail<S: Simd>(v: S::F, valid: usize) -> S::F {
         }
         S::load(buf.as_ptr())
     }
-}
-
-/// Lane 0 of `v`.
-#[inline(always)]
-unsafe fn first_lane<S: Simd>(v: S::F) -> f32 {
-    let mut buf = [0.0f32; MAX_LANES];
-    // SAFETY: the buffer holds MAX_LANES >= LANES floats; the caller runs on S's ISA.
-    unsafe { S::store(buf.as_mut_ptr(), v) };
-    buf[0]
 }

@@ -426,8 +426,9 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                         // `w_off` (4 NR of each), MR x count scales and terms from row `pr` (the
                         // packing holds whole micro-panels), `count` groups of NR sums PANEL
                         // apart inside the slice's panel (whole panels are stored), NR weight
-                        // scales (in place when nc = NR, else padded), and C at (row, jr) with
-                        // mr x nc valid.
+                        // scales (in place when nc = NR, else padded), C at (row, jr) with
+                        // mr x nc valid, and `r.carry`'s MR x NR values inside `carry` (this
+                        // tile's earlier range wrote them before a later one reads them).
                         unsafe { kernel::run_i8_grouped::<D, MR, NV>(&r, a, &g, wp, ws, &out) };
                         continue;
                     }
@@ -438,7 +439,7 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                     // SAFETY: `check` validated every size; the tile reads the packed A (MR x kp
                     // bytes from row `pr`), `steps` weight groups of 128 bytes from `w_off` (4 NR
                     // of each), NR sums and scales (in place when nc = NR, so `jr + NR <= n`; else
-                    // padded), and C at (row, jr) with mr x nc valid.
+                    // padded), C at (row, jr) with mr x nc valid, and `r.carry` as above.
                     unsafe {
                         kernel::run_i8::<D, MR, NV>(&r, a, &a_scale, &a_zp, wp, cs, ws, &out)
                     };

@@ -4,9 +4,10 @@
 //!
 //! Float contract ([`run`]): `a` points at a packed A micro-panel (`kc` steps of MR values);
 //! `w` at the first of `kc` weight rows spaced [`super::PANEL`] apart, of which NR = NV * LANES
-//! values are read (f32, or f16 widened in registers). int8 contract ([`run_i8`]): `a` points
-//! at `groups` groups of MR x 4 activation bytes; `w` at the first of `groups` weight groups
-//! spaced `4 * PANEL` bytes apart, of which `4 * NR` are read; `col_sum` and `w_scale` hold NR
+//! values are read (f32, or f16 widened in registers). int8 contract ([`run_i8`], over the
+//! groups of 4 k that its [`KRange`] names): `a` points at K's first group of MR x 4
+//! activation bytes; `w` at the first of K's weight groups, spaced `4 * PANEL` bytes apart, of
+//! which `4 * NR` are read (both valid to the range's last group); `col_sum` and `w_scale` hold NR
 //! values. Both: `c` points at element `(row, col)` of C with row stride `ldc`, of which only
 //! the `mr x nc` valid elements are read or written (a partial tile goes through a stack tile).
 //! On the first K block the tile is written, later blocks add to it; on the last, the bias and

@@ -394,24 +394,25 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
     let l = S::LANES;
     let mut corr = [1.0f32; MR];
     // SAFETY: the caller runs on S's ISA; `groups * LANES <= MAX_KT`; rows `i0 + i` for
-    // i < mr are below n, the length of `ms` and `sums`; MR <= LANES (every path's blocks).
+    // i < mr are below n, the length of `ms` and `sums`; the vectors at `c < MR <= MAX_LANES`
+    // read and write inside the buffers of 2 x MAX_LANES.
     unsafe {
-        // The rows' new maxima, then their factors `e^(m_old - m_new)` as one vector (one
-        // exponential for the block, lane by lane the same as one per row, and no chain of
-        // them in a row).
+        // The rows' new maxima, then their factors `e^(m_old - m_new)` a vector at a time (one
+        // exponential for a block of at most LANES rows, lane by lane the same as one per row,
+        // and no chain of them in a row). The buffers hold MR rows and a vector past them.
+        const { assert!(MR <= MAX_LANES) };
         let mut m_new = [0.0f32; MR];
-        let mut delta = [0.0f32; MAX_LANES];
+        let mut delta = [0.0f32; 2 * MAX_LANES];
         for i in 0..MR {
             let r = i0 + i.min(mr - 1);
             m_new[i] = ms[r].max(S::reduce_max(mx[i]));
             delta[i] = ms[r] - m_new[i];
         }
-        debug_assert!(MR <= l);
-        let mut factors = [0.0f32; MAX_LANES];
-        S::store(
-            factors.as_mut_ptr(),
-            simd::exp::<S>(S::load(delta.as_ptr())),
-        );
+        let mut factors = [0.0f32; 2 * MAX_LANES];
+        for c in (0..MR).step_by(l) {
+            let e = simd::exp::<S>(S::load(delta.as_ptr().add(c)));
+            S::store(factors.as_mut_ptr().add(c), e);
+        }
         corr.copy_from_slice(&factors[..MR]);
         for i in 0..MR {
             let r = i0 + i.min(mr - 1);

@@ -190,9 +190,10 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wq = wp.wrapping_add(w_off);
                 // SAFETY: `check` validated every size; the tile reads the packed A (MR x
-                // steps pairs of `words` u32 from row `base + ir`: the packing holds whole micro-panels),
-                // `steps` rows of NR pairs PANEL apart from `w_off` inside the slice's panel,
-                // and C at (row, jr) with mr x nc valid; the caller runs on D's ISA.
+                // steps pairs of `words` u32 from row `base + ir`: the packing holds whole
+                // micro-panels), `steps` rows of NR pairs PANEL apart from `w_off` inside the
+                // slice's panel, and C at (row, jr) with mr x nc valid; the caller runs on
+                // D's ISA.
                 unsafe { kernel::run_bf16::<D, MR, NV>(steps, a, wq, &out) };
             }
         }

@@ -13,6 +13,8 @@
 #          through benches/peers.py
 #          (peers.json) when the machine's Python has onnxruntime, torch and transformers
 #   all    both (the default)
+# STAGE may also list parts, comma-separated, for a shorter run: tests (without the sweep
+# when SWEEP=0), bench1 (the 1-thread benches at M1 and B1 only), scaling, acc, peers.
 # MiniLM is a model with all-MiniLM-L6-v2's shapes and random weights (make-random-minilm.py,
 # which needs torch, transformers and safetensors): timings and path-to-path agreement only.
 set -u
@@ -21,12 +23,15 @@ S=$PWD/scripts/amx-check
 O=${OUT:-/tmp/amx-check}; mkdir -p "$O"
 L=$O/log.txt
 STAGE=${1:-all}
+[ "$STAGE" = all ] && STAGE=tests,bench,scaling,acc,peers
+[ "$STAGE" = bench ] && STAGE=bench,scaling,acc,peers
+has() { case ",$STAGE," in *",$1,"*) return 0 ;; esac; return 1; }
 log() { echo "=== $* ($(date +%T))" | tee -a "$L"; }
 minilm() {
     rm -rf /tmp/minilm && cp -r "$D/minilm" /tmp/minilm &&
         python3 "$S/make-random-minilm.py" /tmp/minilm > /tmp/mk.log 2>&1
 }
-if [ "$STAGE" != bench ]; then
+if has tests; then
     # The random MiniLM for the bench stage, made meanwhile in a session of its own (it
     # outlives this command when the machine stays up between stages).
     setsid nohup bash -c "$(declare -f minilm); D=$D S=$S minilm" > /dev/null 2>&1 < /dev/null &
@@ -45,22 +50,39 @@ if [ "$STAGE" != bench ]; then
     done
     log peak
     timeout 60 "$D/peak" | tee -a "$L"
-    log sweep
-    BERTH_AMX_MIN_ROWS=1 timeout 120 "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \
-        --json "$O/sweep.json" >> "$L" 2>&1
-    echo "sweep rc=$?"
+    if [ "${SWEEP:-1}" != 0 ]; then
+        log sweep
+        BERTH_AMX_MIN_ROWS=1 timeout 120 "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \
+            --json "$O/sweep.json" >> "$L" 2>&1
+        echo "sweep rc=$?"
+    fi
     log attention
     # bf16 on the tiles (amx) against AVX-512 BF16 at every length: the tiles' threshold.
     for isa in amx avx512; do
         BERTH_ISA=$isa timeout 60 "$D/attention_sweep" | tee -a "$L"
     done
 fi
-[ "$STAGE" = tests ] && { log done; exit 0; }
+has tests && [ "$STAGE" = tests ] && { log done; exit 0; }
 export BERTH_CACHE_DIR=/tmp/bc BERTH_MINILM_DIR=/tmp/minilm
-log bench
 for _ in $(seq 150); do grep -q wrote /tmp/mk.log 2>/dev/null && break; sleep 1; done
 grep -q wrote /tmp/mk.log 2>/dev/null || minilm
 tail -1 /tmp/mk.log
+if has bench1; then
+    log bench1
+    # 1 thread, M1 and B1: the tiles against AVX-512, int8 with bf16 attention and per row.
+    b() { timeout 120 "$D/berth" bench --workload M1,B1 --threads 1 --runs 10 --min-time 0.5 "$@"; }
+    for isa in amx avx512; do
+        BERTH_ISA=$isa b --dtype int8,bf16 --json > "$O/bench1-$isa.json" 2>> "$L"
+        echo "bench1 $isa rc=$?"
+    done
+    BERTH_ISA=amx b --dtype int8 --bf16-attention --json > "$O/bench1-att.json" 2>> "$L"
+    echo "bench1 amx bf16-attention rc=$?"
+    BERTH_ISA=amx b --dtype int8 --act-groups row --json > "$O/bench1-row.json" 2>> "$L"
+    echo "bench1 amx row rc=$?"
+    python3 "$S/table.py" "$O"/bench1-*.json | tee -a "$L"
+fi
+if has bench; then
+log bench
 for isa in amx avx512; do
     BERTH_ISA=$isa timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8,bf16 --threads 1 \
         --runs 10 --min-time 0.5 --json > "$O/bench-$isa.json" 2>> "$L"
@@ -75,6 +97,8 @@ echo "bench amx bf16-attention rc=$?"
 BERTH_ISA=amx timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
     --runs 10 --min-time 0.5 --act-groups row --json > "$O/bench-amx-row.json" 2>> "$L"
 echo "bench amx act-groups row rc=$?"
+fi
+if has scaling; then
 log scaling
 BERTH_ISA=amx timeout 150 "$D/berth" bench --workload B1,B3 --dtype int8,bf16 \
     --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling.json" 2>> "$L"
@@ -82,6 +106,8 @@ echo "scaling rc=$?"
 BERTH_ISA=avx512 timeout 150 "$D/berth" bench --workload B1 --dtype int8,bf16 \
     --threads "1,2,4,8,$(nproc)" --runs 10 --min-time 0.3 --json > "$O/scaling-avx512.json" 2>> "$L"
 echo "scaling avx512 rc=$?"
+fi
+if has acc; then
 log accuracy
 A=/tmp/acc
 mkdir -p $A
@@ -96,9 +122,12 @@ for isa in amx avx512; do
         --npy "$A/int8att-$isa.npy" < $A/s.jsonl
 done
 python3 "$S/cosines.py" $A 2>&1 | tee "$O/acc.txt"
+fi
+if has peers; then
 log peers
 py=$(python3 -c 'import sys; print(sys.prefix)')
 timeout "${PEERS_S:-170}" python3 benches/peers.py --venv "$py" --berth "$D/berth" --workload M1,B1 \
     --threads 1 --peers ort,ort-int8 --runs 10 --json "$O/peers.json" >> "$L" 2>&1
 echo "peers rc=$?"
+fi
 log done

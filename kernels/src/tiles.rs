@@ -165,7 +165,7 @@ impl EmulatedTiles {
 
 /// A bf16 value (bits) as f32, denormals read as zero.
 #[cfg(test)]
-fn bf16_daz(bits: u32) -> f32 {
+pub(crate) fn bf16_daz(bits: u32) -> f32 {
     let bits = bits & 0xffff;
     if bits & 0x7f80 == 0 {
         0.0

@@ -77,6 +77,10 @@ const C_STRIDE: usize = PANEL * 4;
 #[repr(C, align(64))]
 struct Block([u32; PANEL * 2 * TILE_ROWS]);
 
+impl Block {
+    const ZERO: Block = Block([0; PANEL * 2 * TILE_ROWS]);
+}
+
 /// Defines a tile loop over `$op` (`tdpbusd` or `tdpbf16ps`): `chunks` steps of 64 bytes of
 /// K into zeroed C tiles, stored to the block. `$two`: rows 16..32 too (tmm5, tmm2, tmm3).
 macro_rules! tile_loop {
@@ -179,6 +183,79 @@ tile_loop!(dpbusd_16, "tdpbusd", one);
 tile_loop!(dpbf16_32, "tdpbf16ps", two);
 tile_loop!(dpbf16_16, "tdpbf16ps", one);
 
+/// One block's K loop: on the tiles ([`AmxLoop`]) or, in tests, on a software model of them.
+/// `two`: rows 0..32 of the block, else rows 0..16 (rows 16..32 of `c` are then left as they
+/// were). Safety (both methods): the tile loops' contract ([`tile_loop`]): for [`AmxLoop`] the
+/// tiles configured; `a` valid for 16 or 32 rows of `chunks * 64` bytes `lda` apart, `b` for
+/// `chunks * 16` groups of 128 bytes.
+trait BlockLoop {
+    /// `tdpbusd`: unsigned bytes of A by signed bytes of the panel, summed in i32.
+    unsafe fn dpbusd(
+        &self,
+        two: bool,
+        chunks: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        c: &mut Block,
+    );
+    /// `tdpbf16ps`: bf16 pairs of A by the panel's pairs, summed in f32.
+    unsafe fn dpbf16(
+        &self,
+        two: bool,
+        chunks: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        c: &mut Block,
+    );
+}
+
+/// The hardware tiles.
+struct AmxLoop;
+
+impl BlockLoop for AmxLoop {
+    #[inline(always)]
+    unsafe fn dpbusd(
+        &self,
+        two: bool,
+        chunks: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        c: &mut Block,
+    ) {
+        // SAFETY: the trait's contract.
+        unsafe {
+            if two {
+                dpbusd_32(chunks, a, lda, b, c)
+            } else {
+                dpbusd_16(chunks, a, lda, b, c)
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dpbf16(
+        &self,
+        two: bool,
+        chunks: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        c: &mut Block,
+    ) {
+        // SAFETY: the trait's contract.
+        unsafe {
+            if two {
+                dpbf16_32(chunks, a, lda, b, c)
+            } else {
+                dpbf16_16(chunks, a, lda, b, c)
+            }
+        }
+    }
+}
+
 /// Whether the int8 tiles take this GEMM: K a non-zero multiple of 64, activation groups (if
 /// any) too, and at least `min_rows` rows.
 fn fits_i8(p: &Gemm<'_>, min_rows: usize) -> bool {
@@ -198,10 +275,12 @@ fn fits_bf16(p: &Gemm<'_>, min_rows: usize) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_rows: usize) {
     p.check();
-    // SAFETY: the caller's contract covers both paths.
+    // SAFETY: the caller's contract covers both paths (AMX enabled, so the tiles may be
+    // configured).
     unsafe {
         if fits_i8(&p, min_rows) {
-            blocks_i8(p, scratch)
+            let _tiles = Tiles::configure();
+            blocks_i8(p, scratch, &AmxLoop)
         } else {
             gemm_i8::<Avx512Vnni, 8, 2, 4>(p, scratch)
         }
@@ -213,19 +292,22 @@ pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_row
 #[inline(always)]
 pub(crate) unsafe fn gemm_bf16_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_rows: usize) {
     p.check();
-    // SAFETY: the caller's contract covers both paths.
+    // SAFETY: the caller's contract covers both paths (AMX enabled, so the tiles may be
+    // configured).
     unsafe {
         if fits_bf16(&p, min_rows) {
-            blocks_bf16(p, scratch)
+            let _tiles = Tiles::configure();
+            blocks_bf16(p, scratch, &AmxLoop)
         } else {
             gemm_bf16::<Avx512Bf16, 8, 2>(p, scratch)
         }
     }
 }
 
-/// The tile loops of the int8 GEMM (`fits_i8` holds; sizes checked).
+/// The tile loops of the int8 GEMM (`fits_i8` holds; sizes checked). Safety: as
+/// [`gemm_i8_amx`]'s, and `tiles`' ([`BlockLoop`]).
 #[inline(always)]
-unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
+unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, tiles: &L) {
     let Weights::I8(w) = p.w else {
         unreachable!("fits_i8 checked the weights")
     };
@@ -236,9 +318,7 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     };
     let layout = ALayout::of(&p);
     let c_ptr = p.c.as_mut_ptr();
-    let mut block = Block([0; PANEL * 2 * TILE_ROWS]);
-    // SAFETY: the caller's contract (AMX enabled).
-    let _tiles = unsafe { Tiles::configure() };
+    let mut block = Block::ZERO;
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
         let grouped = w.groups.map(|_| size);
@@ -260,17 +340,13 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
                 // The tiles read rows ir..ir + 16 (or 32) of the packed block: mc rounded up to
                 // 16 rows are packed, and `rows > 16` means 32 of them are.
                 let run = |chunks: usize, from: usize, block: &mut Block| {
-                    // SAFETY: AMX configured; A holds `ceil16(rows)` rows of `k` bytes from
-                    // `ap` (k bytes apart), read from byte `from`, `chunks * 64` of them (within
-                    // k); the panel holds k / 4 groups of 128 bytes from `wp`, read from group
-                    // `from / 4`.
+                    // SAFETY: `tiles` ready (the caller's contract); A holds `ceil16(rows)` rows
+                    // of `k` bytes from `ap` (k bytes apart), read from byte `from`, `chunks *
+                    // 64` of them (within k); the panel holds k / 4 groups of 128 bytes from
+                    // `wp`, read from group `from / 4`.
                     unsafe {
                         let (a, b) = (ap.add(from), wp.add(from / 4 * B_STRIDE));
-                        if rows > TILE_ROWS {
-                            dpbusd_32(chunks, a, k, b, block)
-                        } else {
-                            dpbusd_16(chunks, a, k, b, block)
-                        }
+                        tiles.dpbusd(rows > TILE_ROWS, chunks, a, k, b, block)
                     }
                 };
                 // SAFETY: AVX-512 F (the caller's contract).
@@ -338,9 +414,9 @@ unsafe fn blocks_i8(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
 }
 
 /// The tile loops of the bf16 GEMM (`fits_bf16` holds; sizes checked). Safety: as
-/// [`gemm_bf16_amx`]'s.
+/// [`gemm_bf16_amx`]'s, and `tiles`' ([`BlockLoop`]).
 #[inline(always)]
-unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
+unsafe fn blocks_bf16<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, tiles: &L) {
     let Weights::Bf16(w) = p.w else {
         panic!("gemm: the table routed other weights here");
     };
@@ -348,9 +424,7 @@ unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
     let pairs = k / 2;
     let layout = ALayout::of(&p);
     let c_ptr = p.c.as_mut_ptr();
-    let mut block = Block([0; PANEL * 2 * TILE_ROWS]);
-    // SAFETY: the caller's contract (AMX enabled).
-    let _tiles = unsafe { Tiles::configure() };
+    let mut block = Block::ZERO;
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
         let a = &p.a[ic * p.lda..];
@@ -367,16 +441,10 @@ unsafe fn blocks_bf16(mut p: Gemm<'_>, scratch: &mut GemmScratch) {
             for ir in (0..mc).step_by(2 * TILE_ROWS) {
                 let rows = (2 * TILE_ROWS).min(mc - ir);
                 let ap = scratch.a.bf16[ir * pairs..].as_ptr().cast::<u8>();
-                // SAFETY: AMX configured; A holds `ceil16(rows)` rows of `2k` bytes from `ap`,
-                // of which `k / 32` steps of 64 are read; the panel holds `k / 2` rows of 128
-                // bytes from `wp`.
-                unsafe {
-                    if rows > TILE_ROWS {
-                        dpbf16_32(k / 32, ap, 2 * k, wp, &mut block)
-                    } else {
-                        dpbf16_16(k / 32, ap, 2 * k, wp, &mut block)
-                    }
-                };
+                // SAFETY: `tiles` ready (the caller's contract); A holds `ceil16(rows)` rows of
+                // `2k` bytes from `ap`, of which `k / 32` steps of 64 are read; the panel holds
+                // `k / 2` rows of 128 bytes from `wp`.
+                unsafe { tiles.dpbf16(rows > TILE_ROWS, k / 32, ap, 2 * k, wp, &mut block) };
                 // SAFETY: AVX-512 F (the caller's contract).
                 let mut f = [[unsafe { Avx512::splat(0.0) }; 2]; 2 * TILE_ROWS];
                 for (r, f_r) in f.iter_mut().enumerate().take(rows) {
@@ -452,6 +520,7 @@ mod tests {
         act_group_sums, gemm_ref, pack_weights_bf16, to_bf16, ActGroups, Epilogue, MatMut, PackTmp,
         PackedA, PackedI8, PackedI8Buf,
     };
+    use crate::tiles::bf16_daz;
     use crate::tolerance;
 
     fn amx() -> bool {
@@ -487,9 +556,45 @@ mod tests {
     /// operations), per row and per group of 64, 128 and 192, with and without input scales.
     #[test]
     fn int8_tiles_equal_vnni_bit_for_bit() {
-        if !amx() {
+        if amx() {
+            check_i8(i8_tiles);
+        }
+    }
+
+    /// The int8 driver (A's rows, the runs over panels, rows and groups, the epilogue) on the
+    /// tiles' software model, bit-identical to AVX-512 VNNI on any CPU with it.
+    #[test]
+    fn int8_driver_on_the_model_equals_vnni() {
+        if !vnni() {
             return;
         }
+        check_i8(i8_model);
+    }
+
+    /// The bf16 driver on the tiles' software model against the reference.
+    #[test]
+    fn bf16_driver_on_the_model_matches_reference() {
+        if !vnni() || !crate::isa::cpu_features().avx512bf16 {
+            return;
+        }
+        check_bf16(bf16_model);
+    }
+
+    /// Whether the CPU has AVX-512 with VNNI and BF16's packing needs (the software model's
+    /// tests), saying so when not.
+    fn vnni() -> bool {
+        let f = crate::isa::cpu_features();
+        let on = f.supports(crate::Isa::Avx512) && f.avx512vnni;
+        if !on {
+            eprintln!("no AVX-512 VNNI: the drivers are not run on the tiles' model");
+        }
+        on
+    }
+
+    /// A tile GEMM entry under test: AMX's, or the drivers on the model.
+    type Entry = unsafe fn(Gemm<'_>, &mut GemmScratch);
+
+    fn check_i8(tiles: Entry) {
         let mut scratch = GemmScratch::default();
         for (i, (m, n, k)) in shapes().into_iter().enumerate() {
             let (lda, ldc, ldr) = (k + i % 3, n + i % 2, n + 1);
@@ -519,11 +624,11 @@ mod tests {
                         epilogue: epilogue(i, &res, ldr),
                         c: MatMut::new(&mut c, m, n, ldc),
                     };
-                    // SAFETY: AMX is enabled (checked above), which implies the AVX-512
-                    // features both paths need.
+                    // SAFETY: the caller checked the CPU has what `tiles` needs, which
+                    // implies the AVX-512 VNNI features of the other path.
                     unsafe {
                         if amx {
-                            i8_tiles(p, &mut scratch)
+                            tiles(p, &mut scratch)
                         } else {
                             i8_vnni(p, &mut scratch)
                         }
@@ -545,9 +650,12 @@ mod tests {
     /// the f32 GEMM tolerance: `tdpbf16ps` rounds its sums differently from `vdpbf16ps`.
     #[test]
     fn bf16_tiles_match_reference() {
-        if !amx() {
-            return;
+        if amx() {
+            check_bf16(bf16_tiles);
         }
+    }
+
+    fn check_bf16(tiles: Entry) {
         let mut scratch = GemmScratch::default();
         for (i, (m, n, k)) in shapes().into_iter().enumerate() {
             let (lda, ldc, ldr) = (k + i % 3, n + i % 2, n + 1);
@@ -568,8 +676,8 @@ mod tests {
                     c: MatMut::new(&mut c, m, n, ldc),
                 };
                 if amx {
-                    // SAFETY: AMX is enabled (checked above), with AVX-512 BF16.
-                    unsafe { bf16_tiles(p, &mut scratch) }
+                    // SAFETY: the caller checked the CPU has what `tiles` needs.
+                    unsafe { tiles(p, &mut scratch) }
                 } else {
                     gemm_ref(p, &mut scratch)
                 }
@@ -752,5 +860,108 @@ mod tests {
     unsafe fn bf16_tiles(p: Gemm<'_>, s: &mut GemmScratch) {
         // SAFETY: the function's contract.
         unsafe { gemm_bf16_amx(p, s, 1) }
+    }
+
+    /// The int8 driver on the model (the fallback for shapes the tiles do not take, as on
+    /// AMX). Safety: AVX-512 F/BW/VL with VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+    unsafe fn i8_model(p: Gemm<'_>, s: &mut GemmScratch) {
+        p.check();
+        // SAFETY: the function's contract; the model needs no tiles.
+        unsafe {
+            if fits_i8(&p, 1) {
+                blocks_i8(p, s, &ModelLoop)
+            } else {
+                gemm_i8::<Avx512Vnni, 8, 2, 4>(p, s)
+            }
+        }
+    }
+
+    /// The bf16 driver on the model. Safety: AVX-512 F/BW/VL with BF16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")]
+    unsafe fn bf16_model(p: Gemm<'_>, s: &mut GemmScratch) {
+        p.check();
+        // SAFETY: the function's contract; the model needs no tiles.
+        unsafe {
+            if fits_bf16(&p, 1) {
+                blocks_bf16(p, s, &ModelLoop)
+            } else {
+                gemm_bf16::<Avx512Bf16, 8, 2>(p, s)
+            }
+        }
+    }
+
+    /// The tile loops in software: `tdpbusd`'s exact i32 sums, and `tdpbf16ps` as
+    /// [`crate::tiles`]'s model computes it (each instruction's 16 pairs summed into C in
+    /// order, bf16 denormals read as zero, denormal results flushed).
+    struct ModelLoop;
+
+    impl BlockLoop for ModelLoop {
+        unsafe fn dpbusd(
+            &self,
+            two: bool,
+            chunks: usize,
+            a: *const u8,
+            lda: usize,
+            b: *const u8,
+            c: &mut Block,
+        ) {
+            for r in 0..if two { 2 * TILE_ROWS } else { TILE_ROWS } {
+                for ch in 0..PANEL {
+                    let mut acc = 0i32;
+                    for k in 0..chunks * CHUNK {
+                        // SAFETY: the trait's contract: A's row r holds `chunks * 64` bytes,
+                        // the panel `chunks * 16` groups of 128.
+                        let (x, y) = unsafe {
+                            (
+                                *a.add(r * lda + k),
+                                *b.add(k / 4 * B_STRIDE + ch * 4 + k % 4),
+                            )
+                        };
+                        acc += i32::from(x) * i32::from(y as i8);
+                    }
+                    c.0[r * PANEL + ch] = acc as u32;
+                }
+            }
+        }
+
+        unsafe fn dpbf16(
+            &self,
+            two: bool,
+            chunks: usize,
+            a: *const u8,
+            lda: usize,
+            b: *const u8,
+            c: &mut Block,
+        ) {
+            let word = |p: *const u8| {
+                // SAFETY: the callers below read within the trait's contract.
+                u32::from_le_bytes(unsafe { [*p, *p.add(1), *p.add(2), *p.add(3)] })
+            };
+            for r in 0..if two { 2 * TILE_ROWS } else { TILE_ROWS } {
+                for ch in 0..PANEL {
+                    let mut acc = 0.0f32;
+                    for step in 0..chunks {
+                        for pair in step * 16..step * 16 + 16 {
+                            // SAFETY: A's row r holds `chunks * 16` pairs, the panel as many
+                            // rows of 32 channels' pairs.
+                            let (x, y) = unsafe {
+                                (
+                                    word(a.add(r * lda + pair * 4)),
+                                    word(b.add(pair * B_STRIDE + ch * 4)),
+                                )
+                            };
+                            let lo = bf16_daz(x) * bf16_daz(y);
+                            let hi = bf16_daz(x >> 16) * bf16_daz(y >> 16);
+                            acc += lo + hi;
+                        }
+                        if acc.is_subnormal() {
+                            acc = 0.0f32.copysign(acc);
+                        }
+                    }
+                    c.0[r * PANEL + ch] = acc.to_bits();
+                }
+            }
+        }
     }
 }

@@ -276,7 +276,7 @@ mod x86 {
     /// An AMX entry: `$f` (a tile GEMM of `gemm::amx`) with its row threshold, compiled with
     /// the AVX-512 features its fallbacks need.
     macro_rules! amx_entry {
-        ($entry:ident, $f:ident, $min_rows:ident) => {
+        ($entry:ident, $f:ident, $min_rows:ident $(, [$g:ty])?) => {
             fn $entry(p: Gemm<'_>, s: &mut GemmScratch) {
                 #[target_feature(
                     enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c"
@@ -284,7 +284,7 @@ mod x86 {
                 unsafe fn inner(p: Gemm<'_>, s: &mut GemmScratch) {
                     // SAFETY: AMX is enabled and the features are enabled here (the caller's
                     // contract below).
-                    unsafe { gemm::amx::$f(p, s, $min_rows()) }
+                    unsafe { gemm::amx::$f$(::<$g>)?(p, s, $min_rows()) }
                 }
                 // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`,
                 // which checked that the CPU has these features and that AMX is enabled for the
@@ -302,25 +302,42 @@ mod x86 {
         gemm::amx_min_rows().map_or(gemm::AMX_MIN_ROWS_BF16, |r| r.1)
     }
     amx_entry!(gemm_i8_amx, gemm_i8_amx, rows_i8);
-    amx_entry!(gemm_bf16_amx, gemm_bf16_amx, rows_bf16);
+    // The bf16 tiles with the AVX-512 fallback the CPU prefers (`vdpbf16ps_fast`).
+    amx_entry!(gemm_bf16_amx, gemm_bf16_amx, rows_bf16, [Avx512Bf16]);
+    amx_entry!(
+        gemm_bf16_amx_widened,
+        gemm_bf16_amx,
+        rows_bf16,
+        [Widen<Avx512>]
+    );
 
     /// bf16 attention on the tiles, for sequences of at least the bf16 threshold's tokens (the
-    /// rows of its `Q K^T` and `P V`).
-    fn attention_bf16_amx(p: AttentionHead<'_>, s: &mut AttentionScratch) {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
-        unsafe fn inner(p: AttentionHead<'_>, s: &mut AttentionScratch) {
-            // SAFETY: AMX is enabled and the features are enabled here (the caller's contract
-            // below).
-            unsafe { attention::amx::attention_bf16_amx(p, s, rows_bf16()) }
-        }
-        // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`, which
-        // checked that the CPU has these features and that AMX is enabled for the process.
-        unsafe { inner(p, s) }
+    /// rows of its `Q K^T` and `P V`), else on AVX-512 through `$d`.
+    macro_rules! attention_amx_entry {
+        ($entry:ident, $d:ty) => {
+            fn $entry(p: AttentionHead<'_>, s: &mut AttentionScratch) {
+                #[target_feature(
+                    enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c"
+                )]
+                unsafe fn inner(p: AttentionHead<'_>, s: &mut AttentionScratch) {
+                    // SAFETY: AMX is enabled and the features are enabled here (the caller's
+                    // contract below).
+                    unsafe { attention::amx::attention_bf16_amx::<$d>(p, s, rows_bf16()) }
+                }
+                // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`,
+                // which checked that the CPU has these features and that AMX is enabled for the
+                // process.
+                unsafe { inner(p, s) }
+            }
+        };
     }
+    attention_amx_entry!(attention_bf16_amx, Avx512Bf16);
+    attention_amx_entry!(attention_bf16_amx_widened, Widen<Avx512>);
 
     /// AMX: AVX-512's table with the int8 and bf16 GEMMs and bf16 attention on the tiles (which
-    /// fall back to VNNI and AVX-512 BF16 by shape). The optional extensions always come with
-    /// AMX, so `dot` does not apply.
+    /// fall back by shape to VNNI, and to AVX-512 BF16 or, where the CPU issues `vdpbf16ps`
+    /// slower than FMAs, as Intel's do, to the widened kernels). The optional extensions always
+    /// come with AMX, so `dot` does not apply.
     pub(super) fn install_amx(k: &mut Kernels, f: &CpuFeatures, _dot: bool) {
         install_avx512(k, f, true);
         k.int8 = "amx-int8";
@@ -328,9 +345,14 @@ mod x86 {
         // The tiles pack A in their own calls only (their two stages are not written yet).
         k.shared_i8 = None;
         k.bf16 = "amx-bf16";
-        k.gemm_bf16 = gemm_bf16_amx;
         k.shared_bf16 = None;
-        k.attention_bf16 = attention_bf16_amx;
+        if f.vdpbf16ps_fast {
+            k.gemm_bf16 = gemm_bf16_amx;
+            k.attention_bf16 = attention_bf16_amx;
+        } else {
+            k.gemm_bf16 = gemm_bf16_amx_widened;
+            k.attention_bf16 = attention_bf16_amx_widened;
+        }
     }
 
     /// AVX-512 without VNNI (Skylake-SP) takes the AVX2 int8 kernel its AVX2 table would.

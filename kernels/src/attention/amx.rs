@@ -24,8 +24,8 @@
 
 use super::{mask_tail, pack_bf16_operands, AttentionHead, AttentionScratch};
 use crate::gemm::grow;
-use crate::simd::avx512::{Avx512, Avx512Bf16};
-use crate::simd::{self, Simd};
+use crate::simd::avx512::Avx512;
+use crate::simd::{self, DotBf16, Simd};
 use crate::tiles::{AmxTiles, TileOps, TILE_BYTES, TILE_ROWS};
 
 /// Lanes of AVX-512 and columns (f32 or bf16 pairs) of a tile.
@@ -38,10 +38,11 @@ pub(crate) fn fits(p: &AttentionHead<'_>, min_rows: usize) -> bool {
 }
 
 /// Attention with bf16 operands on the tiles where they take the head ([`fits`]), else on
-/// AVX-512 BF16. Safety: AMX is enabled for the process, and the caller runs with AVX-512 F,
-/// BW, VL, BF16, FMA and F16C.
+/// AVX-512 through `D` (`vdpbf16ps`, or widened FMAs where the CPU issues those faster).
+/// Safety: AMX is enabled for the process, and the caller runs with AVX-512 F, BW, VL, BF16,
+/// FMA and F16C.
 #[inline(always)]
-pub(crate) unsafe fn attention_bf16_amx(
+pub(crate) unsafe fn attention_bf16_amx<D: DotBf16>(
     p: AttentionHead<'_>,
     scratch: &mut AttentionScratch,
     min_rows: usize,
@@ -53,7 +54,7 @@ pub(crate) unsafe fn attention_bf16_amx(
             let mut tiles = AmxTiles::new();
             attention_bf16_tiles(p, scratch, &mut tiles)
         } else {
-            super::attention_bf16::<Avx512Bf16>(p, scratch)
+            super::attention_bf16::<D>(p, scratch)
         }
     }
 }

@@ -32,7 +32,7 @@ use std::arch::x86_64::*;
 use super::int8::{act_groups, pack_a_i8};
 use super::{bf16, gemm_bf16, gemm_i8, kernel, ALayout, Gemm, GemmScratch, Weights, MC, PANEL};
 use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
-use crate::simd::{DotI8, Simd};
+use crate::simd::{DotBf16, DotI8, Simd};
 use crate::tiles::{Tiles, TILE_ROWS};
 
 /// Fewest rows (M) for which the int8 GEMM runs on the tiles; below, AVX-512 VNNI.
@@ -287,10 +287,15 @@ pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_row
     }
 }
 
-/// The bf16 GEMM on AMX where it fits, else on AVX-512 BF16. Safety: AMX is enabled, and the
-/// caller runs with AVX-512 F, BW, VL, BF16, FMA and F16C.
+/// The bf16 GEMM on AMX where it fits, else on AVX-512 through `D` (`vdpbf16ps`, or widened
+/// FMAs where the CPU issues those faster: `CpuFeatures::vdpbf16ps_fast`). Safety: AMX is
+/// enabled, and the caller runs with AVX-512 F, BW, VL, BF16, FMA and F16C.
 #[inline(always)]
-pub(crate) unsafe fn gemm_bf16_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_rows: usize) {
+pub(crate) unsafe fn gemm_bf16_amx<D: DotBf16>(
+    p: Gemm<'_>,
+    scratch: &mut GemmScratch,
+    min_rows: usize,
+) {
     p.check();
     // SAFETY: the caller's contract covers both paths (AMX enabled, so the tiles may be
     // configured).
@@ -299,7 +304,7 @@ pub(crate) unsafe fn gemm_bf16_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_r
             let _tiles = Tiles::configure();
             blocks_bf16(p, scratch, &AmxLoop)
         } else {
-            gemm_bf16::<Avx512Bf16, 8, 2>(p, scratch)
+            gemm_bf16::<D, 8, 2>(p, scratch)
         }
     }
 }
@@ -520,6 +525,7 @@ mod tests {
         act_group_sums, gemm_ref, pack_weights_bf16, to_bf16, ActGroups, Epilogue, MatMut, PackTmp,
         PackedA, PackedI8, PackedI8Buf,
     };
+    use crate::simd::Widen;
     use crate::tiles::bf16_daz;
     use crate::tolerance;
 
@@ -651,7 +657,8 @@ mod tests {
     #[test]
     fn bf16_tiles_match_reference() {
         if amx() {
-            check_bf16(bf16_tiles);
+            check_bf16(bf16_tiles::<Avx512Bf16>);
+            check_bf16(bf16_tiles::<Widen<Avx512>>);
         }
     }
 
@@ -857,9 +864,9 @@ mod tests {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
-    unsafe fn bf16_tiles(p: Gemm<'_>, s: &mut GemmScratch) {
+    unsafe fn bf16_tiles<D: DotBf16>(p: Gemm<'_>, s: &mut GemmScratch) {
         // SAFETY: the function's contract.
-        unsafe { gemm_bf16_amx(p, s, 1) }
+        unsafe { gemm_bf16_amx::<D>(p, s, 1) }
     }
 
     /// The int8 driver on the model (the fallback for shapes the tiles do not take, as on

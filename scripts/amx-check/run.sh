@@ -14,7 +14,11 @@
 #          (peers.json) when the machine's Python has onnxruntime, torch and transformers
 #   all    both (the default)
 # STAGE may also list parts, comma-separated, for a shorter run: tests (without the sweep
-# when SWEEP=0), bench1 (the 1-thread benches at M1 and B1 only), scaling, acc, peers.
+# when SWEEP=0), bench1 (the 1-thread benches at M1 and B1 only), scaling, acc, peers. A lease
+# returns at most 8 files from $OUT, and `all` writes 10: list the stages whose files you need.
+# One-thread timings run pinned to one CPU (taskset, where there is one), after the random
+# MiniLM (made with torch on every core meanwhile) is written: on the lent machine the same
+# record varied up to 2x between runs, and more while torch ran.
 # MiniLM is a model with all-MiniLM-L6-v2's shapes and random weights (make-random-minilm.py,
 # which needs torch, transformers and safetensors): timings and path-to-path agreement only.
 set -u
@@ -27,6 +31,13 @@ STAGE=${1:-all}
 [ "$STAGE" = bench ] && STAGE=bench,scaling,acc,peers
 has() { case ",$STAGE," in *",$1,"*) return 0 ;; esac; return 1; }
 log() { echo "=== $* ($(date +%T))" | tee -a "$L"; }
+pin=""
+command -v taskset > /dev/null && pin="taskset -c $(($(nproc) > 5 ? 5 : $(nproc) - 1))"
+# Waits (up to 150 s) for the random MiniLM, which the tests stage starts.
+minilm_written() {
+    for _ in $(seq 150); do grep -q wrote /tmp/mk.log 2>/dev/null && return 0; sleep 1; done
+    return 1
+}
 minilm() {
     rm -rf /tmp/minilm && cp -r "$D/minilm" /tmp/minilm &&
         python3 "$S/make-random-minilm.py" /tmp/minilm > /tmp/mk.log 2>&1
@@ -48,29 +59,29 @@ if has tests; then
         echo "$n rc=$rc $(grep -E '^test result' "$L" | tail -1)"
         [ $rc = 0 ] || grep -E 'panicked|FAILED|failed|error' "$L" | tail -8
     done
+    minilm_written
     log peak
     timeout 60 "$D/peak" | tee -a "$L"
     if [ "${SWEEP:-1}" != 0 ]; then
         log sweep
-        BERTH_AMX_MIN_ROWS=1 timeout 120 "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \
+        BERTH_AMX_MIN_ROWS=1 timeout 120 $pin "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \
             --json "$O/sweep.json" >> "$L" 2>&1
         echo "sweep rc=$?"
     fi
     log attention
     # bf16 on the tiles (amx) against AVX-512 BF16 at every length: the tiles' threshold.
     for isa in amx avx512; do
-        BERTH_ISA=$isa timeout 60 "$D/attention_sweep" | tee -a "$L"
+        BERTH_ISA=$isa timeout 60 $pin "$D/attention_sweep" | tee -a "$L"
     done
 fi
 has tests && [ "$STAGE" = tests ] && { log done; exit 0; }
 export BERTH_CACHE_DIR=/tmp/bc BERTH_MINILM_DIR=/tmp/minilm
-for _ in $(seq 150); do grep -q wrote /tmp/mk.log 2>/dev/null && break; sleep 1; done
-grep -q wrote /tmp/mk.log 2>/dev/null || minilm
+minilm_written || minilm
 tail -1 /tmp/mk.log
 if has bench1; then
     log bench1
     # 1 thread, M1 and B1: the tiles against AVX-512, int8 with bf16 attention and per row.
-    b() { timeout 120 "$D/berth" bench --workload M1,B1 --threads 1 --runs 10 --min-time 0.5 "$@"; }
+    b() { timeout 120 $pin "$D/berth" bench --workload M1,B1 --threads 1 --runs 10 --min-time 0.5 "$@"; }
     for isa in amx avx512; do
         BERTH_ISA=$isa b --dtype int8,bf16 --json > "$O/bench1-$isa.json" 2>> "$L"
         echo "bench1 $isa rc=$?"
@@ -84,17 +95,17 @@ fi
 if has bench; then
 log bench
 for isa in amx avx512; do
-    BERTH_ISA=$isa timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8,bf16 --threads 1 \
+    BERTH_ISA=$isa timeout 150 $pin "$D/berth" bench --workload M1,B1,B2 --dtype int8,bf16 --threads 1 \
         --runs 10 --min-time 0.5 --json > "$O/bench-$isa.json" 2>> "$L"
     echo "bench $isa rc=$?"
 done
 # int8 with attention on the tiles (bf16) against bench-amx.json's int8 rows (f32 attention):
 # which should be int8's default on AMX.
-BERTH_ISA=amx timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
+BERTH_ISA=amx timeout 150 $pin "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
     --runs 10 --min-time 0.5 --bf16-attention --json > "$O/bench-amx-bf16att.json" 2>> "$L"
 echo "bench amx bf16-attention rc=$?"
 # int8 per row against the default groups (128/64): what the tiles' per-group conversion costs.
-BERTH_ISA=amx timeout 150 "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
+BERTH_ISA=amx timeout 150 $pin "$D/berth" bench --workload M1,B1,B2 --dtype int8 --threads 1 \
     --runs 10 --min-time 0.5 --act-groups row --json > "$O/bench-amx-row.json" 2>> "$L"
 echo "bench amx act-groups row rc=$?"
 fi

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds what scripts/amx-check/run.sh runs on a machine with AMX (a lent machine that has no
 # Rust toolchain and no network), into .dev/ (ignored by git): the kernels' and the engine's
-# test binaries (ci profile), the berth binary and the peak, gemm_sweep and attention_sweep
-# examples (release), all stripped of debug info, and all-MiniLM-L6-v2's config and tokenizer
-# files (its weights are made up there by make-random-minilm.py: the real ones are too large
-# to carry).
+# test binaries (ci profile), the berth binary and the peak, gemm_sweep, attention_sweep and
+# tile_loops examples (release), all stripped of debug info, and all-MiniLM-L6-v2's config and
+# tokenizer files (its weights are made up there by make-random-minilm.py: the real ones are
+# too large to carry).
 #
 #     scripts/amx-check/prepare.sh      # then run `bash scripts/amx-check/run.sh` there,
 #                                       # carrying .dev
@@ -17,8 +17,9 @@ grep -qx "/$out/" "$exclude" 2>/dev/null || echo "/$out/" >> "$exclude"
 rm -rf "${out:?}"/*
 
 cargo build -q --release -p berth-tools --bin berth -p berth-kernels --example peak \
-    --example gemm_sweep --example attention_sweep --example isa
-for f in berth examples/peak examples/gemm_sweep examples/attention_sweep examples/isa; do
+    --example gemm_sweep --example attention_sweep --example isa --example tile_loops
+for f in berth examples/peak examples/gemm_sweep examples/attention_sweep examples/isa \
+    examples/tile_loops; do
     objcopy --strip-debug "target/release/$f" "$out/$(basename "$f")"
 done
 # The test binaries, named crate-target (kernels-gemm, engine-fast, ...).

@@ -237,6 +237,7 @@ mod x86 {
     use crate::simd::avx2::{Avx2, Avx2Madd, AvxVnni};
     use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
     use crate::simd::Widen;
+    use std::ops::Range;
 
     simd_entry!(layer_norm_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::layer_norm, (p: LayerNormRows<'_>));
     simd_entry!(softmax_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::softmax, (x: &mut [f32]));
@@ -302,6 +303,41 @@ mod x86 {
         gemm::amx_min_rows().map_or(gemm::AMX_MIN_ROWS_BF16, |r| r.1)
     }
     amx_entry!(gemm_i8_amx, gemm_i8_amx, rows_i8);
+
+    /// The int8 tiles' two stages ([`SharedGemm`]): A packed in whole tiles of 16 rows (the
+    /// VNNI fallback's micro-panels of 8 and 4 rows divide them), then the tiles (or VNNI)
+    /// over it, with the same row threshold as [`gemm_i8_amx`].
+    const SHARED_I8_AMX: SharedGemm = {
+        fn pack(p: &Gemm<'_>, rows: Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp) {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+            unsafe fn inner(p: &Gemm<'_>, r: Range<usize>, o: PackedAMut<'_>, t: &mut PackTmp) {
+                // SAFETY: the features are enabled here (the caller's contract below).
+                unsafe { gemm::amx::pack_i8_amx(p, r, o, t, rows_i8()) }
+            }
+            // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`,
+            // which checked that the CPU has these features.
+            unsafe { inner(p, rows, out, tmp) }
+        }
+        fn compute(p: Gemm<'_>, a: &PackedA) {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+            unsafe fn inner(p: Gemm<'_>, a: &PackedA) {
+                // SAFETY: AMX is enabled and the features are enabled here (the caller's
+                // contract below).
+                unsafe { gemm::amx::gemm_i8_amx_packed(p, a, rows_i8()) }
+            }
+            // SAFETY: reachable only through a table built by `Kernels::for_isa(Isa::Amx)`,
+            // which checked that the CPU has these features and that AMX is enabled for the
+            // process.
+            unsafe { inner(p, a) }
+        }
+        SharedGemm {
+            mr: 16,
+            mr_grouped: 16,
+            bf16_words: 1,
+            pack,
+            compute,
+        }
+    };
     // The bf16 tiles with the AVX-512 fallback the CPU prefers (`vdpbf16ps_fast`).
     amx_entry!(gemm_bf16_amx, gemm_bf16_amx, rows_bf16, [Avx512Bf16]);
     amx_entry!(
@@ -342,9 +378,11 @@ mod x86 {
         install_avx512(k, f, true);
         k.int8 = "amx-int8";
         k.gemm_i8 = gemm_i8_amx;
-        // The tiles pack A in their own calls only (their two stages are not written yet).
-        k.shared_i8 = None;
+        k.shared_i8 = Some(SHARED_I8_AMX);
         k.bf16 = "amx-bf16";
+        // bf16 on the tiles packs A in its own calls only: rounding to bf16 costs little
+        // against int8's quantisation, and the tiles' rows and the widened fallback's
+        // micro-panels take different room a row, which one packing's layout cannot hold.
         k.shared_bf16 = None;
         if f.vdpbf16ps_fast {
             k.gemm_bf16 = gemm_bf16_amx;

@@ -9,7 +9,7 @@
 #          int8 with bf16 attention on `amx` (bench-amx-bf16att.json) and with activations
 #          quantised per row (bench-amx-row.json),
 #          thread scaling of B1 and B3 (scaling.json) and of B1 on `avx512` (scaling-avx512.json:
-#          there threads that divide N share one packing of A, which the tiles do not yet),
+#          there threads that divide N share one packing of A for bf16 too; on the tiles, int8 only),
 #          embeddings of the 48 reference sentences on both paths (acc.txt), and ONNX Runtime
 #          through benches/peers.py
 #          (peers.json) when the machine's Python has onnxruntime, torch and transformers

@@ -29,8 +29,11 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::int8::{act_groups, pack_a_i8};
-use super::{bf16, gemm_bf16, gemm_i8, kernel, ALayout, Gemm, GemmScratch, Weights, MC, PANEL};
+use super::int8::{act_groups, gemm_i8_packed, pack_a_i8, pack_i8};
+use super::{
+    bf16, gemm_bf16, gemm_i8, kernel, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA,
+    PackedAMut, Weights, MC, PANEL,
+};
 use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
 use crate::simd::{DotBf16, DotI8, Simd};
 use crate::tiles::{Tiles, TILE_ROWS};
@@ -280,9 +283,68 @@ pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_row
     unsafe {
         if fits_i8(&p, min_rows) {
             let _tiles = Tiles::configure();
-            blocks_i8(p, scratch, &AmxLoop)
+            blocks_i8(p, ASource::Own(scratch), &AmxLoop)
         } else {
             gemm_i8::<Avx512Vnni, 8, 2, 4>(p, scratch)
+        }
+    }
+}
+
+/// The first of the int8 GEMM's two stages on AMX ([`super::SharedGemm`], through which
+/// threads that divide N share one packing of A): rows `rows` of A packed as [`gemm_i8_amx`]
+/// packs them for the tiles (row-major, whole tiles of 16 rows) where the tiles take `p`, else
+/// as AVX-512 VNNI packs them (its micro-panels of 8 and 4 rows divide 16). `rows.start` is a
+/// multiple of 16. Safety: the caller runs with AVX-512 F, BW, VL, VNNI, FMA and F16C.
+#[inline(always)]
+pub(crate) unsafe fn pack_i8_amx(
+    p: &Gemm<'_>,
+    rows: std::ops::Range<usize>,
+    out: PackedAMut<'_>,
+    tmp: &mut PackTmp,
+    min_rows: usize,
+) {
+    p.check();
+    debug_assert!(rows.start.is_multiple_of(TILE_ROWS));
+    // SAFETY: the caller's contract.
+    unsafe {
+        if fits_i8(p, min_rows) {
+            let Weights::I8(w) = p.w else {
+                unreachable!("fits_i8 checked the weights")
+            };
+            let a = &p.a[rows.start * p.lda..];
+            let group = w.groups.map(|g| g.size);
+            let (mc, k) = (rows.len(), p.k);
+            pack_a_i8::<Avx512Vnni, TILE_ROWS>(
+                a,
+                p.lda,
+                mc,
+                k,
+                w.input_scale,
+                group,
+                true,
+                out,
+                tmp,
+            )
+        } else {
+            pack_i8::<Avx512Vnni, 8, 4>(p, rows, out, tmp)
+        }
+    }
+}
+
+/// The second stage: the int8 GEMM over A packed whole by [`pack_i8_amx`], on the tiles where
+/// they take `p` (the same test as the packing's: `p` differs from the packed GEMM only in N),
+/// else on AVX-512 VNNI. Safety: as [`gemm_i8_amx`]'s.
+#[inline(always)]
+pub(crate) unsafe fn gemm_i8_amx_packed(p: Gemm<'_>, a: &PackedA, min_rows: usize) {
+    p.check();
+    // SAFETY: the caller's contract covers both paths (AMX enabled, so the tiles may be
+    // configured).
+    unsafe {
+        if fits_i8(&p, min_rows) {
+            let _tiles = Tiles::configure();
+            blocks_i8(p, ASource::Packed(a), &AmxLoop)
+        } else {
+            gemm_i8_packed::<Avx512Vnni, 8, 2, 4>(p, a)
         }
     }
 }
@@ -309,10 +371,11 @@ pub(crate) unsafe fn gemm_bf16_amx<D: DotBf16>(
     }
 }
 
-/// The tile loops of the int8 GEMM (`fits_i8` holds; sizes checked). Safety: as
+/// The tile loops of the int8 GEMM (`fits_i8` holds; sizes checked), A packed block by block
+/// into a scratch or beforehand (rows in the tiles' layout, [`pack_i8_amx`]). Safety: as
 /// [`gemm_i8_amx`]'s, and `tiles`' ([`BlockLoop`]).
 #[inline(always)]
-unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, tiles: &L) {
+unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, mut source: ASource<'_>, tiles: &L) {
     let Weights::I8(w) = p.w else {
         unreachable!("fits_i8 checked the weights")
     };
@@ -322,15 +385,37 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, ti
         None => (k, 1),
     };
     let layout = ALayout::of(&p);
+    source.check(layout, m.div_ceil(TILE_ROWS) * TILE_ROWS);
     let c_ptr = p.c.as_mut_ptr();
     let mut block = Block::ZERO;
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
-        let grouped = w.groups.map(|_| size);
-        let a = &p.a[ic * p.lda..];
-        let GemmScratch { a: packed, tmp, .. } = &mut *scratch;
-        let out = packed.rows_mut(layout, mc.div_ceil(TILE_ROWS) * TILE_ROWS);
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, p.lda, mc, k, w.input_scale, grouped, true, out, tmp);
+        // The block's first row in the packing: packed per block, or all of A beforehand.
+        let base = match source {
+            ASource::Own(_) => 0,
+            ASource::Packed(_) => ic,
+        };
+        let packed: &PackedA = match &mut source {
+            ASource::Own(scratch) => {
+                let grouped = w.groups.map(|_| size);
+                let a = &p.a[ic * p.lda..];
+                let GemmScratch { a: packed, tmp, .. } = &mut **scratch;
+                let out = packed.rows_mut(layout, mc.div_ceil(TILE_ROWS) * TILE_ROWS);
+                pack_a_i8::<Avx512Vnni, TILE_ROWS>(
+                    a,
+                    p.lda,
+                    mc,
+                    k,
+                    w.input_scale,
+                    grouped,
+                    true,
+                    out,
+                    tmp,
+                );
+                packed
+            }
+            ASource::Packed(a) => a,
+        };
         for jr in (0..n).step_by(PANEL) {
             let nc = PANEL.min(n - jr);
             // The panel's channel sums and scales, padded with zeros past `n`.
@@ -341,7 +426,7 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, ti
             let wp = w.q.as_ptr().cast::<u8>().wrapping_add(jr * k);
             for ir in (0..mc).step_by(2 * TILE_ROWS) {
                 let rows = (2 * TILE_ROWS).min(mc - ir);
-                let ap = packed.codes[ir * k..].as_ptr();
+                let ap = packed.codes[(base + ir) * k..].as_ptr();
                 // The tiles read rows ir..ir + 16 (or 32) of the packed block: mc rounded up to
                 // 16 rows are packed, and `rows > 16` means 32 of them are.
                 let run = |chunks: usize, from: usize, block: &mut Block| {
@@ -366,7 +451,7 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, ti
                         run(depth / CHUNK, gi * size, &mut block);
                         let s = [&sums[gi * PANEL..], &sums[gi * PANEL + 16..]];
                         for (r, f_r) in f.iter_mut().enumerate().take(rows) {
-                            let at = (ir + r) * count + gi;
+                            let at = (base + ir + r) * count + gi;
                             // SAFETY: AVX-512 F (the caller's contract).
                             let (scale, corr) = unsafe {
                                 (
@@ -396,7 +481,7 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, ti
                 } else {
                     run(k / CHUNK, 0, &mut block);
                     for (r, f_r) in f.iter_mut().enumerate().take(rows) {
-                        let (scale, zp) = (packed.scale[ir + r], packed.zp[ir + r]);
+                        let (scale, zp) = (packed.scale[base + ir + r], packed.zp[base + ir + r]);
                         for (j, f_rj) in f_r.iter_mut().enumerate() {
                             // SAFETY: AVX-512; row r < 32 of the block, 16 of the 32 padded
                             // sums and scales. The operations and their order are
@@ -521,6 +606,7 @@ mod tests {
     //! Without AMX (CI's machines) there is nothing to run: each test says so and returns.
 
     use super::*;
+    use crate::gemm::SharedGemm;
     use crate::gemm::{
         act_group_sums, gemm_ref, pack_weights_bf16, to_bf16, ActGroups, Epilogue, MatMut, PackTmp,
         PackedA, PackedI8, PackedI8Buf,
@@ -528,6 +614,7 @@ mod tests {
     use crate::simd::Widen;
     use crate::tiles::bf16_daz;
     use crate::tolerance;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn amx() -> bool {
         let on = crate::isa::cpu_features().supports(crate::Isa::Amx);
@@ -584,6 +671,153 @@ mod tests {
             return;
         }
         check_bf16(bf16_model);
+    }
+
+    /// Threads that divide N share one packing of A through the tiles' two stages
+    /// (`pack_i8_amx`, then the driver over it; `gemm_par`'s `shared_run`), on the software
+    /// model: bit-identical to one call of AVX-512 VNNI at every thread count, per row and per
+    /// group, with and without input scales, over two MC blocks and over a block of 17 rows
+    /// (a tile and one row); and with all of A packed beforehand (the driver's blocks then read
+    /// their rows further into the packing).
+    #[test]
+    fn shared_packing_on_the_model_equals_vnni() {
+        if !vnni() {
+            return;
+        }
+        let base = crate::dispatch::Kernels::for_isa(crate::Isa::Avx512).expect("AVX-512");
+        let kernels = crate::dispatch::Kernels {
+            gemm_i8: model_entry,
+            shared_i8: Some(SharedGemm {
+                mr: TILE_ROWS,
+                mr_grouped: TILE_ROWS,
+                bf16_words: 1,
+                pack: model_pack,
+                compute: model_compute,
+            }),
+            ..base
+        };
+        let shapes: [(usize, usize, usize, &[usize]); 3] = [
+            (64, 100, 384, &[2, 3]),
+            (300, 200, 128, &[5]),
+            (17, 65, 1024, &[2, 3]),
+        ];
+        let mut vnni_scratch = GemmScratch::default();
+        for (i, (m, n, k, threads)) in shapes.into_iter().enumerate() {
+            let a = values(m * k, i as u64);
+            let q = PackedI8Buf::quantize(&values(n * k, i as u64 + 1), n, k);
+            let bias = values(n, 7);
+            let factors: Vec<f32> = (0..k).map(|x| [0.5, 1.5, 3.0][x % 3]).collect();
+            for (group, scaled) in [(None, false), (Some(64), true), (Some(128), false)] {
+                let sums = group.map(|g| act_group_sums(&q.q, k, g));
+                let w = PackedI8 {
+                    input_scale: scaled.then_some(&factors[..]),
+                    groups: group.map(|size| ActGroups {
+                        size,
+                        sums: sums.as_deref().unwrap_or_default(),
+                    }),
+                    ..q.view()
+                };
+                fn gemm<'g>(
+                    (a, w, bias): (&'g [f32], PackedI8<'g>, &'g [f32]),
+                    (m, n, k): (usize, usize, usize),
+                    c: &'g mut [f32],
+                ) -> Gemm<'g> {
+                    Gemm {
+                        k,
+                        a,
+                        lda: k,
+                        w: Weights::I8(w),
+                        bias: Some(bias),
+                        epilogue: Epilogue::Gelu,
+                        c: MatMut::new(c, m, n, n),
+                    }
+                }
+                let ops = (&a[..], w, &bias[..]);
+                let mut want = vec![f32::NAN; m * n];
+                // SAFETY: the CPU has AVX-512 VNNI (checked above).
+                unsafe { i8_vnni(gemm(ops, (m, n, k), &mut want), &mut vnni_scratch) };
+                // And A packed whole beforehand, over every MC block at once.
+                let mut packed = PackedA::default();
+                let mut got = vec![f32::NAN; m * n];
+                let p = gemm(ops, (m, n, k), &mut got);
+                let out = packed.rows_mut(ALayout::of(&p), m.div_ceil(TILE_ROWS) * TILE_ROWS);
+                model_pack(&p, 0..m, out, &mut PackTmp::default());
+                model_compute(p, &packed);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, v)| g.to_bits() == v.to_bits());
+                assert!(same, "m={m} n={n} k={k} group={group:?}: A packed whole");
+                for &t in threads {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(t)
+                        .build()
+                        .expect("a pool");
+                    let mut scratch = vec![GemmScratch::default(); t];
+                    let packs = PACKS.load(Ordering::Relaxed);
+                    let mut got = vec![f32::NAN; m * n];
+                    let p = gemm(ops, (m, n, k), &mut got);
+                    crate::gemm::gemm_par(&kernels, p, &mut scratch, &pool);
+                    assert!(
+                        PACKS.load(Ordering::Relaxed) > packs,
+                        "m={m} n={n} k={k} threads={t}: A's packing was not shared"
+                    );
+                    for (idx, (g, v)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            v.to_bits(),
+                            "m={m} n={n} k={k} group={group:?} threads={t} at {idx}: {g} vs {v}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls of `model_pack`: whether `gemm_par` took the shared stages.
+    static PACKS: AtomicUsize = AtomicUsize::new(0);
+
+    fn model_entry(p: Gemm<'_>, s: &mut GemmScratch) {
+        // SAFETY: installed only by the test above, which checked for AVX-512 VNNI.
+        unsafe { i8_model(p, s) }
+    }
+
+    fn model_pack(
+        p: &Gemm<'_>,
+        rows: std::ops::Range<usize>,
+        out: PackedAMut<'_>,
+        t: &mut PackTmp,
+    ) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+        unsafe fn inner(
+            p: &Gemm<'_>,
+            r: std::ops::Range<usize>,
+            o: PackedAMut<'_>,
+            t: &mut PackTmp,
+        ) {
+            // SAFETY: the features are enabled here.
+            unsafe { pack_i8_amx(p, r, o, t, 1) }
+        }
+        PACKS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: installed only by the test above, which checked for AVX-512 VNNI.
+        unsafe { inner(p, rows, out, t) }
+    }
+
+    fn model_compute(p: Gemm<'_>, a: &PackedA) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+        unsafe fn inner(p: Gemm<'_>, a: &PackedA) {
+            p.check();
+            // SAFETY: the features are enabled here; the model needs no tiles.
+            unsafe {
+                if fits_i8(&p, 1) {
+                    blocks_i8(p, ASource::Packed(a), &ModelLoop)
+                } else {
+                    gemm_i8_packed::<Avx512Vnni, 8, 2, 4>(p, a)
+                }
+            }
+        }
+        // SAFETY: installed only by the test above, which checked for AVX-512 VNNI.
+        unsafe { inner(p, a) }
     }
 
     /// Whether the CPU has AVX-512 with VNNI and BF16's packing needs (the software model's
@@ -877,7 +1111,7 @@ mod tests {
         // SAFETY: the function's contract; the model needs no tiles.
         unsafe {
             if fits_i8(&p, 1) {
-                blocks_i8(p, s, &ModelLoop)
+                blocks_i8(p, ASource::Own(s), &ModelLoop)
             } else {
                 gemm_i8::<Avx512Vnni, 8, 2, 4>(p, s)
             }

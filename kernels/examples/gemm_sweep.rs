@@ -6,12 +6,14 @@
 //!
 //!     cargo run --release -p berth-kernels --example gemm_sweep \
 //!         [-- --ms 1,8,32 --min-ms 150 --dtypes i8,i8g64,i8g128,bf16 --kn 768x3072,3072x768 \
-//!            --threads 1 --json out.json]
+//!            --threads 1 --tile-order --json out.json]
 //!
 //! With `BERTH_ISA` set, only that path's tables run (its kernel and its fallbacks). With
-//! `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--threads T`
-//! above 1 each GEMM runs through `gemm_par` on a pool of T threads (how the engine runs it),
-//! and GOP/s is the pool's.
+//! `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--tile-order` (one
+//! thread, AMX) each AMX row is followed by the tiles with A packed in tile order
+//! (`amx-tileord`: every tile's 1 KiB in one piece), which no table takes yet. With
+//! `--threads T` above 1 each GEMM runs through `gemm_par` on a pool of T threads (how the
+//! engine runs it), and GOP/s is the pool's.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -75,6 +77,10 @@ fn main() {
     };
     let dtypes = opt("--dtypes").unwrap_or_else(|| "i8,i8g64,i8g128,bf16".into());
     let threads: usize = opt("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+    // With AMX: also the tiles with A packed in tile order (`gemm_tiles_in_tile_order`).
+    let tile_order = args.iter().any(|a| a == "--tile-order");
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = tile_order;
     let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(pool) => pool,
         Err(e) => {
@@ -178,6 +184,38 @@ fn main() {
                         "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
                         secs * 1e6
                     ));
+                    // The tiles with A in tile order, beside the AMX table's (one thread).
+                    #[cfg(target_arch = "x86_64")]
+                    if tile_order && t.isa == Isa::Amx && threads == 1 {
+                        let gemm = |c: &mut [f32], s: &mut GemmScratch| {
+                            let p = Gemm {
+                                k,
+                                a: &a,
+                                lda: k,
+                                w: weights(wt),
+                                bias: None,
+                                epilogue: Epilogue::None,
+                                c: MatMut::new(c, m, n, n),
+                            };
+                            berth_kernels::gemm::gemm_tiles_in_tile_order(p, s)
+                        };
+                        if gemm(&mut c, &mut scratch[0]) {
+                            let secs = median(min_ms, || {
+                                gemm(&mut c, &mut scratch[0]);
+                            });
+                            let gops = 2.0 * (m * n * k) as f64 / secs / 1e9;
+                            let kernel = "amx-tileord";
+                            println!(
+                                "{wt:<6} {m:>3} {k:>5} {n:>5}  {kernel:<12} {:>10.1} {gops:>7.1} {:>6.2}",
+                                secs * 1e6,
+                                secs / base
+                            );
+                            records.push(format!(
+                                "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
+                                secs * 1e6
+                            ));
+                        }
+                    }
                 }
             }
         }

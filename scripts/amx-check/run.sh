@@ -2,7 +2,8 @@
 # Issue 7's checks on a machine with AMX, from what scripts/amx-check/prepare.sh put in .dev/
 # (run from the repository root; results under $OUT, else /tmp/amx-check):
 #   tests  every kernels and engine test binary with BERTH_ISA=amx, the register-only peaks,
-#          the tile loops alone (tile_loops: A as packed, in tile order, in L1),
+#          the tile loops alone (tile_loops: A as packed, in tile order, in L1), the tile
+#          GEMMs with A in rows against A in tile order (gemm_sweep --tile-order, three runs),
 #          the GEMM sweep with the tiles forced at every M (sweep.json), and the attention
 #          kernels, f32 and bf16, on amx (bf16 on the tiles) and on avx512
 #   bench  berth bench M1, B1, B2 at int8 and bf16 on `amx` and on `avx512` (bench-*.json),
@@ -66,6 +67,15 @@ if has tests; then
     # The tile loops alone, A as packed, in tile order and in L1: what bounds the tile GEMM.
     log tile loops
     timeout 60 $pin "$D/tile_loops" | tee -a "$L"
+    # The whole tile GEMMs with A in rows (the tables') and in tile order, shape by shape in
+    # one process, three times.
+    log tile order
+    for rep in 1 2 3; do
+        echo "--- rep $rep" >> "$L"
+        BERTH_ISA=amx timeout 60 $pin "$D/gemm_sweep" --ms 128,512 --min-ms 25 --tile-order \
+            --kn 384x1152,1536x384,768x768,3072x768,768x3072 2>&1 | grep -E 'amx' >> "$L"
+    done
+    python3 "$S/tile_order.py" "$L" | tee -a "$L"
     if [ "${SWEEP:-1}" != 0 ]; then
         log sweep
         BERTH_AMX_MIN_ROWS=1 timeout 120 $pin "$D/gemm_sweep" --ms 1,2,4,8,16,32,128,512 --min-ms 60 \

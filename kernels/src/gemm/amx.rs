@@ -29,9 +29,9 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::int8::{act_groups, gemm_i8_packed, pack_a_i8, pack_i8};
+use super::int8::{act_groups, gemm_i8_packed, pack_a_i8, pack_i8, AOrder};
 use super::{
-    bf16, gemm_bf16, gemm_i8, kernel, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA,
+    bf16, gemm_bf16, gemm_i8, grow, kernel, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA,
     PackedAMut, Weights, MC, PANEL,
 };
 use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
@@ -186,76 +186,187 @@ tile_loop!(dpbusd_16, "tdpbusd", one);
 tile_loop!(dpbf16_32, "tdpbf16ps", two);
 tile_loop!(dpbf16_16, "tdpbf16ps", one);
 
+/// Where a block's A tiles are: rows 0..16 from `a`, rows 16..32 from `a2`, rows `lda` bytes
+/// apart, each step of 64 bytes of K `step` bytes further on. A in rows
+/// ([`AOrder::Rows`]): `a2 = a + 16 lda`, `step = 64`; in tiles ([`AOrder::Tiles`]): `lda =
+/// 64`, `step = 1024`.
+#[derive(Clone, Copy, Debug)]
+struct ATiles {
+    a: *const u8,
+    a2: *const u8,
+    lda: usize,
+    step: usize,
+}
+
+/// Defines [`tile_loop`]'s loops over A's tiles anywhere ([`ATiles`]), for A in tile order:
+/// the same instructions in the same order, with the step along A in a register.
+macro_rules! general_tile_loop {
+    ($name:ident, $op:literal, two) => {
+        /// 32 rows x 32 channels: `chunks` (>= 1) steps of K from A's tiles at `a` and from
+        /// `b` (a weight panel's groups, 128 bytes apart), into `c`. Safety: tiles configured;
+        /// `a` valid for 16 rows from each of `a.a` and `a.a2` at each of `chunks` steps, `b`
+        /// for `chunks * 16` groups of 128 bytes.
+        #[inline(always)]
+        unsafe fn $name(chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
+            debug_assert!(chunks > 0);
+            let c0 = c.0.as_mut_ptr();
+            // SAFETY: the contract above; the loop reads A rows `r * lda + s * step .. + 64`
+            // from `a.a` and `a.a2` for r < 16 and s < chunks, B groups `g * 128 .. + 128` for
+            // g < chunks * 16, and writes the 32 x 128 bytes of `c`. Tiles 0..8 are configured
+            // 16 x 64 bytes.
+            unsafe {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    "2:",
+                    // B: channels 0..16 and 16..32 of the panel, 16 groups (rows) of K.
+                    "tileloadd tmm6, [{b} + {ldb}*1]",
+                    "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+                    // A: rows 0..16 of this step's tile, and their products.
+                    "tileloadd tmm4, [{a} + {lda}*1]",
+                    concat!($op, " tmm0, tmm4, tmm6"),
+                    concat!($op, " tmm1, tmm4, tmm7"),
+                    // A: rows 16..32.
+                    "tileloadd tmm5, [{a2} + {lda}*1]",
+                    concat!($op, " tmm2, tmm5, tmm6"),
+                    concat!($op, " tmm3, tmm5, tmm7"),
+                    // Next 64 bytes of K: A's next tiles, 16 groups down the panel.
+                    "add {a}, {step}",
+                    "add {a2}, {step}",
+                    "add {b}, {bstep}",
+                    "dec {n}",
+                    "jnz 2b",
+                    "tilestored [{c} + {ldc}*1], tmm0",
+                    "tilestored [{c} + {ldc}*1 + 64], tmm1",
+                    "tilestored [{c2} + {ldc}*1], tmm2",
+                    "tilestored [{c2} + {ldc}*1 + 64], tmm3",
+                    a = inout(reg) a.a => _,
+                    a2 = inout(reg) a.a2 => _,
+                    b = inout(reg) b => _,
+                    n = inout(reg) chunks => _,
+                    lda = in(reg) a.lda,
+                    step = in(reg) a.step,
+                    ldb = in(reg) B_STRIDE,
+                    bstep = const TILE_ROWS * B_STRIDE,
+                    c = in(reg) c0,
+                    c2 = in(reg) c0.wrapping_add(TILE_ROWS * PANEL),
+                    ldc = in(reg) C_STRIDE,
+                    options(nostack)
+                )
+            };
+        }
+    };
+    ($name:ident, $op:literal, one) => {
+        /// The 16-row form: rows 0..16 of the block only, from `a.a`; rows 16..32 of `c` are
+        /// left as they were. Safety: as the 32-row form, with A's rows from `a.a` only.
+        #[inline(always)]
+        unsafe fn $name(chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
+            debug_assert!(chunks > 0);
+            // SAFETY: as the 32-row form, reading 16 rows of A and writing 16 rows of `c`.
+            unsafe {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "2:",
+                    "tileloadd tmm6, [{b} + {ldb}*1]",
+                    "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+                    "tileloadd tmm4, [{a} + {lda}*1]",
+                    concat!($op, " tmm0, tmm4, tmm6"),
+                    concat!($op, " tmm1, tmm4, tmm7"),
+                    "add {a}, {step}",
+                    "add {b}, {bstep}",
+                    "dec {n}",
+                    "jnz 2b",
+                    "tilestored [{c} + {ldc}*1], tmm0",
+                    "tilestored [{c} + {ldc}*1 + 64], tmm1",
+                    a = inout(reg) a.a => _,
+                    b = inout(reg) b => _,
+                    n = inout(reg) chunks => _,
+                    lda = in(reg) a.lda,
+                    step = in(reg) a.step,
+                    ldb = in(reg) B_STRIDE,
+                    bstep = const TILE_ROWS * B_STRIDE,
+                    c = in(reg) c.0.as_mut_ptr(),
+                    ldc = in(reg) C_STRIDE,
+                    options(nostack)
+                )
+            };
+        }
+    };
+}
+
+general_tile_loop!(dpbusd_32_at, "tdpbusd", two);
+general_tile_loop!(dpbusd_16_at, "tdpbusd", one);
+general_tile_loop!(dpbf16_32_at, "tdpbf16ps", two);
+general_tile_loop!(dpbf16_16_at, "tdpbf16ps", one);
+
 /// One block's K loop: on the tiles ([`AmxLoop`]) or, in tests, on a software model of them.
 /// `two`: rows 0..32 of the block, else rows 0..16 (rows 16..32 of `c` are then left as they
 /// were). Safety (both methods): the tile loops' contract ([`tile_loop`]): for [`AmxLoop`] the
-/// tiles configured; `a` valid for 16 or 32 rows of `chunks * 64` bytes `lda` apart, `b` for
+/// tiles configured; `a` valid for 16 or 32 rows of `chunks` steps ([`ATiles`]), `b` for
 /// `chunks * 16` groups of 128 bytes.
 trait BlockLoop {
     /// `tdpbusd`: unsigned bytes of A by signed bytes of the panel, summed in i32.
-    unsafe fn dpbusd(
-        &self,
-        two: bool,
-        chunks: usize,
-        a: *const u8,
-        lda: usize,
-        b: *const u8,
-        c: &mut Block,
-    );
+    unsafe fn dpbusd(&self, two: bool, chunks: usize, a: ATiles, b: *const u8, c: &mut Block);
     /// `tdpbf16ps`: bf16 pairs of A by the panel's pairs, summed in f32.
-    unsafe fn dpbf16(
-        &self,
-        two: bool,
-        chunks: usize,
-        a: *const u8,
-        lda: usize,
-        b: *const u8,
-        c: &mut Block,
-    );
+    unsafe fn dpbf16(&self, two: bool, chunks: usize, a: ATiles, b: *const u8, c: &mut Block);
 }
 
-/// The hardware tiles.
+/// The hardware tiles: A in rows through [`tile_loop`]'s loops (what every table runs), in
+/// tile order through [`general_tile_loop`]'s.
 struct AmxLoop;
 
 impl BlockLoop for AmxLoop {
     #[inline(always)]
-    unsafe fn dpbusd(
-        &self,
-        two: bool,
-        chunks: usize,
-        a: *const u8,
-        lda: usize,
-        b: *const u8,
-        c: &mut Block,
-    ) {
-        // SAFETY: the trait's contract.
+    unsafe fn dpbusd(&self, two: bool, chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
+        // SAFETY: the trait's contract; A in rows has its rows 16..32 16 rows on.
         unsafe {
-            if two {
-                dpbusd_32(chunks, a, lda, b, c)
-            } else {
-                dpbusd_16(chunks, a, lda, b, c)
+            match (two, a.step == CHUNK) {
+                (true, true) => dpbusd_32(chunks, a.a, a.lda, b, c),
+                (false, true) => dpbusd_16(chunks, a.a, a.lda, b, c),
+                (true, false) => dpbusd_32_at(chunks, a, b, c),
+                (false, false) => dpbusd_16_at(chunks, a, b, c),
             }
         }
     }
 
     #[inline(always)]
-    unsafe fn dpbf16(
-        &self,
-        two: bool,
-        chunks: usize,
-        a: *const u8,
-        lda: usize,
-        b: *const u8,
-        c: &mut Block,
-    ) {
-        // SAFETY: the trait's contract.
+    unsafe fn dpbf16(&self, two: bool, chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
+        // SAFETY: as `dpbusd`.
         unsafe {
-            if two {
-                dpbf16_32(chunks, a, lda, b, c)
-            } else {
-                dpbf16_16(chunks, a, lda, b, c)
+            match (two, a.step == CHUNK) {
+                (true, true) => dpbf16_32(chunks, a.a, a.lda, b, c),
+                (false, true) => dpbf16_16(chunks, a.a, a.lda, b, c),
+                (true, false) => dpbf16_32_at(chunks, a, b, c),
+                (false, false) => dpbf16_16_at(chunks, a, b, c),
             }
         }
+    }
+}
+
+/// A's tiles from `unit` (the first of 16 or 32 packed rows, `k_bytes` a row) from byte `from`
+/// of K (a multiple of 64), for A in `order` ([`AOrder::Rows`] or [`AOrder::Tiles`]).
+#[inline(always)]
+fn a_tiles(unit: *const u8, k_bytes: usize, from: usize, order: AOrder) -> ATiles {
+    let second = unit.wrapping_add(TILE_ROWS * k_bytes);
+    match order {
+        AOrder::Tiles => {
+            let at = from / CHUNK * TILE_ROWS * CHUNK;
+            ATiles {
+                a: unit.wrapping_add(at),
+                a2: second.wrapping_add(at),
+                lda: CHUNK,
+                step: TILE_ROWS * CHUNK,
+            }
+        }
+        _ => ATiles {
+            a: unit.wrapping_add(from),
+            a2: second.wrapping_add(from),
+            lda: k_bytes,
+            step: CHUNK,
+        },
     }
 }
 
@@ -283,7 +394,7 @@ pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_row
     unsafe {
         if fits_i8(&p, min_rows) {
             let _tiles = Tiles::configure();
-            blocks_i8(p, ASource::Own(scratch), &AmxLoop)
+            blocks_i8(p, ASource::Own(scratch), &AmxLoop, AOrder::Rows)
         } else {
             gemm_i8::<Avx512Vnni, 8, 2, 4>(p, scratch)
         }
@@ -303,6 +414,21 @@ pub(crate) unsafe fn pack_i8_amx(
     tmp: &mut PackTmp,
     min_rows: usize,
 ) {
+    // SAFETY: the caller's contract.
+    unsafe { pack_i8_tiles(p, rows, out, tmp, min_rows, AOrder::Rows) }
+}
+
+/// [`pack_i8_amx`] with A's tiles in `order` ([`AOrder::Rows`] or [`AOrder::Tiles`]). Safety:
+/// as [`pack_i8_amx`]'s.
+#[inline(always)]
+unsafe fn pack_i8_tiles(
+    p: &Gemm<'_>,
+    rows: std::ops::Range<usize>,
+    out: PackedAMut<'_>,
+    tmp: &mut PackTmp,
+    min_rows: usize,
+    order: AOrder,
+) {
     p.check();
     debug_assert!(rows.start.is_multiple_of(TILE_ROWS));
     // SAFETY: the caller's contract.
@@ -321,7 +447,7 @@ pub(crate) unsafe fn pack_i8_amx(
                 k,
                 w.input_scale,
                 group,
-                true,
+                order,
                 out,
                 tmp,
             )
@@ -342,7 +468,7 @@ pub(crate) unsafe fn gemm_i8_amx_packed(p: Gemm<'_>, a: &PackedA, min_rows: usiz
     unsafe {
         if fits_i8(&p, min_rows) {
             let _tiles = Tiles::configure();
-            blocks_i8(p, ASource::Packed(a), &AmxLoop)
+            blocks_i8(p, ASource::Packed(a), &AmxLoop, AOrder::Rows)
         } else {
             gemm_i8_packed::<Avx512Vnni, 8, 2, 4>(p, a)
         }
@@ -364,9 +490,45 @@ pub(crate) unsafe fn gemm_bf16_amx<D: DotBf16>(
     unsafe {
         if fits_bf16(&p, min_rows) {
             let _tiles = Tiles::configure();
-            blocks_bf16(p, scratch, &AmxLoop)
+            blocks_bf16(p, scratch, &AmxLoop, AOrder::Rows)
         } else {
             gemm_bf16::<D, 8, 2>(p, scratch)
+        }
+    }
+}
+
+/// The int8 or bf16 GEMM on the tiles with A packed in tile order ([`AOrder::Tiles`]: each
+/// tile's 1 KiB in one piece) rather than in rows: in no dispatch table, for measuring the
+/// two layouts against each other on AMX (`gemm_sweep --tile-order`) before either becomes the
+/// tables'. Returns false, leaving C as it was, without AMX or for a GEMM the tiles do not
+/// take at any row count (K, or int8's activation groups, not a multiple of 64; bf16's K not
+/// a multiple of 32).
+#[doc(hidden)]
+pub fn gemm_tiles_in_tile_order(p: Gemm<'_>, scratch: &mut GemmScratch) -> bool {
+    p.check();
+    let takes = match p.w {
+        Weights::I8(_) => fits_i8(&p, 1),
+        Weights::Bf16(_) => fits_bf16(&p, 1),
+        _ => false,
+    };
+    if !takes || !crate::isa::cpu_features().supports(crate::Isa::Amx) {
+        return false;
+    }
+    // SAFETY: AMX is enabled (checked above), which implies the AVX-512 features the entry is
+    // compiled with (`CpuFeatures::supports`).
+    unsafe { tile_order_entry(p, scratch) };
+    true
+}
+
+/// [`gemm_tiles_in_tile_order`]'s tiles. Safety: AMX is enabled; the GEMM fits the tiles.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
+unsafe fn tile_order_entry(p: Gemm<'_>, scratch: &mut GemmScratch) {
+    // SAFETY: the function's contract; the features are enabled here.
+    unsafe {
+        let _tiles = Tiles::configure();
+        match p.w {
+            Weights::I8(_) => blocks_i8(p, ASource::Own(scratch), &AmxLoop, AOrder::Tiles),
+            _ => blocks_bf16(p, scratch, &AmxLoop, AOrder::Tiles),
         }
     }
 }
@@ -375,7 +537,12 @@ pub(crate) unsafe fn gemm_bf16_amx<D: DotBf16>(
 /// into a scratch or beforehand (rows in the tiles' layout, [`pack_i8_amx`]). Safety: as
 /// [`gemm_i8_amx`]'s, and `tiles`' ([`BlockLoop`]).
 #[inline(always)]
-unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, mut source: ASource<'_>, tiles: &L) {
+unsafe fn blocks_i8<L: BlockLoop>(
+    mut p: Gemm<'_>,
+    mut source: ASource<'_>,
+    tiles: &L,
+    order: AOrder,
+) {
     let Weights::I8(w) = p.w else {
         unreachable!("fits_i8 checked the weights")
     };
@@ -408,7 +575,7 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, mut source: ASource<'_>, tile
                     k,
                     w.input_scale,
                     grouped,
-                    true,
+                    order,
                     out,
                     tmp,
                 );
@@ -431,12 +598,12 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, mut source: ASource<'_>, tile
                 // 16 rows are packed, and `rows > 16` means 32 of them are.
                 let run = |chunks: usize, from: usize, block: &mut Block| {
                     // SAFETY: `tiles` ready (the caller's contract); A holds `ceil16(rows)` rows
-                    // of `k` bytes from `ap` (k bytes apart), read from byte `from`, `chunks *
-                    // 64` of them (within k); the panel holds k / 4 groups of 128 bytes from
-                    // `wp`, read from group `from / 4`.
+                    // of `k` bytes from `ap` (k bytes apart, or as their tiles), read from byte
+                    // `from` of K, `chunks * 64` of it (within k); the panel holds k / 4 groups
+                    // of 128 bytes from `wp`, read from group `from / 4`.
                     unsafe {
-                        let (a, b) = (ap.add(from), wp.add(from / 4 * B_STRIDE));
-                        tiles.dpbusd(rows > TILE_ROWS, chunks, a, k, b, block)
+                        let (a, b) = (a_tiles(ap, k, from, order), wp.add(from / 4 * B_STRIDE));
+                        tiles.dpbusd(rows > TILE_ROWS, chunks, a, b, block)
                     }
                 };
                 // SAFETY: AVX-512 F (the caller's contract).
@@ -506,7 +673,12 @@ unsafe fn blocks_i8<L: BlockLoop>(mut p: Gemm<'_>, mut source: ASource<'_>, tile
 /// The tile loops of the bf16 GEMM (`fits_bf16` holds; sizes checked). Safety: as
 /// [`gemm_bf16_amx`]'s, and `tiles`' ([`BlockLoop`]).
 #[inline(always)]
-unsafe fn blocks_bf16<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, tiles: &L) {
+unsafe fn blocks_bf16<L: BlockLoop>(
+    mut p: Gemm<'_>,
+    scratch: &mut GemmScratch,
+    tiles: &L,
+    order: AOrder,
+) {
     let Weights::Bf16(w) = p.w else {
         panic!("gemm: the table routed other weights here");
     };
@@ -518,12 +690,12 @@ unsafe fn blocks_bf16<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, 
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
         let a = &p.a[ic * p.lda..];
-        let out = scratch
-            .a
+        let GemmScratch { a: packed, tmp, .. } = &mut *scratch;
+        let out = packed
             .rows_mut(layout, mc.div_ceil(TILE_ROWS) * TILE_ROWS)
             .bf16;
         // SAFETY: the caller runs with AVX-512 F/BW/VL and BF16 (this function's contract).
-        unsafe { pack_a_bf16_rows(a, p.lda, mc, k, out) };
+        unsafe { pack_a_bf16_rows(a, p.lda, mc, k, out, order, &mut tmp.rows_bf16) };
         for jr in (0..n).step_by(PANEL) {
             let nc = PANEL.min(n - jr);
             // The panel: `pairs` rows of 32 channel pairs (128 bytes) from here.
@@ -531,10 +703,11 @@ unsafe fn blocks_bf16<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, 
             for ir in (0..mc).step_by(2 * TILE_ROWS) {
                 let rows = (2 * TILE_ROWS).min(mc - ir);
                 let ap = scratch.a.bf16[ir * pairs..].as_ptr().cast::<u8>();
+                let at = a_tiles(ap, 2 * k, 0, order);
                 // SAFETY: `tiles` ready (the caller's contract); A holds `ceil16(rows)` rows of
-                // `2k` bytes from `ap`, of which `k / 32` steps of 64 are read; the panel holds
-                // `k / 2` rows of 128 bytes from `wp`.
-                unsafe { tiles.dpbf16(rows > TILE_ROWS, k / 32, ap, 2 * k, wp, &mut block) };
+                // `2k` bytes from `ap` (or their tiles), of which `k / 32` steps of 64 are read;
+                // the panel holds `k / 2` rows of 128 bytes from `wp`.
+                unsafe { tiles.dpbf16(rows > TILE_ROWS, k / 32, at, wp, &mut block) };
                 // SAFETY: AVX-512 F (the caller's contract).
                 let mut f = [[unsafe { Avx512::splat(0.0) }; 2]; 2 * TILE_ROWS];
                 for (r, f_r) in f.iter_mut().enumerate().take(rows) {
@@ -550,19 +723,40 @@ unsafe fn blocks_bf16<L: BlockLoop>(mut p: Gemm<'_>, scratch: &mut GemmScratch, 
     }
 }
 
-/// Rounds `mc` rows of A (`k` even) to bf16 pairs into row-major rows of `k / 2` pairs in
-/// `out`, `mc` rounded up to 16 rows (the padding rows zero): the A tiles' layout. Safety:
-/// AVX-512 F/BW/VL and BF16.
+/// Rounds `mc` rows of A (`k` even) to bf16 pairs into rows of `k / 2` pairs in `out`, `mc`
+/// rounded up to 16 rows (the padding rows zero): the A tiles' layout, in rows or (`order`
+/// [`AOrder::Tiles`], `k` a multiple of 32) as whole tiles of 16 rows x 16 pairs, through
+/// `row` (one row's pairs). Safety: AVX-512 F/BW/VL and BF16.
 #[inline(always)]
-unsafe fn pack_a_bf16_rows(a: &[f32], lda: usize, mc: usize, k: usize, out: &mut [u32]) {
+unsafe fn pack_a_bf16_rows(
+    a: &[f32],
+    lda: usize,
+    mc: usize,
+    k: usize,
+    out: &mut [u32],
+    order: AOrder,
+    row: &mut Vec<u32>,
+) {
     let pairs = k / 2;
     let rows = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
-    for (r, dst) in out[..rows * pairs].chunks_exact_mut(pairs).enumerate() {
+    grow(row, pairs, 0);
+    for r in 0..rows {
+        let dst = match order {
+            AOrder::Tiles => &mut row[..pairs],
+            _ => &mut out[r * pairs..(r + 1) * pairs],
+        };
         if r < mc {
             // SAFETY: AVX-512 with BF16 (the caller's contract).
             unsafe { bf16::round_row_bf16::<Avx512Bf16>(&a[r * lda..r * lda + k], dst) };
         } else {
             dst.fill(0);
+        }
+        if order == AOrder::Tiles {
+            // Row r's runs of 16 pairs (64 bytes), each in row r % 16 of its tile.
+            let tiles = &mut out[r / 16 * 16 * pairs..(r / 16 + 1) * 16 * pairs];
+            for (t, run) in row[..pairs].chunks_exact(16).enumerate() {
+                tiles[t * 256 + r % 16 * 16..][..16].copy_from_slice(run);
+            }
         }
     }
 }
@@ -654,23 +848,63 @@ mod tests {
         }
     }
 
-    /// The int8 driver (A's rows, the runs over panels, rows and groups, the epilogue) on the
-    /// tiles' software model, bit-identical to AVX-512 VNNI on any CPU with it.
+    /// On AMX, A in tile order ([`gemm_tiles_in_tile_order`]) too: int8 bit-identical to
+    /// VNNI, bf16 within the reference's tolerance.
+    #[test]
+    fn tile_order_on_the_tiles() {
+        if amx() {
+            check_i8(i8_tile_order);
+            check_bf16(bf16_tile_order);
+        }
+    }
+
+    /// [`gemm_tiles_in_tile_order`], or VNNI where it does not take the GEMM. Safety: AMX is
+    /// enabled.
+    unsafe fn i8_tile_order(p: Gemm<'_>, s: &mut GemmScratch) {
+        if fits_i8(&p, 1) {
+            assert!(
+                gemm_tiles_in_tile_order(p, s),
+                "the tiles refused a GEMM they take"
+            );
+        } else {
+            // SAFETY: the function's contract (AMX comes with AVX-512 VNNI).
+            unsafe { i8_vnni(p, s) }
+        }
+    }
+
+    /// [`gemm_tiles_in_tile_order`], or the reference where it does not take the GEMM.
+    unsafe fn bf16_tile_order(p: Gemm<'_>, s: &mut GemmScratch) {
+        if fits_bf16(&p, 1) {
+            assert!(
+                gemm_tiles_in_tile_order(p, s),
+                "the tiles refused a GEMM they take"
+            );
+        } else {
+            gemm_ref(p, s)
+        }
+    }
+
+    /// The int8 driver (A's rows or tiles, the runs over panels, rows and groups, the
+    /// epilogue) on the tiles' software model, bit-identical to AVX-512 VNNI on any CPU with
+    /// it, A in rows and in tile order.
     #[test]
     fn int8_driver_on_the_model_equals_vnni() {
         if !vnni() {
             return;
         }
-        check_i8(i8_model);
+        check_i8(i8_model::<false>);
+        check_i8(i8_model::<true>);
     }
 
-    /// The bf16 driver on the tiles' software model against the reference.
+    /// The bf16 driver on the tiles' software model against the reference, A in rows and in
+    /// tile order.
     #[test]
     fn bf16_driver_on_the_model_matches_reference() {
         if !vnni() || !crate::isa::cpu_features().avx512bf16 {
             return;
         }
-        check_bf16(bf16_model);
+        check_bf16(bf16_model::<false>);
+        check_bf16(bf16_model::<true>);
     }
 
     /// Threads that divide N share one packing of A through the tiles' two stages
@@ -779,7 +1013,7 @@ mod tests {
 
     fn model_entry(p: Gemm<'_>, s: &mut GemmScratch) {
         // SAFETY: installed only by the test above, which checked for AVX-512 VNNI.
-        unsafe { i8_model(p, s) }
+        unsafe { i8_model::<false>(p, s) }
     }
 
     fn model_pack(
@@ -810,7 +1044,7 @@ mod tests {
             // SAFETY: the features are enabled here; the model needs no tiles.
             unsafe {
                 if fits_i8(&p, 1) {
-                    blocks_i8(p, ASource::Packed(a), &ModelLoop)
+                    blocks_i8(p, ASource::Packed(a), &ModelLoop, AOrder::Rows)
                 } else {
                     gemm_i8_packed::<Avx512Vnni, 8, 2, 4>(p, a)
                 }
@@ -1063,7 +1297,7 @@ mod tests {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     unsafe fn pack_bf16(a: &[f32], lda: usize, mc: usize, k: usize, out: &mut [u32]) {
         // SAFETY: the features are enabled here.
-        unsafe { pack_a_bf16_rows(a, lda, mc, k, out) }
+        unsafe { pack_a_bf16_rows(a, lda, mc, k, out, AOrder::Rows, &mut Vec::new()) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
@@ -1078,8 +1312,8 @@ mod tests {
         let n = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
         let tmp = &mut PackTmp::default();
         let (r, p) = (rows.rows_mut(layout, n), panels.rows_mut(layout, n));
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, true, r, tmp);
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, false, p, tmp);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, AOrder::Rows, r, tmp);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, AOrder::Panels, p, tmp);
     }
 
     // The paths compared, compiled with the features the dispatch table's entries enable.
@@ -1106,12 +1340,12 @@ mod tests {
     /// The int8 driver on the model (the fallback for shapes the tiles do not take, as on
     /// AMX). Safety: AVX-512 F/BW/VL with VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
-    unsafe fn i8_model(p: Gemm<'_>, s: &mut GemmScratch) {
+    unsafe fn i8_model<const TILES: bool>(p: Gemm<'_>, s: &mut GemmScratch) {
         p.check();
         // SAFETY: the function's contract; the model needs no tiles.
         unsafe {
             if fits_i8(&p, 1) {
-                blocks_i8(p, ASource::Own(s), &ModelLoop)
+                blocks_i8(p, ASource::Own(s), &ModelLoop, order(TILES))
             } else {
                 gemm_i8::<Avx512Vnni, 8, 2, 4>(p, s)
             }
@@ -1120,15 +1354,23 @@ mod tests {
 
     /// The bf16 driver on the model. Safety: AVX-512 F/BW/VL with BF16.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")]
-    unsafe fn bf16_model(p: Gemm<'_>, s: &mut GemmScratch) {
+    unsafe fn bf16_model<const TILES: bool>(p: Gemm<'_>, s: &mut GemmScratch) {
         p.check();
         // SAFETY: the function's contract; the model needs no tiles.
         unsafe {
             if fits_bf16(&p, 1) {
-                blocks_bf16(p, s, &ModelLoop)
+                blocks_bf16(p, s, &ModelLoop, order(TILES))
             } else {
                 gemm_bf16::<Avx512Bf16, 8, 2>(p, s)
             }
+        }
+    }
+
+    /// A in tile order or in rows.
+    fn order(tiles: bool) -> AOrder {
+        match tiles {
+            true => AOrder::Tiles,
+            false => AOrder::Rows,
         }
     }
 
@@ -1137,28 +1379,25 @@ mod tests {
     /// order, bf16 denormals read as zero, denormal results flushed).
     struct ModelLoop;
 
+    /// The byte of A's row `r` (< 32) at byte `x` of the K loop, where [`ATiles`] puts it.
+    fn a_at(a: ATiles, r: usize, x: usize) -> *const u8 {
+        let row = match r < TILE_ROWS {
+            true => a.a.wrapping_add(r * a.lda),
+            false => a.a2.wrapping_add((r - TILE_ROWS) * a.lda),
+        };
+        row.wrapping_add(x / CHUNK * a.step + x % CHUNK)
+    }
+
     impl BlockLoop for ModelLoop {
-        unsafe fn dpbusd(
-            &self,
-            two: bool,
-            chunks: usize,
-            a: *const u8,
-            lda: usize,
-            b: *const u8,
-            c: &mut Block,
-        ) {
+        unsafe fn dpbusd(&self, two: bool, chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
             for r in 0..if two { 2 * TILE_ROWS } else { TILE_ROWS } {
                 for ch in 0..PANEL {
                     let mut acc = 0i32;
                     for k in 0..chunks * CHUNK {
-                        // SAFETY: the trait's contract: A's row r holds `chunks * 64` bytes,
-                        // the panel `chunks * 16` groups of 128.
-                        let (x, y) = unsafe {
-                            (
-                                *a.add(r * lda + k),
-                                *b.add(k / 4 * B_STRIDE + ch * 4 + k % 4),
-                            )
-                        };
+                        // SAFETY: the trait's contract: A's row r holds `chunks` steps of 64
+                        // bytes where `a` says, the panel `chunks * 16` groups of 128.
+                        let (x, y) =
+                            unsafe { (*a_at(a, r, k), *b.add(k / 4 * B_STRIDE + ch * 4 + k % 4)) };
                         acc += i32::from(x) * i32::from(y as i8);
                     }
                     c.0[r * PANEL + ch] = acc as u32;
@@ -1166,15 +1405,7 @@ mod tests {
             }
         }
 
-        unsafe fn dpbf16(
-            &self,
-            two: bool,
-            chunks: usize,
-            a: *const u8,
-            lda: usize,
-            b: *const u8,
-            c: &mut Block,
-        ) {
+        unsafe fn dpbf16(&self, two: bool, chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
             let word = |p: *const u8| {
                 // SAFETY: the callers below read within the trait's contract.
                 u32::from_le_bytes(unsafe { [*p, *p.add(1), *p.add(2), *p.add(3)] })
@@ -1184,11 +1415,11 @@ mod tests {
                     let mut acc = 0.0f32;
                     for step in 0..chunks {
                         for pair in step * 16..step * 16 + 16 {
-                            // SAFETY: A's row r holds `chunks * 16` pairs, the panel as many
-                            // rows of 32 channels' pairs.
+                            // SAFETY: A's row r holds `chunks * 16` pairs where `a` says, the
+                            // panel as many rows of 32 channels' pairs.
                             let (x, y) = unsafe {
                                 (
-                                    word(a.add(r * lda + pair * 4)),
+                                    word(a_at(a, r, pair * 4)),
                                     word(b.add(pair * B_STRIDE + ch * 4)),
                                 )
                             };

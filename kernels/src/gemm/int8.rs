@@ -312,9 +312,9 @@ pub(crate) unsafe fn pack_i8<D: DotI8, const MR: usize, const MRG: usize>(
     let group = w.groups.map(|g| g.size);
     let (mc, k, scale) = (rows.len(), p.k, w.input_scale);
     if group.is_some() {
-        pack_a_i8::<D, MRG>(a, p.lda, mc, k, scale, group, false, out, tmp)
+        pack_a_i8::<D, MRG>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
     } else {
-        pack_a_i8::<D, MR>(a, p.lda, mc, k, scale, group, false, out, tmp)
+        pack_a_i8::<D, MR>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
     }
 }
 
@@ -372,7 +372,17 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                 let out = a.rows_mut(layout, mc.div_ceil(MR) * MR);
                 let grouped = w.groups.map(|_| size);
                 let a_ic = &p.a[ic * p.lda..];
-                pack_a_i8::<D, MR>(a_ic, p.lda, mc, k, w.input_scale, grouped, false, out, tmp);
+                pack_a_i8::<D, MR>(
+                    a_ic,
+                    p.lda,
+                    mc,
+                    k,
+                    w.input_scale,
+                    grouped,
+                    AOrder::Panels,
+                    out,
+                    tmp,
+                );
                 (&*a, 0)
             }
             ASource::Packed(a) => (&**a, ic),
@@ -449,6 +459,22 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
+/// How [`pack_a_i8`] lays out a block of A's codes (`kp` bytes a row). Rows and tiles are the
+/// AMX tiles' operands (x86-64 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) enum AOrder {
+    /// MR-row micro-panels, 4 bytes of each row in turn (the VNNI and NEON kernels' operand).
+    Panels,
+    /// Whole rows, row `r` at `r * kp` (the AMX tiles' operand: a tile is 16 rows `kp` bytes
+    /// apart).
+    Rows,
+    /// Whole tiles: the run of 16 rows from row `16 b` at `16 b * kp`, as `kp / 64` tiles of 16
+    /// rows x 64 bytes (1 KiB each, row `r % 16` of a tile at `64 (r % 16)`) one after another
+    /// along K, so that a tile is 1 KiB in one piece. `kp` a multiple of 64 and MR of 16.
+    Tiles,
+}
+
 /// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels of `out`:
 /// panel `q` holds, for each group of 4 k, the 4 bytes of each of its MR rows (the codes `q`,
 /// or `q - 128` when `D` multiplies signed bytes; padding past `k` and rows past `mc` hold
@@ -459,8 +485,9 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
 /// that zero point into `out.corr[r * count + g]`. `out` holds at least `mc` rounded up to a
 /// multiple of MR rows of `ALayout::of` the GEMM.
 ///
-/// With `row_major` (the AMX tiles' operand), the rows are stored whole instead, row `r` at
-/// `r * kp`, `mc` rounded up to a multiple of MR, and quantised straight into place.
+/// `order` [`AOrder::Rows`] (the AMX tiles' operand) stores the rows whole instead, row `r`
+/// at `r * kp`, `mc` rounded up to a multiple of MR, quantised straight into place;
+/// [`AOrder::Tiles`] stores each run of 16 rows as whole tiles (module docs of `AOrder`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
@@ -470,11 +497,12 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
     k: usize,
     input_scale: Option<&[f32]>,
     group: Option<usize>,
-    row_major: bool,
+    order: AOrder,
     out: PackedAMut<'_>,
     tmp: &mut PackTmp,
 ) {
     let kp = k.div_ceil(4) * 4;
+    debug_assert!(order != AOrder::Tiles || (kp.is_multiple_of(64) && MR.is_multiple_of(16)));
     // Signed instructions take `q - 128`: XOR 0x80 on each byte.
     let (flip, zp_shift) = if D::OFFSET {
         (0u32, 0)
@@ -493,10 +521,11 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
     }
     for r in 0..rows {
         let (q, ri) = (r / MR, r % MR);
-        let codes = if row_major {
-            &mut out.codes[r * kp..(r + 1) * kp]
-        } else {
-            &mut tmp.row_u8[ri * kp..(ri + 1) * kp]
+        let codes = match order {
+            AOrder::Rows => &mut out.codes[r * kp..(r + 1) * kp],
+            AOrder::Panels => &mut tmp.row_u8[ri * kp..(ri + 1) * kp],
+            // One row, put in its tiles below.
+            AOrder::Tiles => &mut tmp.row_u8[..kp],
         };
         // The K padding is byte 0 (the buffer may hold a longer row of an earlier call).
         codes[k..].fill(0);
@@ -541,9 +570,19 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
                 out.zp[r] = 0;
             }
         }
-        if !row_major && ri == MR - 1 {
-            let panel = &mut out.codes[q * MR * kp..(q + 1) * MR * kp];
-            interleave::<u8, MR, 4>(&tmp.row_u8[..MR * kp], panel);
+        match order {
+            AOrder::Panels if ri == MR - 1 => {
+                let panel = &mut out.codes[q * MR * kp..(q + 1) * MR * kp];
+                interleave::<u8, MR, 4>(&tmp.row_u8[..MR * kp], panel);
+            }
+            AOrder::Tiles => {
+                // Row r's 64-byte runs of K, each in row r % 16 of its tile of the 16 rows.
+                let tiles = &mut out.codes[r / 16 * 16 * kp..(r / 16 + 1) * 16 * kp];
+                for (t, run) in tmp.row_u8[..kp].chunks_exact(64).enumerate() {
+                    tiles[t * 1024 + r % 16 * 64..][..64].copy_from_slice(run);
+                }
+            }
+            _ => {}
         }
     }
 }

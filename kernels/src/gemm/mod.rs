@@ -37,6 +37,9 @@ mod int8;
 mod kernel;
 
 #[cfg(target_arch = "x86_64")]
+#[doc(hidden)]
+pub use amx::gemm_tiles_in_tile_order;
+#[cfg(target_arch = "x86_64")]
 pub use amx::{amx_min_rows, AMX_MIN_ROWS_BF16, AMX_MIN_ROWS_I8};
 pub(crate) use bf16::{gemm_bf16, gemm_bf16_packed, pack_bf16};
 pub use bf16::{

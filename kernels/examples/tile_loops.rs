@@ -1,9 +1,9 @@
-//! The int8 AMX tile GEMM's loops alone (no packing of A, no epilogue) at BERT's shapes, with
-//! A laid out as the GEMM packs it (`rows`: tiles of 16 rows K bytes apart), in tile order
-//! (`tiles`: each tile 1 KiB contiguous) and held in L1 (`cached`), against the register-only
+//! The int8 AMX tile GEMM's loops alone (no packing of A, no epilogue) at BERT's shapes, with A
+//! laid out as the GEMM packs it (`rows`: tiles of 16 rows K bytes apart), in tile order (`tiles`:
+//! each tile 1 KiB contiguous) and held close (`cached`: A in L1), against the register-only
 //! `tdpbusd` peak: what bounds the tile GEMM (docs/KERNELS.md, AMX tiles). Compare `rows` with
-//! `gemm_sweep`'s `i8` rows for what A's packing and the epilogue cost. Needs AMX; prints a
-//! line saying so without it.
+//! `gemm_sweep`'s `i8` rows for what A's packing and the epilogue cost. Needs AMX; prints a line
+//! saying so without it.
 //!
 //!     cargo run --release -p berth-kernels --example tile_loops [-- --runs 5]
 

@@ -115,14 +115,15 @@ pub enum TileA {
     /// Tile order: each tile (16 rows x 64 bytes) in 1 KiB of its own, a row block's tiles one
     /// after another along K.
     Tiles,
-    /// The same 32 rows x 64 bytes of A, and the same step of one weight panel, at every step:
-    /// the loop with its operands in L1.
+    /// The same 32 rows x 64 bytes of A at every step, and the first weight panel for every
+    /// block: A in L1, and B too up to K = 1024 (32 K bytes), so the loop with its operands
+    /// close.
     Cached,
 }
 
 /// One 32 x 32 block's walk in [`amx_i8_loops`]: byte offsets of A's rows 0..16 and 16..32
 /// into A, the bytes between those rows and between steps of 64 bytes of K, and the offset
-/// of the weight panel into B and the bytes between its steps (16 groups of 128 bytes).
+/// of the weight panel into B (whose steps are 16 groups of 128 bytes, as in the GEMM).
 #[cfg(any(target_arch = "x86_64", test))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct BlockWalk {
@@ -131,7 +132,6 @@ struct BlockWalk {
     lda: usize,
     astep: usize,
     b: usize,
-    bstep: usize,
 }
 
 /// The walks of an `m x k` by `k x n` product's blocks in the tile GEMM's order (panel by
@@ -148,7 +148,6 @@ fn block_walks(m: usize, n: usize, k: usize, layout: TileA) -> impl Iterator<Ite
                 lda: k,
                 astep: 64,
                 b: jr * k,
-                bstep: 16 * 128,
             },
             TileA::Tiles => BlockWalk {
                 a: ir / 16 * steps * 1024,
@@ -156,7 +155,6 @@ fn block_walks(m: usize, n: usize, k: usize, layout: TileA) -> impl Iterator<Ite
                 lda: 64,
                 astep: 1024,
                 b: jr * k,
-                bstep: 16 * 128,
             },
             TileA::Cached => BlockWalk {
                 a: 0,
@@ -164,19 +162,19 @@ fn block_walks(m: usize, n: usize, k: usize, layout: TileA) -> impl Iterator<Ite
                 lda: 64,
                 astep: 0,
                 b: 0,
-                bstep: 0,
             },
         })
     })
 }
 
 /// The int8 tile GEMM's loops alone, without A's packing and the epilogue: for each 32 x 32
-/// block of an `m x k` by `k x n` product, in the GEMM's order, four C tiles zeroed, the K loop
-/// of `tdpbusd` (the GEMM's instructions in the GEMM's order) and the four tiles stored, with
-/// A laid out as `layout`; `reps` passes after one unmeasured pass. Returns the passes' rate in
-/// GOP/s (2 m n k operations a pass), or `None` without AMX or for shapes it does not take (`m`
-/// and `n` multiples of 32, `k` of 64, none zero). For what bounds the tile GEMM: against
-/// [`amx_i8`]'s register-only peak (`Cached` is the loop with its operands in L1) and against
+/// block of an `m x k` by `k x n` product, in the GEMM's order, the GEMM's own loop (four C
+/// tiles zeroed, the K loop of `tdpbusd`, the four tiles stored: `gemm::amx::tile_block_i8`),
+/// with A laid out as `layout`; `reps` passes after one unmeasured pass. Returns the passes'
+/// rate in GOP/s (2 m n k operations a pass), or `None` without AMX or for shapes it does not
+/// take (`m` and `n` multiples of 32, `k` of 64, none zero). For what bounds the tile GEMM:
+/// against
+/// [`amx_i8`]'s register-only peak (`Cached`: the loop with its operands close) and against
 /// the whole GEMM (`gemm_sweep`).
 pub fn amx_i8_loops(m: usize, n: usize, k: usize, layout: TileA, reps: usize) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
@@ -189,18 +187,24 @@ pub fn amx_i8_loops(m: usize, n: usize, k: usize, layout: TileA, reps: usize) ->
         {
             return None;
         }
+        use crate::gemm::amx::{tile_block_i8, ATiles, Block};
         let a = vec![1u8; m * k];
         let b = vec![1u8; n * k];
-        let mut c = vec![0u32; 32 * 32];
+        let mut c = Block::ZERO;
         // Once for every pass, as the GEMM configures them once a call. SAFETY: AMX is enabled
         // (checked above).
         let _tiles = unsafe { crate::tiles::Tiles::configure() };
-        let pass = |c: &mut [u32]| {
+        let pass = |c: &mut Block| {
             for w in block_walks(m, n, k, layout) {
+                let at = ATiles {
+                    a: a.as_ptr().wrapping_add(w.a),
+                    a2: a.as_ptr().wrapping_add(w.a2),
+                    lda: w.lda,
+                    step: w.astep,
+                };
                 // SAFETY: the tiles are configured; `block_walks_stay_inside` checks that every
-                // row the loop reads lies in `a` (m k bytes) and `b` (n k bytes); `c` holds 32
-                // rows of 128 bytes.
-                unsafe { x86::loop_i8(k / 64, &a, &b, w, c) }
+                // row the loop reads lies in `a` (m k bytes) and `b` (n k bytes).
+                unsafe { tile_block_i8(k / 64, at, b.as_ptr().wrapping_add(w.b), c) }
             }
         };
         pass(&mut c);
@@ -350,66 +354,6 @@ mod x86 {
         }
     }
 
-    /// One block of [`super::amx_i8_loops`]: C zeroed, `chunks` steps of `tdpbusd` as the
-    /// tile GEMM's loop issues them (B's two tiles, A's rows 0..16 and their two products, rows
-    /// 16..32 and theirs) over the walk `w`, C stored to `c`. Safety: the tiles configured (8
-    /// of 16 x 64 bytes); the walk's rows lie inside `a` and `b` (16 rows of 64 bytes from
-    /// `w.a` and `w.a2` at each of `chunks` steps, 16 groups of 128 bytes from `w.b` at each
-    /// step); `c` holds 32 x 32 values.
-    pub(super) unsafe fn loop_i8(
-        chunks: usize,
-        a: &[u8],
-        b: &[u8],
-        w: super::BlockWalk,
-        c: &mut [u32],
-    ) {
-        debug_assert!(chunks > 0 && c.len() >= 32 * 32);
-        let c = c.as_mut_ptr();
-        // SAFETY: the caller's contract: every tile row read lies inside `a` and `b`; the
-        // stores write 32 rows of 128 bytes of `c`. Tiles 0..8 are configured 16 x 64 bytes.
-        unsafe {
-            std::arch::asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                // B: channels 0..16 and 16..32 of the panel, 16 groups (rows) of K.
-                "tileloadd tmm6, [{b} + {ldb}*1]",
-                "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
-                // A: rows 0..16 and their products, then rows 16..32 and theirs.
-                "tileloadd tmm4, [{a} + {lda}*1]",
-                "tdpbusd tmm0, tmm4, tmm6",
-                "tdpbusd tmm1, tmm4, tmm7",
-                "tileloadd tmm5, [{a2} + {lda}*1]",
-                "tdpbusd tmm2, tmm5, tmm6",
-                "tdpbusd tmm3, tmm5, tmm7",
-                // The next step's A and B.
-                "add {a}, {astep}",
-                "add {a2}, {astep}",
-                "add {b}, {bstep}",
-                "dec {n}",
-                "jnz 2b",
-                "tilestored [{c} + {ldc}*1], tmm0",
-                "tilestored [{c} + {ldc}*1 + 64], tmm1",
-                "tilestored [{c2} + {ldc}*1], tmm2",
-                "tilestored [{c2} + {ldc}*1 + 64], tmm3",
-                a = inout(reg) a.as_ptr().add(w.a) => _,
-                a2 = inout(reg) a.as_ptr().add(w.a2) => _,
-                b = inout(reg) b.as_ptr().add(w.b) => _,
-                n = inout(reg) chunks => _,
-                lda = in(reg) w.lda,
-                astep = in(reg) w.astep,
-                ldb = in(reg) 128usize,
-                bstep = in(reg) w.bstep,
-                c = in(reg) c,
-                c2 = in(reg) c.add(16 * 32),
-                ldc = in(reg) 128usize,
-                options(nostack)
-            )
-        };
-    }
-
     #[target_feature(enable = "avx2,avxvnni")]
     pub(super) unsafe fn vnni_avx(iters: u64) {
         let mut acc = [_mm256_setzero_si256(); 12];
@@ -453,7 +397,7 @@ mod tests {
                                 assert!(at + 64 <= m * k, "{layout:?} {m}x{n}x{k}: A at {at}");
                             }
                             // Channels 0..16 at +0, 16..32 at +64 of each 128-byte group.
-                            let at = w.b + step * w.bstep + row * 128;
+                            let at = w.b + step * 16 * 128 + row * 128;
                             assert!(at + 128 <= n * k, "{layout:?} {m}x{n}x{k}: B at {at}");
                         }
                     }

@@ -2,7 +2,7 @@
 # Issue 7's checks on a machine with AMX, from what scripts/amx-check/prepare.sh put in .dev/
 # (run from the repository root; results under $OUT, else /tmp/amx-check):
 #   tests  every kernels and engine test binary with BERTH_ISA=amx, the register-only peaks,
-#          the tile loops alone (tile_loops: A as packed, in tile order, in L1), the tile
+#          the tile loops alone (tile_loops: A as packed, in tile order, held close), the tile
 #          GEMMs with A in rows against A in tile order (gemm_sweep --tile-order, three runs),
 #          the GEMM sweep with the tiles forced at every M (sweep.json), and the attention
 #          kernels, f32 and bf16, on amx (bf16 on the tiles) and on avx512
@@ -64,7 +64,7 @@ if has tests; then
     minilm_written
     log peak
     timeout 60 "$D/peak" | tee -a "$L"
-    # The tile loops alone, A as packed, in tile order and in L1: what bounds the tile GEMM.
+    # The tile loops alone, A as packed, in tile order and held close: what bounds the tile GEMM.
     log tile loops
     timeout 60 $pin "$D/tile_loops" | tee -a "$L"
     # The whole tile GEMMs with A in rows (the tables') and in tile order, shape by shape in

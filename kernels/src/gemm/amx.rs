@@ -78,10 +78,10 @@ const C_STRIDE: usize = PANEL * 4;
 
 /// The 32 x 32 block of C as the tiles store it: row `r` at `r * 32` (i32 or f32 bits).
 #[repr(C, align(64))]
-struct Block([u32; PANEL * 2 * TILE_ROWS]);
+pub(crate) struct Block([u32; PANEL * 2 * TILE_ROWS]);
 
 impl Block {
-    const ZERO: Block = Block([0; PANEL * 2 * TILE_ROWS]);
+    pub(crate) const ZERO: Block = Block([0; PANEL * 2 * TILE_ROWS]);
 }
 
 /// Defines a tile loop over `$op` (`tdpbusd` or `tdpbf16ps`): `chunks` steps of 64 bytes of
@@ -191,11 +191,11 @@ tile_loop!(dpbf16_16, "tdpbf16ps", one);
 /// ([`AOrder::Rows`]): `a2 = a + 16 lda`, `step = 64`; in tiles ([`AOrder::Tiles`]): `lda =
 /// 64`, `step = 1024`.
 #[derive(Clone, Copy, Debug)]
-struct ATiles {
-    a: *const u8,
-    a2: *const u8,
-    lda: usize,
-    step: usize,
+pub(crate) struct ATiles {
+    pub(crate) a: *const u8,
+    pub(crate) a2: *const u8,
+    pub(crate) lda: usize,
+    pub(crate) step: usize,
 }
 
 /// Defines [`tile_loop`]'s loops over A's tiles anywhere ([`ATiles`]), for A in tile order:
@@ -344,6 +344,14 @@ impl BlockLoop for AmxLoop {
             }
         }
     }
+}
+
+/// One 32 x 32 int8 block of the tile GEMM's loop, as the GEMM runs it for A in rows (`step`
+/// 64) or in tile order, C to `c`: for [`crate::peak::amx_i8_loops`], which times the loops
+/// alone. Safety: as [`BlockLoop`]'s, 32 rows (the tiles configured).
+pub(crate) unsafe fn tile_block_i8(chunks: usize, a: ATiles, b: *const u8, c: &mut Block) {
+    // SAFETY: the caller's contract.
+    unsafe { AmxLoop.dpbusd(true, chunks, a, b, c) }
 }
 
 /// A's tiles from `unit` (the first of 16 or 32 packed rows, `k_bytes` a row) from byte `from`

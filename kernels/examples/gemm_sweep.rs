@@ -54,6 +54,27 @@ fn median(min_ms: u64, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
+/// Prints one GEMM's line (its median, GOP/s and ratio to the first table's median `base`)
+/// and keeps its JSON record.
+fn report(
+    records: &mut Vec<String>,
+    (wt, m, k, n): (&str, usize, usize, usize),
+    kernel: &str,
+    secs: f64,
+    base: f64,
+) {
+    let gops = 2.0 * (m * n * k) as f64 / secs / 1e9;
+    println!(
+        "{wt:<6} {m:>3} {k:>5} {n:>5}  {kernel:<12} {:>10.1} {gops:>7.1} {:>6.2}",
+        secs * 1e6,
+        secs / base
+    );
+    records.push(format!(
+        "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
+        secs * 1e6
+    ));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
@@ -172,18 +193,9 @@ fn main() {
                             _ => gemm_par(t, p, &mut scratch, &pool),
                         }
                     });
-                    let gops = 2.0 * (m * n * k) as f64 / secs / 1e9;
                     let base = *first.get_or_insert(secs);
                     let kernel = if wt == "bf16" { t.bf16 } else { t.int8 };
-                    println!(
-                        "{wt:<6} {m:>3} {k:>5} {n:>5}  {kernel:<12} {:>10.1} {gops:>7.1} {:>6.2}",
-                        secs * 1e6,
-                        secs / base
-                    );
-                    records.push(format!(
-                        "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
-                        secs * 1e6
-                    ));
+                    report(&mut records, (wt, m, k, n), kernel, secs, base);
                     // The tiles with A in tile order, beside the AMX table's (one thread).
                     #[cfg(target_arch = "x86_64")]
                     if tile_order && t.isa == Isa::Amx && threads == 1 {
@@ -203,17 +215,7 @@ fn main() {
                             let secs = median(min_ms, || {
                                 gemm(&mut c, &mut scratch[0]);
                             });
-                            let gops = 2.0 * (m * n * k) as f64 / secs / 1e9;
-                            let kernel = "amx-tileord";
-                            println!(
-                                "{wt:<6} {m:>3} {k:>5} {n:>5}  {kernel:<12} {:>10.1} {gops:>7.1} {:>6.2}",
-                                secs * 1e6,
-                                secs / base
-                            );
-                            records.push(format!(
-                                "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
-                                secs * 1e6
-                            ));
+                            report(&mut records, (wt, m, k, n), "amx-tileord", secs, base);
                         }
                     }
                 }

@@ -213,7 +213,11 @@ macro_rules! int8_path {
         simd_entry!($gemm, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
         const $shared: SharedGemm = {
             simd_entry!(pack, $features, [$d, $mr, $mrg], gemm::pack_i8, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
-            simd_entry!(compute, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8_packed, (p: Gemm<'_>, a: &PackedA));
+            simd_entry!(compute_i8, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8_packed, (p: Gemm<'_>, a: &PackedA));
+            // int8 weights need no spill.
+            fn compute(p: Gemm<'_>, a: &PackedA, _spill: &mut Vec<f32>) {
+                compute_i8(p, a)
+            }
             SharedGemm { mr: $mr, mr_grouped: $mrg, bf16_words: 1, pack, compute }
         };
     };
@@ -225,7 +229,7 @@ macro_rules! bf16_path {
         simd_entry!($gemm, $features, [$d, $mr, $nv], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
         const $shared: SharedGemm = {
             simd_entry!(pack, $features, [$d, $mr], gemm::pack_bf16, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
-            simd_entry!(compute, $features, [$d, $mr, $nv], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA));
+            simd_entry!(compute, $features, [$d, $mr, $nv], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA, spill: &mut Vec<f32>));
             SharedGemm { mr: $mr, mr_grouped: $mr, bf16_words: <$d as crate::simd::DotBf16>::A_WORDS, pack, compute }
         };
     };
@@ -318,7 +322,7 @@ mod x86 {
             // which checked that the CPU has these features.
             unsafe { inner(p, rows, out, tmp) }
         }
-        fn compute(p: Gemm<'_>, a: &PackedA) {
+        fn compute(p: Gemm<'_>, a: &PackedA, _spill: &mut Vec<f32>) {
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
             unsafe fn inner(p: Gemm<'_>, a: &PackedA) {
                 // SAFETY: AMX is enabled and the features are enabled here (the caller's

@@ -984,7 +984,7 @@ mod tests {
                 let p = gemm(ops, (m, n, k), &mut got);
                 let out = packed.rows_mut(ALayout::of(&p), m.div_ceil(TILE_ROWS) * TILE_ROWS);
                 model_pack(&p, 0..m, out, &mut PackTmp::default());
-                model_compute(p, &packed);
+                model_compute(p, &packed, &mut Vec::new());
                 let same = got
                     .iter()
                     .zip(&want)
@@ -1045,7 +1045,7 @@ mod tests {
         unsafe { inner(p, rows, out, t) }
     }
 
-    fn model_compute(p: Gemm<'_>, a: &PackedA) {
+    fn model_compute(p: Gemm<'_>, a: &PackedA, _spill: &mut Vec<f32>) {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
         unsafe fn inner(p: Gemm<'_>, a: &PackedA) {
             p.check();

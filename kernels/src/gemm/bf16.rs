@@ -5,7 +5,7 @@
 
 use half::bf16;
 
-use super::kernel;
+use super::kernel::{self, from};
 use super::{
     grow, interleave, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut, Weights,
     MC, PANEL,
@@ -105,20 +105,26 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     p: Gemm<'_>,
     scratch: &mut GemmScratch,
 ) {
+    // The spill buffer is taken out of the scratch for the call (moving the vector, not its
+    // contents) so that the packing can borrow the rest.
+    let mut spill = std::mem::take(&mut scratch.widened);
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Own(scratch)) }
+    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Own(scratch), &mut spill) };
+    scratch.widened = spill;
 }
 
 /// [`gemm_bf16`] over A packed beforehand, all of its rows, by [`pack_bf16`] of the same `D`
-/// and `MR` (one packing that several threads' parts of N share). `D` must be the ISA the
-/// caller runs on; panics if `a` holds fewer rows than M rounded up to a micro-panel.
+/// and `MR` (one packing that several threads' parts of N share), with `spill` the calling
+/// thread's buffer for widened weights. `D` must be the ISA the caller runs on; panics if `a`
+/// holds fewer rows than M rounded up to a micro-panel.
 #[inline(always)]
 pub(crate) unsafe fn gemm_bf16_packed<D: DotBf16, const MR: usize, const NV: usize>(
     p: Gemm<'_>,
     a: &PackedA,
+    spill: &mut Vec<f32>,
 ) {
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Packed(a)) }
+    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Packed(a), spill) }
 }
 
 /// Rounds and packs rows `rows` of `p`'s A into `out` (row `rows.start` at its row 0) as
@@ -143,6 +149,7 @@ pub(crate) unsafe fn pack_bf16<D: DotBf16, const MR: usize>(
 unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     mut p: Gemm<'_>,
     mut source: ASource<'_>,
+    spill: &mut Vec<f32>,
 ) {
     p.check();
     let Weights::Bf16(w) = p.w else {
@@ -166,6 +173,15 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
     // 4-aligned).
     let wp = w.as_ptr().cast::<u32>();
+    // Where loading the weights costs arithmetic (`D::SPILL`: widening), a block of more than
+    // one micro-panel has its first keep one NR slice's weights as loaded, for the others to
+    // read back: the widening costs 1/(micro-panels) of what it would in every kernel. The
+    // same values reach the same multiply-adds, so the results are unchanged.
+    let spilling = D::SPILL && m > MR;
+    if spilling {
+        grow(spill, steps * nr * D::W_WORDS, 0.0);
+    }
+    let spill_ptr = spill.as_mut_ptr();
     for ic in (0..m).step_by(mc_step) {
         let mc = mc_step.min(m - ic);
         // The packed rows of this block: row `ir` of the block is row `base + ir` of `packed`
@@ -192,9 +208,27 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
                 // SAFETY: `check` validated every size; the tile reads the packed A (MR x
                 // steps pairs of `words` u32 from row `base + ir`: the packing holds whole
                 // micro-panels), `steps` rows of NR pairs PANEL apart from `w_off` inside the
-                // slice's panel, and C at (row, jr) with mr x nc valid; the caller runs on
-                // D's ISA.
-                unsafe { kernel::run_bf16::<D, MR, NV>(steps, a, wq, &out) };
+                // slice's panel, or the spill (grown above to `steps` rows of NR x W_WORDS,
+                // written for this slice by the block's first micro-panel, `ir` = 0, before
+                // the others read it), and C at (row, jr) with mr x nc valid; the caller runs
+                // on D's ISA.
+                unsafe {
+                    match (spilling && mc > MR, ir) {
+                        (false, _) => kernel::run_bf16::<D, MR, NV, { from::PACKED }>(
+                            steps, a, wq, spill_ptr, &out,
+                        ),
+                        (true, 0) => kernel::run_bf16::<D, MR, NV, { from::PACKED_AND_SPILL }>(
+                            steps, a, wq, spill_ptr, &out,
+                        ),
+                        (true, _) => kernel::run_bf16::<D, MR, NV, { from::SPILLED }>(
+                            steps,
+                            a,
+                            spill_ptr.cast_const().cast(),
+                            spill_ptr,
+                            &out,
+                        ),
+                    }
+                };
             }
         }
     }

@@ -356,27 +356,63 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
     }
 }
 
-/// The bf16 microkernel: `steps` pairs along K of `a` (MR pairs each, `A_WORDS` u32 a pair)
-/// times `w` (NV vectors of weight pairs, steps `PANEL` u32 apart), summed in f32 by
-/// [`DotBf16::dot`]. bf16 contract: `a` is valid for `steps * MR * A_WORDS` reads, `w` for
-/// `steps` rows of NR u32 spaced PANEL apart, `c` as in the float contract.
+/// Where a bf16 microkernel reads its weights ([`run_bf16`]'s `FROM`).
+pub(super) mod from {
+    /// The packed pairs (`w`: `steps` rows of NR u32 spaced PANEL apart).
+    pub const PACKED: u8 = 0;
+    /// The packed pairs, also stored as loaded to `spill` for the block's other micro-panels
+    /// (`steps` rows of `NR * W_WORDS` f32, one after another).
+    pub const PACKED_AND_SPILL: u8 = 1;
+    /// What a [`PACKED_AND_SPILL`] run stored (`w` is that spill, as f32).
+    pub const SPILLED: u8 = 2;
+}
+
+/// Weight vector `j` of the step at `w`, from where `FROM` says (a function, not a closure:
+/// see [`crate::simd::Map`]). Safety: [`run_bf16`]'s contract.
 #[inline(always)]
-pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize>(
+unsafe fn load_bf16<D: DotBf16, const FROM: u8>(w: *const u32, j: usize) -> D::W {
+    // SAFETY: the caller's contract: vector `j` of the step is valid for reads.
+    unsafe {
+        if FROM == from::SPILLED {
+            D::load_spilled(w.cast::<f32>().add(j * D::S::LANES * D::W_WORDS))
+        } else {
+            D::load_w(w.add(j * D::S::LANES))
+        }
+    }
+}
+
+/// The bf16 microkernel: `steps` pairs along K of `a` (MR pairs each, `A_WORDS` u32 a pair)
+/// times NV vectors of weight pairs a step, summed in f32 by [`DotBf16::dot`]; the weights from
+/// where `FROM` says ([`from`]). bf16 contract: `a` is valid for `steps * MR * A_WORDS` reads;
+/// `w` for `steps` rows of NR u32 spaced PANEL apart, or with [`from::SPILLED`] for
+/// `steps * NR * W_WORDS` f32 reads; `spill` (read only with [`from::PACKED_AND_SPILL`]) for
+/// as many writes; `c` as in the float contract.
+#[inline(always)]
+pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize, const FROM: u8>(
     steps: usize,
     a: *const u32,
     w: *const u32,
+    spill: *mut f32,
     out: &Out<'_>,
 ) {
     let l = D::S::LANES;
     debug_assert!(MR * NV * l <= MAX_TILE);
+    // f32 words of one step's spilled weights, and of one vector's.
+    let (row, vec) = (NV * l * D::W_WORDS, l * D::W_WORDS);
     // SAFETY: the bf16 contract above; the caller runs on D's ISA.
     unsafe {
         let mut acc = [[D::S::splat(0.0); NV]; MR];
-        let (mut a, mut w) = (a, w);
+        let (mut a, mut w, mut spill) = (a, w, spill);
         for _ in 0..steps {
-            let mut wv = [D::load_w(w); NV];
+            let mut wv = [load_bf16::<D, FROM>(w, 0); NV];
             for (j, v) in wv.iter_mut().enumerate().skip(1) {
-                *v = D::load_w(w.add(j * l));
+                *v = load_bf16::<D, FROM>(w, j);
+            }
+            if FROM == from::PACKED_AND_SPILL {
+                for (j, &v) in wv.iter().enumerate() {
+                    D::spill_w(spill.add(j * vec), v);
+                }
+                spill = spill.add(row);
             }
             for (i, acc_i) in acc.iter_mut().enumerate() {
                 let ai = D::bcast_a(a.add(i * D::A_WORDS));
@@ -385,7 +421,11 @@ pub(super) unsafe fn run_bf16<D: DotBf16, const MR: usize, const NV: usize>(
                 }
             }
             a = a.add(MR * D::A_WORDS);
-            w = w.add(PANEL);
+            w = if FROM == from::SPILLED {
+                w.add(row)
+            } else {
+                w.add(PANEL)
+            };
         }
         store::<D::S, MR, NV>(&acc, out);
     }

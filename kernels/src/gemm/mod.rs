@@ -397,7 +397,8 @@ impl<'a> Gemm<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct GemmScratch {
     packed_a: Vec<f32>,
-    /// One panel's KC block of half weights, widened.
+    /// One panel's KC block of half weights, widened; the bf16 GEMM's NR slice of widened
+    /// weight pairs (`DotBf16::SPILL`).
     widened: Vec<f32>,
     /// The int8 and bf16 GEMMs' packed A block; in the first scratch of [`gemm_par`], also the
     /// block that its threads pack once between them.
@@ -841,8 +842,9 @@ pub struct SharedGemm {
     /// Packs rows `rows` of A (from a micro-panel boundary) into the view, which starts at
     /// row `rows.start`.
     pub(crate) pack: fn(&Gemm<'_>, std::ops::Range<usize>, PackedAMut<'_>, &mut PackTmp),
-    /// The GEMM over its A packed whole (by the parts' `pack`).
-    pub(crate) compute: fn(Gemm<'_>, &PackedA),
+    /// The GEMM over its A packed whole (by the parts' `pack`), with the part's own buffer
+    /// for weights widened once per block (bf16 where `DotBf16::SPILL`; int8 needs none).
+    pub(crate) compute: fn(Gemm<'_>, &PackedA, &mut Vec<f32>),
 }
 
 impl SharedGemm {
@@ -896,10 +898,12 @@ fn shared_block(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels:
         // No rows: nothing to pack, and C has no elements.
         return;
     }
-    let GemmScratch { a, tmp, .. } = first;
+    let GemmScratch {
+        a, tmp, widened, ..
+    } = first;
     let out = a.rows_mut(ALayout::of(&p).bf16_words(s.bf16_words), units * mr);
     split_pack(s, &p, 0..units, mr, out, tmp, &mut rest[..packers - 1]);
-    split_compute(s, p, a, 1 + rest.len(), panels);
+    split_compute(s, p, a, panels, widened, rest);
 }
 
 /// Packs micro-panels `units` of A (of `mr` rows) into `out` (which starts at the first) as
@@ -938,18 +942,28 @@ fn split_pack(
     }
 }
 
-/// Runs `p` over the packed `a` as `parts` parts of its `panels` weight panels (at least one
-/// each), halving with `rayon::join`.
-fn split_compute(s: SharedGemm, p: Gemm<'_>, a: &PackedA, parts: usize, panels: usize) {
-    if parts <= 1 {
-        return (s.compute)(p, a);
-    }
+/// Runs `p` over the packed `a` as `1 + rest.len()` parts of its `panels` weight panels (at
+/// least one each), halving with `rayon::join`: the first part with `head` for its widened
+/// weights, each other with a scratch of `rest`'s.
+fn split_compute(
+    s: SharedGemm,
+    p: Gemm<'_>,
+    a: &PackedA,
+    panels: usize,
+    head: &mut Vec<f32>,
+    rest: &mut [GemmScratch],
+) {
+    let parts = 1 + rest.len();
     let left = parts / 2;
+    let (lrest, rrest) = rest.split_at_mut(left.saturating_sub(1));
+    let Some((rhead, rrest)) = rrest.split_first_mut() else {
+        return (s.compute)(p, a, head);
+    };
     let at = panels * left / parts;
     let (l, r) = split_at_panel(p, at);
     rayon::join(
-        || split_compute(s, l, a, left, at),
-        || split_compute(s, r, a, parts - left, panels - at),
+        || split_compute(s, l, a, at, head, lrest),
+        || split_compute(s, r, a, panels - at, &mut rhead.widened, rrest),
     );
 }
 

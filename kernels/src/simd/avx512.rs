@@ -295,6 +295,18 @@ impl DotBf16 for Avx512Bf16 {
         // SAFETY: AVX-512 BF16 (the caller runs on a CPU with it).
         unsafe { _mm512_dpbf16_ps(acc, a, w) }
     }
+    /// The pairs' bits as they are (`SPILL` is off: `vdpbf16ps` reads the pairs directly).
+    #[inline(always)]
+    unsafe fn spill_w(p: *mut f32, w: __m512bh) {
+        // SAFETY: `p` is valid for 16 f32 writes (trait contract); `__m512bh` and `__m512`
+        // have the same size and every bit pattern is valid for both.
+        unsafe { _mm512_storeu_ps(p, std::mem::transmute::<__m512bh, __m512>(w)) }
+    }
+    #[inline(always)]
+    unsafe fn load_spilled(p: *const f32) -> __m512bh {
+        // SAFETY: `p` is valid for 16 f32 reads (trait contract); as above.
+        unsafe { std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(p)) }
+    }
     /// `vcvtneps2bf16`, which rounds as `gemm::to_bf16` does (to nearest even; zeros and
     /// denormals to a signed zero; NaN with the quiet bit set): 1 instruction for 16 values
     /// where the integer rounding takes about 12.

@@ -167,6 +167,20 @@ pub(crate) trait DotBf16 {
     }
     /// Loads `LANES` u32 weight pairs.
     unsafe fn load_w(p: *const u32) -> Self::W;
+    /// Whether a bf16 GEMM block's first micro-panel keeps the weights it loads, as
+    /// [`DotBf16::spill_w`] stores them, for the block's other micro-panels to read back with
+    /// [`DotBf16::load_spilled`]: worth it where [`DotBf16::load_w`] costs arithmetic that the
+    /// multiply-adds' ports would otherwise do, once per micro-panel.
+    const SPILL: bool = false;
+    /// f32 words per weight pair as [`DotBf16::spill_w`] stores it: 1 (the pair's bits) or 2
+    /// (its two values).
+    const W_WORDS: usize = 1;
+    /// Stores `w` as `LANES * W_WORDS` f32 words at `p`. Safety: `p` is valid for that many
+    /// writes; the caller runs on the ISA.
+    unsafe fn spill_w(p: *mut f32, w: Self::W);
+    /// Loads what [`DotBf16::spill_w`] stored at `p`. Safety: `p` is valid for
+    /// `LANES * W_WORDS` reads; the caller runs on the ISA.
+    unsafe fn load_spilled(p: *const f32) -> Self::W;
     unsafe fn dot(acc: <Self::S as Simd>::F, a: Self::A, w: Self::W) -> <Self::S as Simd>::F;
     /// [`Simd::store_bf16`] (the default), where the ISA has a conversion of its own.
     #[inline(always)]
@@ -219,6 +233,24 @@ impl<S: Simd> DotBf16 for Widen<S> {
     unsafe fn load_w(p: *const u32) -> (S::F, S::F) {
         // SAFETY: `p` is valid for LANES reads (trait contract); the caller runs on S's ISA.
         unsafe { S::load_bf16_pairs(p) }
+    }
+    /// Widening a vector of pairs takes two integer operations on the multiply-adds' ports
+    /// (a shift and a mask), 4 per 32 multiply-adds at 8 x 2 vectors: read back, the widened
+    /// values cost two loads and no arithmetic.
+    const SPILL: bool = true;
+    const W_WORDS: usize = 2;
+    #[inline(always)]
+    unsafe fn spill_w(p: *mut f32, w: (S::F, S::F)) {
+        // SAFETY: `p` is valid for 2 x LANES writes (trait contract); the caller runs on S's ISA.
+        unsafe {
+            S::store(p, w.0);
+            S::store(p.add(S::LANES), w.1);
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_spilled(p: *const f32) -> (S::F, S::F) {
+        // SAFETY: `p` is valid for 2 x LANES reads (trait contract); the caller runs on S's ISA.
+        unsafe { (S::load(p), S::load(p.add(S::LANES))) }
     }
     #[inline(always)]
     unsafe fn dot(acc: S::F, a: (S::F, S::F), w: (S::F, S::F)) -> S::F {
@@ -467,6 +499,65 @@ mod tests {
         }
         // SAFETY: the CPU has AVX-512 F/BW/VL and BF16 (checked above).
         unsafe { check() }
+    }
+
+    /// What `D::spill_w` stores, `D::load_spilled` gives back as `D::load_w` loaded it: the
+    /// same products, bit for bit, for weight pairs of every bf16 bit pattern times a few
+    /// activation pairs (the GEMM's spilled weights reach the same multiply-adds).
+    #[inline(always)]
+    unsafe fn spill_round_trips<D: DotBf16>() {
+        let l = D::S::LANES;
+        // Every bf16 pattern first, paired with the same sweep reversed.
+        let xs = bf16_sweep();
+        let pairs: Vec<u32> = xs
+            .iter()
+            .zip(xs.iter().rev())
+            .map(|(x, y)| (x.to_bits() >> 16) | (y.to_bits() & 0xffff_0000))
+            .collect();
+        let mut spill = vec![f32::NAN; l * D::W_WORDS];
+        let (mut direct, mut back) = ([0.0f32; MAX_LANES], [0.0f32; MAX_LANES]);
+        for w in pairs.chunks_exact(l).step_by(7) {
+            // SAFETY: the caller runs on D's ISA; `w` holds LANES pairs, `spill` LANES x
+            // W_WORDS words, the outputs LANES values.
+            unsafe {
+                let v = D::load_w(w.as_ptr());
+                D::spill_w(spill.as_mut_ptr(), v);
+                let u = D::load_spilled(spill.as_ptr());
+                for a in [0x3f80_4000u32, 0xc2f7_3d9a, 0x0080_ff7f] {
+                    let (acc, a) = (D::S::splat(0.5), D::bcast(a));
+                    D::S::store(direct.as_mut_ptr(), D::dot(acc, a, v));
+                    D::S::store(back.as_mut_ptr(), D::dot(acc, a, u));
+                    for (x, y) in direct[..l].iter().zip(&back[..l]) {
+                        assert_eq!(x.to_bits(), y.to_bits(), "{w:x?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`spill_round_trips`] through `Widen` (the spilling vocabulary).
+    #[inline(always)]
+    unsafe fn widened_spill_round_trips<S: Simd>() {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe { spill_round_trips::<Widen<S>>() }
+    }
+
+    #[test]
+    fn spilled_weights_read_back_as_loaded() {
+        on_every_isa!(widened_spill_round_trips);
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+            unsafe fn check() {
+                // SAFETY: the features are enabled here.
+                unsafe { spill_round_trips::<avx512::Avx512Bf16>() }
+            }
+            let f = crate::isa::cpu_features();
+            if f.supports(crate::Isa::Avx512) && f.avx512bf16 {
+                // SAFETY: the CPU has AVX-512 F/BW/VL and BF16 (checked above).
+                unsafe { check() }
+            }
+        }
     }
 
     /// AVX-512's `exp` (`vscalefps`) against the portable body on the same ISA: the same bits

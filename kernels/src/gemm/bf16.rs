@@ -7,8 +7,8 @@ use half::bf16;
 
 use super::kernel::{self, from};
 use super::{
-    grow, interleave, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut, Weights,
-    MC, PANEL,
+    grow, interleave, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut, Prefetch,
+    Weights, MC, PANEL,
 };
 use crate::simd::{DotBf16, Simd};
 
@@ -200,7 +200,21 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
             let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;
+            // The next slice's weights (steps rows of NR pairs from its panel's offset).
+            let next = match jr + nr < n {
+                true => {
+                    let at = ((jr + nr) / PANEL) * PANEL * steps + (jr + nr) % PANEL;
+                    Prefetch::new(
+                        w,
+                        2 * at,
+                        2 * (steps.max(1) - 1) * PANEL + 2 * nr,
+                        mc.div_ceil(MR),
+                    )
+                }
+                false => Prefetch::NONE,
+            };
             for ir in (0..mc).step_by(MR) {
+                next.part(ir / MR);
                 let out = p.tile_out(c_ptr, (ic + ir, jr), (MR.min(mc - ir), nc), true, true);
                 let a = packed.bf16[(base + ir) * steps * words..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.

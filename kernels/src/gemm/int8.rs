@@ -17,7 +17,7 @@
 
 use super::{
     grow, interleave, kernel, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut,
-    Weights, MC, PANEL,
+    Prefetch, Weights, MC, PANEL,
 };
 use crate::quant;
 use crate::simd::{DotI8, Simd};
@@ -407,7 +407,23 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                 g.sums.as_ptr().wrapping_add(at)
             });
             for kr in 0..ranges {
+                // The weights of the next K range of this slice, or of the next slice's first
+                // (whole rows of its panel: 4 PANEL bytes a group of 4 k).
+                let (jn, kn) = if kr + 1 < ranges {
+                    (jr, kr + 1)
+                } else {
+                    (jr + nr, 0)
+                };
+                let next = match jn < n {
+                    true => {
+                        let from = (jn / PANEL) * PANEL * kp + kn * range * 4 * PANEL;
+                        let len = range.min(steps - kn * range) * 4 * PANEL;
+                        Prefetch::new(w.q, from, len, mc.div_ceil(MR))
+                    }
+                    false => Prefetch::NONE,
+                };
                 for ir in (0..mc).step_by(MR) {
+                    next.part(ir / MR);
                     let start = kr * range;
                     let r = kernel::KRange {
                         start,

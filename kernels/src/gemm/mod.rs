@@ -681,6 +681,69 @@ pub fn unpack_weights(w: Weights<'_>, n: usize, k: usize) -> Option<Vec<f32>> {
     Some(out)
 }
 
+/// The weights a GEMM driver's next NR slice (or next K range of it) will read, fetched into
+/// L2 a part at a time while the current slice's micro-panels after the first run: the block's
+/// first micro-panel streams a slice's weights from L3 or memory at the kernel's pace (int8:
+/// 128 bytes per 16 multiply-adds), faster than the hardware prefetcher brings them, and
+/// stalled on those loads for about a tenth of the bf16 GEMM's time in MiniLM (profile,
+/// docs/KERNELS.md); the others read the slice from L1 or L2.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Prefetch {
+    at: *const u8,
+    lines: usize,
+    parts: usize,
+}
+
+impl Prefetch {
+    /// Nothing to fetch.
+    pub(super) const NONE: Prefetch = Prefetch {
+        at: std::ptr::null(),
+        lines: 0,
+        parts: 0,
+    };
+
+    /// Elements `start .. start + len` of `w` (clipped to it), in `micro_panels - 1` parts.
+    pub(super) fn new<T>(w: &[T], start: usize, len: usize, micro_panels: usize) -> Prefetch {
+        let end = start.saturating_add(len).min(w.len());
+        if start >= end {
+            return Prefetch::NONE;
+        }
+        let bytes = (end - start) * std::mem::size_of::<T>();
+        Prefetch {
+            at: w[start..].as_ptr().cast(),
+            lines: bytes.div_ceil(64),
+            // None with one micro-panel: there is no second to fetch before.
+            parts: micro_panels.saturating_sub(1),
+        }
+    }
+
+    /// The cache lines (from the first element's) that [`Prefetch::part`] fetches before
+    /// micro-panel `q`: none for the first, then each part's share, every line once.
+    fn lines(&self, q: usize) -> std::ops::Range<usize> {
+        if q == 0 || q > self.parts {
+            return 0..0;
+        }
+        self.lines * (q - 1) / self.parts..self.lines * q / self.parts
+    }
+
+    /// Before micro-panel `q` of the block: for `q >= 1`, part `q - 1`'s cache lines.
+    #[inline(always)]
+    pub(super) fn part(&self, q: usize) {
+        for line in self.lines(q) {
+            let p = self.at.wrapping_add(line * 64);
+            // The last line may start inside the slice and end past it: a prefetch reads
+            // nothing the program sees and does not fault.
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `prefetcht1` is a hint, valid on any address (SSE, part of x86-64).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.cast())
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
+        }
+    }
+}
+
 /// Lengthens `v` to `len` with `fill` if it is shorter (a scratch buffer only grows).
 pub(crate) fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
     if v.len() < len {
@@ -742,7 +805,21 @@ pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usi
                 let nc = nr.min(n - jr);
                 // The NR slice of its panel, from k = pc.
                 let w_off = (jr / PANEL) * PANEL * k + pc * PANEL + jr % PANEL;
+                // The next slice's kc rows.
+                let next = match jr + nr < n {
+                    true => {
+                        let at = ((jr + nr) / PANEL) * PANEL * k + pc * PANEL + (jr + nr) % PANEL;
+                        Prefetch::new(
+                            w,
+                            at,
+                            kc.max(1).saturating_sub(1) * PANEL + nr,
+                            mc.div_ceil(MR),
+                        )
+                    }
+                    false => Prefetch::NONE,
+                };
                 for ir in (0..mc).step_by(MR) {
+                    next.part(ir / MR);
                     let row = ic + ir;
                     let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), first, last);
                     let a = scratch.packed_a[ir * kc..].as_ptr();
@@ -1102,6 +1179,49 @@ fn pack_a<const MR: usize>(
                     dst[kk * MR + r] = 0.0;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prefetch;
+
+    /// A prefetch covers its range, clipped to the weights, once: each cache line in exactly
+    /// one part, the parts in order over micro-panels 1 .. (none before the first or after
+    /// the last), starting at the range's first element; and nothing without a second
+    /// micro-panel or past the weights' end.
+    #[test]
+    fn prefetch_parts_cover_the_range_once() {
+        let w = vec![0u16; 1000];
+        for (start, len, panels) in [
+            (0, 1000, 16),
+            (10, 37, 3),
+            (990, 100, 5),
+            (0, 1000, 200),
+            (5, 64, 2),
+        ] {
+            let p = Prefetch::new(&w, start, len, panels);
+            let bytes = ((start + len).min(w.len()) - start) * 2;
+            assert_eq!(p.at, w[start..].as_ptr().cast(), "{start} {len} {panels}");
+            assert!(p.lines(0).is_empty());
+            let mut next = 0;
+            for q in 1..panels {
+                let r = p.lines(q);
+                assert_eq!(r.start, next, "{start} {len} {panels} at {q}");
+                next = r.end;
+            }
+            assert_eq!(next, bytes.div_ceil(64), "{start} {len} {panels}");
+            assert!(p.lines(panels).is_empty());
+        }
+        for p in [
+            Prefetch::new(&w, 0, 1000, 1),
+            Prefetch::new(&w, 1000, 5, 8),
+            Prefetch::new(&w, 7, 0, 8),
+            Prefetch::new::<u16>(&[], 0, 64, 8),
+        ] {
+            assert!((0..10).all(|q| p.lines(q).is_empty()));
+            p.part(1);
         }
     }
 }

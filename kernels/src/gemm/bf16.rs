@@ -263,38 +263,59 @@ unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
     out: &mut [u32],
 ) {
     let steps = k.div_ceil(2);
-    grow(rows, MR * steps, 0);
-    let rows = &mut rows[..MR * steps];
+    // u32 words of a row: its pairs, or (widened) its values, rounded, as f32.
+    let words = steps * D::A_WORDS;
+    grow(rows, MR * words, 0);
+    let rows = &mut rows[..MR * words];
     for q in 0..mc.div_ceil(MR) {
-        for (r, dst) in rows.chunks_exact_mut(steps.max(1)).enumerate() {
+        for (r, dst) in rows.chunks_exact_mut(words.max(1)).enumerate() {
             let row = q * MR + r;
-            if row < mc {
-                // SAFETY: the caller runs on D's ISA.
-                unsafe { round_row_bf16::<D>(&a[row * lda..row * lda + k], dst) };
-            } else {
+            if row >= mc {
                 dst.fill(0);
+                continue;
             }
+            let src = &a[row * lda..row * lda + k];
+            // SAFETY: the caller runs on D's ISA.
+            unsafe {
+                match D::A_WORDS {
+                    1 => round_row_bf16::<D>(src, dst),
+                    _ => round_row_widened::<D>(src, dst),
+                }
+            };
         }
-        let len = MR * steps * D::A_WORDS;
+        let len = MR * words;
         let panel = &mut out[q * len..(q + 1) * len];
+        // One pair of every row at a time: a u32 each, or (widened) the pair's two values.
         match D::A_WORDS {
             1 => interleave::<u32, MR, 1>(rows, panel),
-            _ => interleave_widened::<MR>(rows, panel),
+            _ => interleave::<u32, MR, 2>(rows, panel),
         }
     }
 }
 
-/// [`interleave`] of MR rows of bf16 pairs, each pair written as its two values widened to
-/// f32 (the first, then the second): `panel` holds twice `block`'s words.
-fn interleave_widened<const MR: usize>(block: &[u32], panel: &mut [u32]) {
-    let len = block.len() / MR;
-    for (g, dst) in panel.chunks_exact_mut(2 * MR).enumerate() {
-        for (r, d) in dst.chunks_exact_mut(2).enumerate() {
-            let pair = block[r * len + g];
-            d[0] = pair << 16;
-            d[1] = pair & 0xffff_0000;
+/// Rounds `src` to bf16 ([`to_bf16`]) into `dst` as f32 bits (each value's bf16 in the top
+/// half), then zeros to `dst`'s end (an odd length's last pair): the widened kernels' packed
+/// values, a pair being two consecutive ones. Whole vectors by [`Simd::store_bf16_pairs`] of
+/// zeros and the values (a pair's second value is its top half), the tail one at a time.
+/// Safety: the caller runs on D's ISA.
+#[inline(always)]
+unsafe fn round_row_widened<D: DotBf16>(src: &[f32], dst: &mut [u32]) {
+    assert!(dst.len() >= src.len(), "round_row_widened: lengths");
+    let l = D::S::LANES;
+    let body = src.len() / l * l;
+    for i in (0..body).step_by(l) {
+        // SAFETY: `i + LANES <= body <= src.len() <= dst.len()`: LANES values read and as many
+        // u32 written; the caller runs on D's ISA.
+        unsafe {
+            let zero = D::S::splat(0.0);
+            let v = D::S::load(src.as_ptr().add(i));
+            D::S::store_bf16_pairs(dst.as_mut_ptr().add(i), zero, v);
         }
     }
+    for (d, &x) in dst[body..].iter_mut().zip(&src[body..]) {
+        *d = u32::from(bf16_bits(x)) << 16;
+    }
+    dst[src.len()..].fill(0);
 }
 
 /// Rounds `src` to bf16 ([`to_bf16`]) into the pairs `dst` (`src.len().div_ceil(2)` of them,

@@ -562,7 +562,8 @@ pub(crate) struct PackTmp {
     pub(crate) row_u8: Vec<u8>,
     /// One row of A times the int8 weights' input scales.
     pub(crate) row_f32: Vec<f32>,
-    /// One micro-panel's rows of bf16 pairs, before they are interleaved (and widened).
+    /// One micro-panel's rows of bf16 pairs (or, for the widened kernels, of their values as
+    /// f32), before they are interleaved.
     pub(crate) rows_bf16: Vec<u32>,
     /// The reference's per-group scales and zero points of one row.
     ref_scale: Vec<f32>,

@@ -54,6 +54,24 @@ fn median(min_ms: u64, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
+/// The timed GEMM: `a` (m x k, dense) times `w` into `c` (m x n), no bias or epilogue.
+fn plain<'a>(
+    (m, n, k): (usize, usize, usize),
+    a: &'a [f32],
+    w: Weights<'a>,
+    c: &'a mut [f32],
+) -> Gemm<'a> {
+    Gemm {
+        k,
+        a,
+        lda: k,
+        w,
+        bias: None,
+        epilogue: Epilogue::None,
+        c: MatMut::new(c, m, n, n),
+    }
+}
+
 /// Prints one GEMM's line (its median, GOP/s and ratio to the first table's median `base`)
 /// and keeps its JSON record.
 fn report(
@@ -179,15 +197,7 @@ fn main() {
                 for t in list.iter() {
                     let mut scratch = vec![GemmScratch::default(); threads];
                     let secs = median(min_ms, || {
-                        let p = Gemm {
-                            k,
-                            a: &a,
-                            lda: k,
-                            w: weights(wt),
-                            bias: None,
-                            epilogue: Epilogue::None,
-                            c: MatMut::new(&mut c, m, n, n),
-                        };
+                        let p = plain((m, n, k), &a, weights(wt), &mut c);
                         match threads {
                             1 => t.gemm(p, &mut scratch[0]),
                             _ => gemm_par(t, p, &mut scratch, &pool),
@@ -200,15 +210,7 @@ fn main() {
                     #[cfg(target_arch = "x86_64")]
                     if tile_order && t.isa == Isa::Amx && threads == 1 {
                         let gemm = |c: &mut [f32], s: &mut GemmScratch| {
-                            let p = Gemm {
-                                k,
-                                a: &a,
-                                lda: k,
-                                w: weights(wt),
-                                bias: None,
-                                epilogue: Epilogue::None,
-                                c: MatMut::new(c, m, n, n),
-                            };
+                            let p = plain((m, n, k), &a, weights(wt), c);
                             berth_kernels::gemm::gemm_tiles_in_tile_order(p, s)
                         };
                         if gemm(&mut c, &mut scratch[0]) {

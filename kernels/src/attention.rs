@@ -414,20 +414,23 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
             S::store(factors.as_mut_ptr().add(c), e);
         }
         corr.copy_from_slice(&factors[..MR]);
-        for i in 0..MR {
-            let r = i0 + i.min(mr - 1);
-            let m_new = m_new[i];
-            let mv = S::splat(m_new);
-            let mut tile_sum = S::splat(0.0);
-            for t in 0..groups {
-                let e = simd::exp::<S>(S::sub(S::load(s[i].as_ptr().add(t * l)), mv));
-                S::store(s[i].as_mut_ptr().add(t * l), e);
-                tile_sum = S::add(tile_sum, e);
+        // The exponentials a key vector of every row at a time: MR independent chains of the
+        // exponential's dozen dependent operations (one row at a time left them to the
+        // out-of-order window). Each row's sum still adds its vectors in key order.
+        let mv: [S::F; MR] = std::array::from_fn(|i| S::splat(m_new[i]));
+        let mut tile_sum = [S::splat(0.0); MR];
+        for t in 0..groups {
+            for i in 0..MR {
+                let at = s[i].as_mut_ptr().add(t * l);
+                let e = simd::exp::<S>(S::sub(S::load(at), mv[i]));
+                S::store(at, e);
+                tile_sum[i] = S::add(tile_sum[i], e);
             }
-            if i < mr {
-                sums[r] = sums[r] * corr[i] + S::reduce_add(tile_sum);
-                ms[r] = m_new;
-            }
+        }
+        for i in 0..mr {
+            let r = i0 + i;
+            sums[r] = sums[r] * corr[i] + S::reduce_add(tile_sum[i]);
+            ms[r] = m_new[i];
         }
     }
     corr

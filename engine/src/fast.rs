@@ -539,9 +539,10 @@ impl ActGrouping {
 
 /// The grouping a [`FastModel`] starts with: 128 for the hidden-state layers and 64 for the
 /// down projection. On all-MiniLM-L6-v2 (smoothed int8 file, the 48 reference sentences) it
-/// measured min cosine 0.99859 to sentence-transformers (0.99858 before the quantiser rounded
-/// to even), against 0.99674 per row, 0.99825 with 128 everywhere and 0.99849 with 64
-/// everywhere (those three with the earlier rounding; tools/examples/int8_study.rs).
+/// measured min cosine 0.99858 to sentence-transformers on AVX-512 (0.99859 with the GELU
+/// before 2026-11-27, 0.99858 before the quantiser rounded to even), against 0.99674 per row,
+/// 0.99825 with 128 everywhere and 0.99849 with 64 everywhere (those three with the earlier
+/// rounding; tools/examples/int8_study.rs).
 pub const DEFAULT_ACT_GROUPING: ActGrouping = ActGrouping {
     hidden: Some(128),
     intermediate: Some(64),
@@ -733,7 +734,7 @@ impl<'f> FastModel<'f> {
     /// V and the softmax weights rounded to bfloat16, the softmax in f32) while the linear
     /// layers keep their own type: for int8 models on CPUs where bf16 attention is the faster
     /// one (AMX tiles; AVX-512 BF16: 0.9-0.95x the time of int8 with f32 attention, README),
-    /// at an error far below int8's (MiniLM min cosine 0.99843 against 0.99859). Elsewhere the
+    /// at an error far below int8's (MiniLM min cosine 0.99833 against 0.99858). Elsewhere the
     /// same values come from widened f32 instructions, slower than f32 attention.
     pub fn use_bf16_attention(&mut self) {
         self.bf16_attention = true;

@@ -218,10 +218,7 @@ impl<S: Simd> simd::Map<S> for Gelu {
     #[inline(always)]
     unsafe fn apply(&self, v: S::F) -> S::F {
         // SAFETY: the caller runs on S's ISA.
-        unsafe {
-            let e = simd::erf::<S>(S::mul(v, S::splat(std::f32::consts::FRAC_1_SQRT_2)));
-            S::mul(S::mul(S::splat(0.5), v), S::add(S::splat(1.0), e))
-        }
+        unsafe { simd::gelu::<S>(v) }
     }
 }
 

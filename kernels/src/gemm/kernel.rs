@@ -477,22 +477,33 @@ pub(super) unsafe fn store<S: Simd, const MR: usize, const NV: usize>(
                 }
                 if t.last {
                     v = S::add(v, bias[j]);
-                    match t.epilogue {
-                        Epilogue::None => {}
-                        Epilogue::Gelu => {
-                            let x = S::mul(v, S::splat(std::f32::consts::FRAC_1_SQRT_2));
-                            let e = simd::erf::<S>(x);
-                            v = S::mul(S::mul(S::splat(0.5), v), S::add(S::splat(1.0), e));
-                        }
-                        Epilogue::Residual { r, ld } => {
-                            if i < t.mr {
-                                let rs = &r[i * ld..][cols(j, l, t.nc)];
-                                v = S::add(v, load_cols::<S>(rs));
-                            }
+                }
+                S::store(cp, v);
+            }
+        }
+        // The epilogue on the tile as stored (in L1), in loops of their own: inside the loop
+        // above, whether LLVM kept the accumulators in registers (rather than in a stack copy
+        // updated at every k) hung on the size of the epilogue's body.
+        if t.last {
+            match t.epilogue {
+                Epilogue::None => {}
+                Epilogue::Gelu => {
+                    for i in 0..MR {
+                        for j in 0..NV {
+                            let cp = c.add(i * ldc + j * l);
+                            S::store(cp, simd::gelu::<S>(S::load(cp)));
                         }
                     }
                 }
-                S::store(cp, v);
+                Epilogue::Residual { r, ld } => {
+                    for i in 0..t.mr {
+                        for j in 0..NV {
+                            let cp = c.add(i * ldc + j * l);
+                            let rs = &r[i * ld..][cols(j, l, t.nc)];
+                            S::store(cp, S::add(S::load(cp), load_cols::<S>(rs)));
+                        }
+                    }
+                }
             }
         }
         if !full {

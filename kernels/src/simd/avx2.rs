@@ -99,19 +99,6 @@ impl Simd for Avx2 {
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
-    unsafe fn abs(a: __m256) -> __m256 {
-        // SAFETY: AVX.
-        unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), a) }
-    }
-    #[inline(always)]
-    unsafe fn copysign(mag: __m256, sign: __m256) -> __m256 {
-        // SAFETY: AVX.
-        unsafe {
-            let s = _mm256_set1_ps(-0.0);
-            _mm256_or_ps(_mm256_andnot_ps(s, mag), _mm256_and_ps(s, sign))
-        }
-    }
-    #[inline(always)]
     unsafe fn round(a: __m256) -> __m256 {
         // SAFETY: AVX.
         unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }

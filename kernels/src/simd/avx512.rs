@@ -94,21 +94,6 @@ impl Simd for Avx512 {
         unsafe { _mm512_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
-    unsafe fn abs(a: __m512) -> __m512 {
-        // SAFETY: AVX-512 F.
-        unsafe { _mm512_abs_ps(a) }
-    }
-    #[inline(always)]
-    unsafe fn copysign(mag: __m512, sign: __m512) -> __m512 {
-        // SAFETY: AVX-512 F (integer and/or on the bit patterns).
-        unsafe {
-            let sign_bit = _mm512_set1_epi32(i32::MIN);
-            let m = _mm512_andnot_si512(sign_bit, _mm512_castps_si512(mag));
-            let s = _mm512_and_si512(sign_bit, _mm512_castps_si512(sign));
-            _mm512_castsi512_ps(_mm512_or_si512(m, s))
-        }
-    }
-    #[inline(always)]
     unsafe fn round(a: __m512) -> __m512 {
         // SAFETY: AVX-512 F.
         unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }

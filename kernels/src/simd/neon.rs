@@ -109,16 +109,6 @@ impl Simd for Neon {
         unsafe { vfmaq_f32(c, a, b) }
     }
     #[inline(always)]
-    unsafe fn abs(a: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON.
-        unsafe { vabsq_f32(a) }
-    }
-    #[inline(always)]
-    unsafe fn copysign(mag: float32x4_t, sign: float32x4_t) -> float32x4_t {
-        // SAFETY: NEON. Bit select: the sign bit from `sign`, the rest from `mag`.
-        unsafe { vbslq_f32(vdupq_n_u32(0x8000_0000), sign, mag) }
-    }
-    #[inline(always)]
     unsafe fn round(a: float32x4_t) -> float32x4_t {
         // SAFETY: NEON (frintn: to nearest, ties to even).
         unsafe { vrndnq_f32(a) }

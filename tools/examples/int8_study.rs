@@ -107,6 +107,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(128), Some(64)),
             (Some(128), Some(32)),
             (Some(64), Some(32)),
+            (Some(256), Some(64)),
+            (None, Some(64)),
+            (None, Some(32)),
         ]);
         for (hidden, intermediate) in pairs {
             let grouping = ActGrouping {

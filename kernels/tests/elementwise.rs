@@ -240,3 +240,26 @@ fn gelu_matches_the_reference() {
         }
     }
 }
+
+/// GELU saturates exactly, on every path: `x` itself for large positive `x` and 0 for large
+/// negative `x` (the SIMD erf is exactly +-1 past its clamp, 5.544), as in f64.
+#[test]
+fn gelu_saturates_exactly() {
+    let big = [40.0f32, 1e3, 1e30, f32::MAX];
+    for k in tables() {
+        for &b in &big {
+            let mut x = vec![b; 37];
+            x.extend(vec![-b; 37]);
+            (k.gelu)(&mut x);
+            for (i, g) in x.iter().enumerate() {
+                let want = if i < 37 { b } else { 0.0 };
+                assert!(
+                    *g == want,
+                    "{} gelu({}) = {g}",
+                    k.isa,
+                    if i < 37 { b } else { -b }
+                );
+            }
+        }
+    }
+}

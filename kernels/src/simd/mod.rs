@@ -358,8 +358,8 @@ pub(crate) unsafe fn gelu<S: Simd>(v: S::F) -> S::F {
         let c = S::splat(GELU_CLAMP);
         let w = S::min(S::max(v, S::sub(S::splat(0.0), c)), c);
         let u = S::mul(w, w);
-        // Horner's rule, written out: a loop here kept LLVM from unrolling the GEMM tile's
-        // epilogue, and the tile's accumulators then went through the stack at every k.
+        // Horner's rule in both; at the clamp, `w P / Q` rounds to exactly +-1, so GELU of a
+        // large negative value is exactly 0 (`h - h`; `gelu_saturates_exactly`).
         let mut p = S::fma(S::splat(GELU_P[6]), u, S::splat(GELU_P[5]));
         p = S::fma(p, u, S::splat(GELU_P[4]));
         p = S::fma(p, u, S::splat(GELU_P[3]));

@@ -10,15 +10,14 @@
 //!   0.99859 (scalar, sentence 46); with the GELU used until 2026-11-27 (an exponential-based
 //!   erf) 0.99859, 0.99847 and 0.99859, all at sentence 46; with the quantiser's earlier
 //!   rounding (half away from zero) 0.99674 per token, 0.99283 per token without the
-//!   smoothing, 0.98260 with symmetric activations too;
-//!   with attention's products in bf16 (`FastModel::use_bf16_attention`) 0.99833 (AVX-512),
-//!   0.99850 (AVX2) and 0.99845 (scalar), all at sentence 46; 0.99843, 0.99844 and 0.99845
-//!   with the earlier GELU); and the bf16 file, and the f32 file computed in bf16
-//!   (`FastModel::use_bf16`), which give the same bits, at least 0.9999: measured 0.9999554 at
-//!   sentence 46 on the widened AVX-512 and AVX2 paths (0.9999507 with the earlier GELU, the
-//!   same on AVX-512 BF16; linear layers and attention's products in bf16; 0.9999573 with
-//!   attention in f32 before that), 0.9999536 with the scalar twins (OpenVINO's default bf16
-//!   gave 0.99994 here, ../shared/PEERS.md).
+//!   smoothing, 0.98260 with symmetric activations too; with attention's products in bf16
+//!   (`FastModel::use_bf16_attention`) 0.99833 (AVX-512), 0.99850 (AVX2) and 0.99845
+//!   (scalar), all at sentence 46; 0.99843, 0.99844 and 0.99845 with the earlier GELU); and
+//!   the bf16 file, and the f32 file computed in bf16 (`FastModel::use_bf16`), which give the
+//!   same bits, at least 0.9999: measured 0.9999554 at sentence 46 on the widened AVX-512 and
+//!   AVX2 paths (0.9999507 with the earlier GELU, the same on AVX-512 BF16; linear layers and
+//!   attention's products in bf16; 0.9999573 with attention in f32 before that), 0.9999536
+//!   with the scalar twins (OpenVINO's default bf16 gave 0.99994 here, ../shared/PEERS.md).
 
 mod support;
 

@@ -197,21 +197,17 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
             }
             ASource::Packed(a) => (&**a, ic),
         };
+        // Where the NR slice at column `j` starts in its panel, in pairs.
+        let slice_at = |j: usize| (j / PANEL) * PANEL * steps + j % PANEL;
         for jr in (0..n).step_by(nr) {
             let nc = nr.min(n - jr);
-            let w_off = (jr / PANEL) * PANEL * steps + jr % PANEL;
-            // The next slice's weights (steps rows of NR pairs from its panel's offset).
-            let next = match jr + nr < n {
-                true => {
-                    let at = ((jr + nr) / PANEL) * PANEL * steps + (jr + nr) % PANEL;
-                    Prefetch::new(
-                        w,
-                        2 * at,
-                        2 * (steps.max(1) - 1) * PANEL + 2 * nr,
-                        mc.div_ceil(MR),
-                    )
-                }
-                false => Prefetch::NONE,
+            let w_off = slice_at(jr);
+            // The next slice's weights (steps rows of NR pairs; `w` counts bf16 values).
+            let next = if jr + nr < n {
+                let len = 2 * ((steps.max(1) - 1) * PANEL + nr);
+                Prefetch::new(w, 2 * slice_at(jr + nr), len, mc.div_ceil(MR))
+            } else {
+                Prefetch::NONE
             };
             for ir in (0..mc).step_by(MR) {
                 next.part(ir / MR);

@@ -414,13 +414,12 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                 } else {
                     (jr + nr, 0)
                 };
-                let next = match jn < n {
-                    true => {
-                        let from = (jn / PANEL) * PANEL * kp + kn * range * 4 * PANEL;
-                        let len = range.min(steps - kn * range) * 4 * PANEL;
-                        Prefetch::new(w.q, from, len, mc.div_ceil(MR))
-                    }
-                    false => Prefetch::NONE,
+                let next = if jn < n {
+                    let from = (jn / PANEL) * PANEL * kp + kn * range * 4 * PANEL;
+                    let len = range.min(steps - kn * range) * 4 * PANEL;
+                    Prefetch::new(w.q, from, len, mc.div_ceil(MR))
+                } else {
+                    Prefetch::NONE
                 };
                 for ir in (0..mc).step_by(MR) {
                     next.part(ir / MR);

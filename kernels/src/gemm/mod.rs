@@ -802,22 +802,17 @@ pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usi
             // 1/(micro-panels) of what they would in every kernel, and overlap the first
             // micro-panel's FMAs rather than taking a pass of their own.
             let widen = E::WIDEN && mc > MR;
+            // Where the NR slice at column `j` starts in its panel, from k = pc.
+            let slice_at = |j: usize| (j / PANEL) * PANEL * k + pc * PANEL + j % PANEL;
             for jr in (0..n).step_by(nr) {
                 let nc = nr.min(n - jr);
-                // The NR slice of its panel, from k = pc.
-                let w_off = (jr / PANEL) * PANEL * k + pc * PANEL + jr % PANEL;
+                let w_off = slice_at(jr);
                 // The next slice's kc rows.
-                let next = match jr + nr < n {
-                    true => {
-                        let at = ((jr + nr) / PANEL) * PANEL * k + pc * PANEL + (jr + nr) % PANEL;
-                        Prefetch::new(
-                            w,
-                            at,
-                            kc.max(1).saturating_sub(1) * PANEL + nr,
-                            mc.div_ceil(MR),
-                        )
-                    }
-                    false => Prefetch::NONE,
+                let next = if jr + nr < n {
+                    let len = (kc.max(1) - 1) * PANEL + nr;
+                    Prefetch::new(w, slice_at(jr + nr), len, mc.div_ceil(MR))
+                } else {
+                    Prefetch::NONE
                 };
                 for ir in (0..mc).step_by(MR) {
                     next.part(ir / MR);

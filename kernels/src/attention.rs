@@ -6,7 +6,8 @@
 //! (tile, block) the block's scores (`MR x tile`, on the stack: never more of the score
 //! matrix) come from `K^T` packed in vector-wide key groups, the rows' running maxima and sums
 //! take the online-softmax update (the block's output, in registers, is rescaled by
-//! `e^(m_old - m_new)` when a maximum rises), and `P V` for the tile is added. Between tiles a
+//! `e^(m_old - m_new)` when a maximum rises), and `P V` for the tile is added (V copied once
+//! per call into contiguous rows). Between tiles a
 //! block's unnormalised output waits in `out`; the last tile divides it by the sums.
 //!
 //! There is no mask: the engine runs padding-free (each sequence holds only its real tokens), so
@@ -68,6 +69,7 @@ impl AttentionHead<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct AttentionScratch {
     kt: Vec<f32>,
+    v: Vec<f32>,
     stats: Vec<f32>,
     row: Vec<f64>,
     q_pairs: Vec<u32>,
@@ -171,6 +173,17 @@ unsafe fn pack_kt<S: Simd>(p: &AttentionHead<'_>, kt: &mut Vec<f32>) {
     unsafe { transpose_groups::<S>(p.k.as_ptr().cast(), p.ldk, n, d, kt.as_mut_ptr().cast()) };
 }
 
+/// Copies V's `n` rows of `d` features into `v`, `d` apart. Read in place, rows a layer's
+/// Q, K, V width apart (9,216 bytes for BERT-base) fall into a few of L1's sets and evict one
+/// another.
+fn pack_v(p: &AttentionHead<'_>, v: &mut Vec<f32>) {
+    let (n, d) = (p.n, p.d);
+    grow(v, n * d, 0.0);
+    for (j, row) in v[..n * d].chunks_exact_mut(d).enumerate() {
+        row.copy_from_slice(&p.v[j * p.ldv..j * p.ldv + d]);
+    }
+}
+
 /// `dst[(g * cols + c) * L + lane] = src[(g * L + lane) * ld + c]` for the `rows` rows and
 /// `cols` columns of `src` (32-bit values), in groups of `L = S::LANES` rows, zero past the
 /// last row: whole `L x L` blocks by [`Simd::transpose_block`], the rest one by one. Safety:
@@ -237,8 +250,10 @@ unsafe fn attention_dv<S: Simd, const MR: usize, const DV: usize>(
     let kt_len = tile_keys(d, l);
     // SAFETY: the caller runs on S's ISA.
     unsafe { pack_kt::<S>(&p, &mut scratch.kt) };
+    pack_v(&p, &mut scratch.v);
     let (ms, sums) = running_stats(&mut scratch.stats, n);
     let kt = &scratch.kt[..];
+    let (v, ldv) = (&scratch.v[..], d);
     // The feature vectors of a row: full ones, then `tail` features (1..=L) in the last.
     let vecs = d.div_ceil(l);
     let tail = d - (vecs - 1) * l;
@@ -252,9 +267,10 @@ unsafe fn attention_dv<S: Simd, const MR: usize, const DV: usize>(
             // every loop below runs MR rows from in-bounds reads.
             let qrow: [usize; MR] = std::array::from_fn(|i| (i0 + i.min(mr - 1)) * p.ldq);
             // SAFETY: the caller runs on S's ISA. Reads: q at `qrow[i] + c` for c < d (rows
-            // < n), K^T groups below `n.div_ceil(L)` (packed above), V rows `j0 + j < n` at
-            // features below d, `out` rows < n (through `row_mut`), the last vector of a row
-            // partial through a stack buffer; writes: `s` below MAX_KT, `out` rows < mr.
+            // < n), K^T groups below `n.div_ceil(L)` (packed above), V's copy at rows
+            // `j0 + j < n` at features below d, `out` rows < n (through `row_mut`), the last
+            // vector of a row partial through a stack buffer; writes: `s` below MAX_KT, `out`
+            // rows < mr.
             unsafe {
                 // Scores, two key vectors at a time, and the block's row maxima.
                 let mut mx = [S::splat(f32::NEG_INFINITY); MR];
@@ -296,7 +312,7 @@ unsafe fn attention_dv<S: Simd, const MR: usize, const DV: usize>(
                         // and LLVM then stored it back to the stack at every key.
                         let mut acc = o;
                         for j in 0..kn {
-                            let vrow = p.v.as_ptr().add((j0 + j) * p.ldv + f0 * l);
+                            let vrow = v.as_ptr().add((j0 + j) * ldv + f0 * l);
                             let mut vv = [S::splat(0.0); DV];
                             for (u, x) in vv.iter_mut().enumerate() {
                                 *x = S::load(vrow.add(u * l));
@@ -311,7 +327,7 @@ unsafe fn attention_dv<S: Simd, const MR: usize, const DV: usize>(
                         o = acc;
                     } else {
                         for j in 0..kn {
-                            let vrow = p.v.as_ptr().add((j0 + j) * p.ldv);
+                            let vrow = v.as_ptr().add((j0 + j) * ldv);
                             let mut vv = [S::splat(0.0); DV];
                             for (u, x) in vv.iter_mut().enumerate().take(fv) {
                                 let at = (f0 + u) * l;

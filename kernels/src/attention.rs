@@ -293,7 +293,7 @@ unsafe fn attention_dv<S: Simd, const MR: usize, const DV: usize>(
                     keep_scores::<S, MR>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
                     t += 2;
                 }
-                let corr = online_softmax::<S, MR>(&mut s, &mx, ms, sums, i0, mr, groups);
+                let corr = online_softmax::<S, MR>(&mut s, &mx, ms, sums, i0, mr, groups, j0 == 0);
                 // o = o * corr + P V for the tile, DV output vectors at a time: each V row's
                 // vectors loaded once, into every row of the block.
                 let last_tile = j0 + kn == n;
@@ -396,7 +396,10 @@ unsafe fn keep_scores<S: Simd, const MR: usize>(
 /// The online-softmax step of query block `i0` (`mr` real rows) over a tile whose scores
 /// (`groups` vectors per row) are in `s` with row maxima `mx`: the rows' new maxima and sums
 /// (`ms`, `sums`, real rows only), the tile's exponentials in place of the scores, and each
-/// row's factor `e^(m_old - m_new)` for the output so far.
+/// row's factor `e^(m_old - m_new)` for the output so far. On the `first` tile there is no
+/// output yet ([`load_out`] starts from zero) and the sums are 0, so the factors are not
+/// computed: each sum becomes `0 * 1 + tile_sum`, the same bits as with any factor.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn online_softmax<S: Simd, const MR: usize>(
     s: &mut [[f32; MAX_KT]; MR],
@@ -406,6 +409,7 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
     i0: usize,
     mr: usize,
     groups: usize,
+    first: bool,
 ) -> [f32; MR] {
     let l = S::LANES;
     let mut corr = [1.0f32; MR];
@@ -413,9 +417,10 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
     // i < mr are below n, the length of `ms` and `sums`; the vectors at `c < MR <= MAX_LANES`
     // read and write inside the buffers of 2 x MAX_LANES.
     unsafe {
-        // The rows' new maxima, then their factors `e^(m_old - m_new)` a vector at a time (one
-        // exponential for a block of at most LANES rows, lane by lane the same as one per row,
-        // and no chain of them in a row). The buffers hold MR rows and a vector past them.
+        // The rows' new maxima; after the tile's exponentials (which do not wait for them),
+        // their factors `e^(m_old - m_new)` a vector at a time (one exponential for a block of
+        // at most LANES rows, lane by lane the same as one per row, and no chain of them in a
+        // row). The buffers hold MR rows and a vector past them.
         const { assert!(MR <= MAX_LANES) };
         let mut m_new = [0.0f32; MR];
         let mut delta = [0.0f32; 2 * MAX_LANES];
@@ -424,12 +429,6 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
             m_new[i] = ms[r].max(S::reduce_max(mx[i]));
             delta[i] = ms[r] - m_new[i];
         }
-        let mut factors = [0.0f32; 2 * MAX_LANES];
-        for c in (0..MR).step_by(l) {
-            let e = simd::exp::<S>(S::load(delta.as_ptr().add(c)));
-            S::store(factors.as_mut_ptr().add(c), e);
-        }
-        corr.copy_from_slice(&factors[..MR]);
         // The exponentials a key vector of every row at a time: MR independent chains of the
         // exponential's dozen dependent operations (one row at a time left them to the
         // out-of-order window). Each row's sum still adds its vectors in key order.
@@ -442,6 +441,14 @@ unsafe fn online_softmax<S: Simd, const MR: usize>(
                 S::store(at, e);
                 tile_sum[i] = S::add(tile_sum[i], e);
             }
+        }
+        if !first {
+            let mut factors = [0.0f32; 2 * MAX_LANES];
+            for c in (0..MR).step_by(l) {
+                let e = simd::exp::<S>(S::load(delta.as_ptr().add(c)));
+                S::store(factors.as_mut_ptr().add(c), e);
+            }
+            corr.copy_from_slice(&factors[..MR]);
         }
         for i in 0..mr {
             let r = i0 + i;
@@ -700,7 +707,8 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
                     keep_scores::<D::S, MR>(&acc, two, t, kn, p.scale, &mut s, &mut mx);
                     t += 2;
                 }
-                let corr = online_softmax::<D::S, MR>(&mut s, &mx, ms, sums, i0, mr, groups);
+                let corr =
+                    online_softmax::<D::S, MR>(&mut s, &mx, ms, sums, i0, mr, groups, j0 == 0);
                 // The weights in pairs; keys past kn weigh exactly 0 (masked to -inf above),
                 // and so does a run's missing second vector.
                 for (wi, si) in w.iter_mut().zip(&s) {

@@ -73,6 +73,7 @@ pub struct AttentionScratch {
     stats: Vec<f32>,
     row: Vec<f64>,
     q_pairs: Vec<u32>,
+    q_wide: Vec<f32>,
     kt_rows: Vec<u32>,
     kt_pairs: Vec<u32>,
     v_pairs: Vec<u32>,
@@ -667,8 +668,33 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
     let dpv = dp.div_ceil(l) * l;
     let tail = d - (vecs - 1) * l;
     let mut stats = std::mem::take(&mut scratch.stats);
+    let mut q_wide = std::mem::take(&mut scratch.q_wide);
     // SAFETY: the caller runs on D's ISA, which includes D::S's.
     let (q, kt, v) = unsafe { pack_bf16_operands::<D::S>(&p, scratch, n) };
+    // Where the pairs are widened (`A_WORDS` 2), the operands broadcast per row (Q's pairs
+    // and the weights) are held as their two values, so that each broadcast is a load, not
+    // two shuffles and scalar work: Q rows of `2 dpv` f32 (the first values, then the second),
+    // and the weights rounded in place in `s`, where a run's pairs are `l` apart.
+    let wide = D::A_WORDS == 2;
+    if wide {
+        grow(&mut q_wide, n * 2 * dpv, 0.0);
+        for (row, out) in q
+            .chunks_exact(dpv)
+            .zip(q_wide.chunks_exact_mut(2 * dpv))
+            .take(n)
+        {
+            let (first, second) = out.split_at_mut(dpv);
+            for c in (0..dpv).step_by(l) {
+                // SAFETY: the caller runs on D::S's ISA; `c + l <= dpv`, the rows' length.
+                unsafe {
+                    let (b, a) = D::S::load_bf16_pairs(row.as_ptr().add(c));
+                    D::S::store(first.as_mut_ptr().add(c), a);
+                    D::S::store(second.as_mut_ptr().add(c), b);
+                }
+            }
+        }
+    }
+    let qw = &q_wide[..];
     let (ms, sums) = running_stats(&mut stats, n);
     let mut s = [[0.0f32; MAX_KT]; MR];
     // The tile's weights as bfloat16 pairs (keys `lane` and `l + lane` of each run of 2 l).
@@ -682,10 +708,11 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
             let mr = MR.min(n - i0);
             let qrow: [usize; MR] = std::array::from_fn(|i| (i0 + i.min(mr - 1)) * dpv);
             // SAFETY: the caller runs on D's ISA. Reads: `q` at `qrow[i] + c2` (rows < n,
-            // c2 < dp), `kt` groups below `n.div_ceil(l)`, `v` pairs below
-            // `n.div_ceil(2 l) * l` at vectors below `vecs` (all packed above, padded with
-            // zeros), `out` rows < n; writes: `s` and `w` within a tile (MAX_KT and MAX_KT /
-            // 2), `out` rows < mr.
+            // c2 < dp), or `qw` at `2 qrow[i] + c2` and that plus `dpv` (widened above),
+            // `kt` groups below `n.div_ceil(l)`, `v` pairs below `n.div_ceil(2 l) * l` at
+            // vectors below `vecs` (all packed above, padded with zeros), `out` rows < n;
+            // writes: `s` and `w` within a tile (MAX_KT and MAX_KT / 2; an odd number of
+            // groups is at most TILE_VECS - 1, so the vector past them fits), `out` rows < mr.
             unsafe {
                 let mut mx = [D::S::splat(f32::NEG_INFINITY); MR];
                 let mut t = 0;
@@ -699,7 +726,12 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
                         let kv0 = D::load_w(k0.add(c2 * l));
                         let kv1 = D::load_w(k1.add(c2 * l));
                         for i in 0..MR {
-                            let qa = D::bcast(*q.get_unchecked(qrow[i] + c2));
+                            let qa = if wide {
+                                let r = qw.as_ptr().add(2 * qrow[i]);
+                                D::bcast_values(*r.add(c2), *r.add(dpv + c2))
+                            } else {
+                                D::bcast(*q.get_unchecked(qrow[i] + c2))
+                            };
                             acc[i][0] = D::dot(acc[i][0], qa, kv0);
                             acc[i][1] = D::dot(acc[i][1], qa, kv1);
                         }
@@ -710,16 +742,30 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
                 let corr =
                     online_softmax::<D::S, MR>(&mut s, &mx, ms, sums, i0, mr, groups, j0 == 0);
                 // The weights in pairs; keys past kn weigh exactly 0 (masked to -inf above),
-                // and so does a run's missing second vector.
-                for (wi, si) in w.iter_mut().zip(&s) {
-                    for r in 0..runs {
-                        let first = D::S::load(si.as_ptr().add(2 * r * l));
-                        let second = if 2 * r + 1 < groups {
-                            D::S::load(si.as_ptr().add((2 * r + 1) * l))
-                        } else {
-                            D::S::splat(0.0)
-                        };
-                        D::S::store_bf16_pairs(wi.as_mut_ptr().add(r * l), first, second);
+                // and so does a run's missing second vector. Widened: each weight rounded in
+                // place, as the high half of a pair whose low half is 0.
+                if wide {
+                    for si in s.iter_mut() {
+                        for t in 0..groups {
+                            let at = si.as_mut_ptr().add(t * l);
+                            let x = D::S::load(at);
+                            D::S::store_bf16_pairs(at.cast(), D::S::splat(0.0), x);
+                        }
+                        if groups % 2 == 1 {
+                            D::S::store(si.as_mut_ptr().add(groups * l), D::S::splat(0.0));
+                        }
+                    }
+                } else {
+                    for (wi, si) in w.iter_mut().zip(&s) {
+                        for r in 0..runs {
+                            let first = D::S::load(si.as_ptr().add(2 * r * l));
+                            let second = if 2 * r + 1 < groups {
+                                D::S::load(si.as_ptr().add((2 * r + 1) * l))
+                            } else {
+                                D::S::splat(0.0)
+                            };
+                            D::S::store_bf16_pairs(wi.as_mut_ptr().add(r * l), first, second);
+                        }
                     }
                 }
                 let last_tile = j0 + kn == n;
@@ -738,8 +784,8 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
                             for (u, x) in vv.iter_mut().enumerate().skip(1) {
                                 *x = D::load_w(vr.add(u * l));
                             }
-                            for (ai, wi) in acc.iter_mut().zip(&w) {
-                                let wa = D::bcast(*wi.get_unchecked(jp));
+                            for (ai, (wi, si)) in acc.iter_mut().zip(w.iter().zip(&s)) {
+                                let wa = weight::<D>(wide, wi, si, jp);
                                 for (x, vu) in ai.iter_mut().zip(&vv) {
                                     *x = D::dot(*x, wa, *vu);
                                 }
@@ -753,8 +799,8 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
                             for (u, x) in vv.iter_mut().enumerate().take(fv).skip(1) {
                                 *x = D::load_w(vr.add(u * l));
                             }
-                            for (oi, wi) in o.iter_mut().zip(&w) {
-                                let wa = D::bcast(*wi.get_unchecked(jp));
+                            for (oi, (wi, si)) in o.iter_mut().zip(w.iter().zip(&s)) {
+                                let wa = weight::<D>(wide, wi, si, jp);
                                 for (x, vu) in oi.iter_mut().zip(&vv).take(fv) {
                                     *x = D::dot(*x, wa, *vu);
                                 }
@@ -768,6 +814,25 @@ unsafe fn attention_bf16_dv<D: DotBf16, const MR: usize, const DV: usize>(
         }
     }
     scratch.stats = stats;
+    scratch.q_wide = q_wide;
+}
+
+/// Weight pair `jp` of a block row (keys `2 l (jp / l) + jp % l` and that plus `l`), broadcast:
+/// from the row's rounded weights `s` where the pairs are widened (`wide`), else from its
+/// pairs `w`. Safety: `jp` below the tile's key pairs; the caller runs on D's ISA.
+#[inline(always)]
+unsafe fn weight<D: DotBf16>(wide: bool, w: &[u32], s: &[f32], jp: usize) -> D::A {
+    let l = D::S::LANES;
+    // SAFETY: the contract above; a tile's pairs index `w` below MAX_KT / 2 and `s` below
+    // MAX_KT.
+    unsafe {
+        if wide {
+            let at = 2 * l * (jp / l) + jp % l;
+            D::bcast_values(*s.get_unchecked(at), *s.get_unchecked(at + l))
+        } else {
+            D::bcast(*w.get_unchecked(jp))
+        }
+    }
 }
 
 /// Lanes `valid..` of `v` set to -inf.

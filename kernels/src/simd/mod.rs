@@ -162,6 +162,15 @@ pub(crate) trait DotBf16 {
         // SAFETY: `p` is valid for one read (A_WORDS = 1); the caller runs on the ISA.
         unsafe { Self::bcast(*p) }
     }
+    /// Broadcasts the pair of `first` and `second`, two bf16 values held as f32 (their low 16
+    /// bits zero): [`DotBf16::bcast`] of their pair, or where A's pairs are widened
+    /// (`A_WORDS` 2) each value as it is, which from memory is a broadcast load and no
+    /// shuffle.
+    #[inline(always)]
+    unsafe fn bcast_values(first: f32, second: f32) -> Self::A {
+        // SAFETY: the caller runs on the ISA.
+        unsafe { Self::bcast((first.to_bits() >> 16) | (second.to_bits() & 0xffff_0000)) }
+    }
     /// Loads `LANES` u32 weight pairs.
     unsafe fn load_w(p: *const u32) -> Self::W;
     /// Whether a bf16 GEMM block's first micro-panel keeps the weights it loads, as
@@ -225,6 +234,11 @@ impl<S: Simd> DotBf16 for Widen<S> {
                 S::splat(f32::from_bits(*p)),
             )
         }
+    }
+    #[inline(always)]
+    unsafe fn bcast_values(first: f32, second: f32) -> (S::F, S::F) {
+        // SAFETY: the caller runs on S's ISA.
+        unsafe { (S::splat(second), S::splat(first)) }
     }
     #[inline(always)]
     unsafe fn load_w(p: *const u32) -> (S::F, S::F) {

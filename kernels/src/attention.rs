@@ -20,9 +20,9 @@ use crate::simd::{self, DotBf16, Simd, MAX_LANES};
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod amx;
 
-/// Query rows per block: on AVX-512 (32 registers of 16 lanes) in f32, 8 rows of at most 2
-/// output vectors, so that the scores' and `P V`'s 16 accumulators hide the FMAs' latency;
-/// elsewhere, and in bf16, 4 (AVX2 has 16 registers; the widened bf16 products need more).
+/// Query rows per block: on AVX-512 (32 registers of 16 lanes) in f32 and widened bf16, 8 rows
+/// of at most 2 output vectors, so that the scores' and `P V`'s 16 accumulators hide the FMAs'
+/// latency; elsewhere, and with `vdpbf16ps`, 4 (AVX2 has 16 registers).
 const ROWS: usize = 4;
 const ROWS_WIDE: usize = 8;
 /// The most vectors of keys per tile.
@@ -556,6 +556,15 @@ pub(crate) unsafe fn attention_bf16<D: DotBf16>(
     unsafe {
         match p.d.div_ceil(D::S::LANES) {
             0 => {}
+            // Widened on AVX-512: 8 rows, at most 2 output vectors at a time, as in f32 (the
+            // widened pairs of two key or feature vectors take 4 registers beside the 16
+            // accumulators).
+            1 if D::S::LANES >= 16 && D::A_WORDS == 2 => {
+                attention_bf16_dv::<D, ROWS_WIDE, 1>(p, scratch)
+            }
+            _ if D::S::LANES >= 16 && D::A_WORDS == 2 => {
+                attention_bf16_dv::<D, ROWS_WIDE, 2>(p, scratch)
+            }
             1 => attention_bf16_dv::<D, ROWS, 1>(p, scratch),
             2 => attention_bf16_dv::<D, ROWS, 2>(p, scratch),
             3 => attention_bf16_dv::<D, ROWS, 3>(p, scratch),

@@ -7,8 +7,8 @@
 //! matrix) come from `K^T` packed in vector-wide key groups, the rows' running maxima and sums
 //! take the online-softmax update (the block's output, in registers, is rescaled by
 //! `e^(m_old - m_new)` when a maximum rises), and `P V` for the tile is added (V copied once
-//! per call into contiguous rows). Between tiles a
-//! block's unnormalised output waits in `out`; the last tile divides it by the sums.
+//! per call into contiguous rows). Between tiles a block's unnormalised output waits in `out`;
+//! the last tile divides it by the sums.
 //!
 //! There is no mask: the engine runs padding-free (each sequence holds only its real tokens), so
 //! every key takes part; keys past the sequence's end inside the last tile are set to -inf
@@ -64,8 +64,9 @@ impl AttentionHead<'_> {
     }
 }
 
-/// Reused buffers: packed `K^T` (and for bf16, Q and V as bf16 pairs), the rows' running
-/// maxima and sums, the reference twins' score row, and the AMX kernel's blocks.
+/// Reused buffers: packed `K^T` and V's contiguous copy (for bf16, Q, `K^T` and V as bf16
+/// pairs, and Q's values where the pairs are widened), the rows' running maxima and sums, the
+/// reference twins' score row, and the AMX kernel's blocks.
 #[derive(Clone, Debug, Default)]
 pub struct AttentionScratch {
     kt: Vec<f32>,

@@ -546,7 +546,9 @@ mod tests {
 
     /// What `D::spill_w` stores, `D::load_spilled` gives back as `D::load_w` loaded it: the
     /// same products, bit for bit, for weight pairs of every bf16 bit pattern times a few
-    /// activation pairs (the GEMM's spilled weights reach the same multiply-adds).
+    /// activation pairs (the GEMM's spilled weights reach the same multiply-adds). Likewise
+    /// an activation pair broadcast from its two values (`D::bcast_values`, as the widened
+    /// attention broadcasts Q and the weights) and from its bits (`D::bcast`).
     #[inline(always)]
     unsafe fn spill_round_trips<D: DotBf16>() {
         let l = D::S::LANES;
@@ -566,12 +568,19 @@ mod tests {
                 let v = D::load_w(w.as_ptr());
                 D::spill_w(spill.as_mut_ptr(), v);
                 let u = D::load_spilled(spill.as_ptr());
-                for a in [0x3f80_4000u32, 0xc2f7_3d9a, 0x0080_ff7f] {
-                    let (acc, a) = (D::S::splat(0.5), D::bcast(a));
+                for pair in [0x3f80_4000u32, 0xc2f7_3d9a, 0x0080_ff7f] {
+                    let (acc, a) = (D::S::splat(0.5), D::bcast(pair));
                     D::S::store(direct.as_mut_ptr(), D::dot(acc, a, v));
                     D::S::store(back.as_mut_ptr(), D::dot(acc, a, u));
                     for (x, y) in direct[..l].iter().zip(&back[..l]) {
                         assert_eq!(x.to_bits(), y.to_bits(), "{w:x?}");
+                    }
+                    let first = f32::from_bits(pair << 16);
+                    let second = f32::from_bits(pair & 0xffff_0000);
+                    let values = D::bcast_values(first, second);
+                    D::S::store(back.as_mut_ptr(), D::dot(acc, values, v));
+                    for (x, y) in direct[..l].iter().zip(&back[..l]) {
+                        assert_eq!(x.to_bits(), y.to_bits(), "{pair:x} {w:x?}");
                     }
                 }
             }
@@ -586,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn spilled_weights_read_back_as_loaded() {
+    fn spilled_weights_and_broadcast_values_give_the_same_products() {
         on_every_isa!(widened_spill_round_trips);
         #[cfg(target_arch = "x86_64")]
         {

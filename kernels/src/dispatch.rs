@@ -254,7 +254,7 @@ mod x86 {
     bf16_path!(gemm_bf16_avx2, SHARED_BF16_AVX2, "avx2,fma,f16c", [Widen<Avx2>; 4 x 2]);
     simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    int8_path!(gemm_i8_avx_vnni, SHARED_I8_AVX_VNNI, "avx2,fma,f16c,avxvnni", [AvxVnni; 6 x 2, grouped 3]);
+    int8_path!(gemm_i8_avx_vnni, SHARED_I8_AVX_VNNI, "avx2,fma,f16c,avxvnni", [AvxVnni; 6 x 2, grouped 6]);
     int8_path!(gemm_i8_avx2, SHARED_I8_AVX2, "avx2,fma,f16c", [Avx2Madd; 4 x 2, grouped 2]);
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));

@@ -314,6 +314,13 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
             true => resume::<[[<D::S as Simd>::F; NV]; MR]>(r.carry),
             false => [[D::S::splat(0.0); NV]; MR],
         };
+        // The f32 sums, through a pointer the compiler cannot see through where they are to stay
+        // in memory (`SUMS_IN_MEMORY`), else through one it keeps in registers.
+        let fp: *mut [[<D::S as Simd>::F; NV]; MR] = if D::SUMS_IN_MEMORY {
+            std::hint::black_box(&mut f)
+        } else {
+            &mut f
+        };
         let (mut a, mut w) = (a.add(r.start * MR * 4), w.add(r.start * PANEL * 4));
         let end = r.start + r.steps;
         for gi in r.start / g.steps..g.count {
@@ -333,15 +340,15 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
             for (j, s) in sums.iter_mut().enumerate() {
                 *s = D::S::load(g.sums.add(gi * PANEL + j * l));
             }
-            for i in 0..MR {
+            for (i, (acc_i, f_i)) in acc.iter().zip(&mut *fp).enumerate() {
                 let s = D::S::splat(*g.scale.add(i * g.count + gi));
                 let c = D::S::splat(-*g.corr.add(i * g.count + gi));
-                for j in 0..NV {
-                    f[i][j] = D::S::fma(D::cvt(acc[i][j]), s, f[i][j]);
-                    f[i][j] = D::S::fma(c, sums[j], f[i][j]);
+                for ((a, f), sum) in acc_i.iter().zip(f_i).zip(&sums) {
+                    *f = D::S::fma(c, *sum, D::S::fma(D::cvt(*a), s, *f));
                 }
             }
         }
+        let mut f = *fp;
         if r.suspend {
             suspend(r.carry, f);
             return;

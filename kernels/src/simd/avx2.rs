@@ -157,6 +157,7 @@ pub(crate) struct AvxVnni;
 impl DotI8 for AvxVnni {
     type S = Avx2;
     const OFFSET: bool = true;
+    const SUMS_IN_MEMORY: bool = true;
     type I = __m256i;
     type A = __m256i;
     type W = __m256i;

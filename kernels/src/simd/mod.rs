@@ -113,6 +113,10 @@ pub(crate) trait DotI8 {
     /// instruction's latency times its throughput (AVX-512 VNNI: 8 chains against 5 cycles x 2
     /// a cycle). The i32 sums are exact either way, so the results are the same bits.
     const SPLIT: bool = false;
+    /// Whether the grouped microkernel keeps its f32 sums in memory (L1), read and written once
+    /// per group, so that the registers hold more i32 accumulators, enough chains for the
+    /// instruction's latency: where the ISA has too few registers for both sets (AVX-VNNI's 16).
+    const SUMS_IN_MEMORY: bool = false;
 
     unsafe fn zero() -> Self::I;
     /// Lane-wise sum of two accumulators (wrapping; the sums added are exact).

@@ -22,9 +22,11 @@ pub(crate) mod amx;
 
 /// Query rows per block: on AVX-512 (32 registers of 16 lanes) in f32 and widened bf16, 8 rows
 /// of at most 2 output vectors, so that the scores' and `P V`'s 16 accumulators hide the FMAs'
-/// latency; elsewhere, and with `vdpbf16ps`, 4 (AVX2 has 16 registers).
+/// latency; on AVX2 (16 registers of 8 lanes) 6 rows of at most 2 (12 accumulators); elsewhere
+/// (NEON), and with `vdpbf16ps`, 4, with as many output vectors as a row has up to 8.
 const ROWS: usize = 4;
 const ROWS_WIDE: usize = 8;
+const ROWS_AVX2: usize = 6;
 /// The most vectors of keys per tile.
 const TILE_VECS: usize = 8;
 /// The most keys a tile holds (AVX-512's 16 lanes x 8).
@@ -154,6 +156,10 @@ pub(crate) unsafe fn attention<S: Simd>(p: AttentionHead<'_>, scratch: &mut Atte
             // read once per pair of them).
             1 if S::LANES >= 16 => attention_dv::<S, ROWS_WIDE, 1>(p, scratch),
             _ if S::LANES >= 16 => attention_dv::<S, ROWS_WIDE, 2>(p, scratch),
+            // AVX2 (16 registers): 6 rows, at most 2 output vectors at a time (12 accumulators,
+            // 2 key or V vectors and a broadcast).
+            1 if S::LANES == 8 => attention_dv::<S, ROWS_AVX2, 1>(p, scratch),
+            _ if S::LANES == 8 => attention_dv::<S, ROWS_AVX2, 2>(p, scratch),
             1 => attention_dv::<S, ROWS, 1>(p, scratch),
             2 => attention_dv::<S, ROWS, 2>(p, scratch),
             3 => attention_dv::<S, ROWS, 3>(p, scratch),
@@ -566,6 +572,9 @@ pub(crate) unsafe fn attention_bf16<D: DotBf16>(
             _ if D::S::LANES >= 16 && D::A_WORDS == 2 => {
                 attention_bf16_dv::<D, ROWS_WIDE, 2>(p, scratch)
             }
+            // AVX2: 6 rows, at most 2 output vectors at a time, as in f32.
+            1 if D::S::LANES == 8 => attention_bf16_dv::<D, ROWS_AVX2, 1>(p, scratch),
+            _ if D::S::LANES == 8 => attention_bf16_dv::<D, ROWS_AVX2, 2>(p, scratch),
             1 => attention_bf16_dv::<D, ROWS, 1>(p, scratch),
             2 => attention_bf16_dv::<D, ROWS, 2>(p, scratch),
             3 => attention_bf16_dv::<D, ROWS, 3>(p, scratch),

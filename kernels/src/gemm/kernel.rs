@@ -315,7 +315,8 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
             false => [[D::S::splat(0.0); NV]; MR],
         };
         // The f32 sums, through a pointer the compiler cannot see through where they are to stay
-        // in memory (`SUMS_IN_MEMORY`), else through one it keeps in registers.
+        // in memory (`SUMS_IN_MEMORY`), else through one it keeps in registers. `fp` points at
+        // `f`, which nothing else touches until it is read back below.
         let fp: *mut [[<D::S as Simd>::F; NV]; MR] = if D::SUMS_IN_MEMORY {
             std::hint::black_box(&mut f)
         } else {

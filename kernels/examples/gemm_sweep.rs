@@ -6,14 +6,17 @@
 //!
 //!     cargo run --release -p berth-kernels --example gemm_sweep \
 //!         [-- --ms 1,8,32 --min-ms 150 --dtypes i8,i8g64,i8g128,bf16 --kn 768x3072,3072x768 \
-//!            --threads 1 --tile-order --json out.json]
+//!            --threads 1 --tile-order --rotate 128 --json out.json]
 //!
 //! With `BERTH_ISA` set, only that path's tables run (its kernel and its fallbacks). With
 //! `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--tile-order` (one
 //! thread, AMX) each AMX row is followed by the tiles with A packed in tile order
 //! (`amx-tileord`: every tile's 1 KiB in one piece), which no table takes yet. With
 //! `--threads T` above 1 each GEMM runs through `gemm_par` on a pool of T threads (how the
-//! engine runs it), and GOP/s is the pool's.
+//! engine runs it), and GOP/s is the pool's. With `--rotate MIB`, copies of the weights (every
+//! dtype's packing) that fill that many MiB take turns, one a run, so that the weights come from
+//! beyond the caches smaller than that (past L2: from L3, as in a model's forward pass, which
+//! reads each layer's once), while A and C stay in cache.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -118,6 +121,8 @@ fn main() {
     let threads: usize = opt("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
     // With AMX: also the tiles with A packed in tile order (`gemm_tiles_in_tile_order`).
     let tile_order = args.iter().any(|a| a == "--tile-order");
+    // MiB of weight copies that take turns (`--rotate`), or 0 for one set.
+    let rotate: usize = opt("--rotate").and_then(|v| v.parse().ok()).unwrap_or(0);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = tile_order;
     let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
@@ -163,26 +168,38 @@ fn main() {
         let g64 = act_group_sums(&q.q, k, 64);
         let g128 = act_group_sums(&q.q, k, 128);
         let b = pack_weights_bf16(&w, n, k);
+        // With `--rotate MIB`, copies of the weights that fill that many MiB, a run on each in
+        // turn; else the one set.
+        let bytes = q.q.len() + std::mem::size_of_val(&b[..]);
+        let copies = (rotate << 20).div_ceil(bytes.max(1)).max(1);
+        let sets: Vec<_> = (0..copies)
+            .map(|_| (q.clone(), g64.clone(), g128.clone(), b.clone()))
+            .collect();
+        let turn = std::cell::Cell::new(0usize);
         for &m in &ms {
             let a = common::values(m * k, 1, 0.5);
             let mut c = vec![0.0f32; m * n];
-            let weights = |wt: &str| match wt {
-                "i8" => Weights::I8(q.view()),
-                "i8g64" => Weights::I8(PackedI8 {
-                    groups: Some(ActGroups {
-                        size: 64,
-                        sums: &g64,
+            let weights = |wt: &str| {
+                let (q, g64, g128, b) = &sets[turn.get() % copies];
+                turn.set(turn.get() + 1);
+                match wt {
+                    "i8" => Weights::I8(q.view()),
+                    "i8g64" => Weights::I8(PackedI8 {
+                        groups: Some(ActGroups {
+                            size: 64,
+                            sums: g64,
+                        }),
+                        ..q.view()
                     }),
-                    ..q.view()
-                }),
-                "i8g128" => Weights::I8(PackedI8 {
-                    groups: Some(ActGroups {
-                        size: 128,
-                        sums: &g128,
+                    "i8g128" => Weights::I8(PackedI8 {
+                        groups: Some(ActGroups {
+                            size: 128,
+                            sums: g128,
+                        }),
+                        ..q.view()
                     }),
-                    ..q.view()
-                }),
-                _ => Weights::Bf16(&b),
+                    _ => Weights::Bf16(b),
+                }
             };
             for (wt, list) in [
                 ("i8", &int8),

@@ -205,20 +205,21 @@ macro_rules! simd_entry {
     };
 }
 
-/// An int8 GEMM path on `$d`'s `MR x NV` microkernels (`MRG` rows with activation groups):
-/// the entry `$gemm` ([`gemm::gemm_i8`]) and `$shared`, its two stages ([`SharedGemm`]), on the
-/// same kernels and packing.
+/// An int8 GEMM path on `$d`'s `MR x NV` microkernels (`MRG` rows with activation groups,
+/// `SMALL` for a grouped GEMM of a few rows, `TAIL` for a block's last few: [`gemm::gemm_i8`]):
+/// the entry `$gemm` and `$shared`, its two stages ([`SharedGemm`]), on the same kernels and
+/// packing.
 macro_rules! int8_path {
-    ($gemm:ident, $shared:ident, $features:literal, [$d:ty; $mr:literal x $nv:literal, grouped $mrg:literal]) => {
-        simd_entry!($gemm, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
+    ($gemm:ident, $shared:ident, $features:literal, [$d:ty; $mr:tt x $nv:tt, grouped $mrg:tt, small $small:tt, tail $tail:tt]) => {
+        simd_entry!($gemm, $features, [$d, $mr, $nv, $mrg, $small, $tail], gemm::gemm_i8, (p: Gemm<'_>, s: &mut GemmScratch));
         const $shared: SharedGemm = {
-            simd_entry!(pack, $features, [$d, $mr, $mrg], gemm::pack_i8, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
-            simd_entry!(compute_i8, $features, [$d, $mr, $nv, $mrg], gemm::gemm_i8_packed, (p: Gemm<'_>, a: &PackedA));
+            simd_entry!(pack, $features, [$d, $mr, $mrg, $small, $tail], gemm::pack_i8, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
+            simd_entry!(compute_i8, $features, [$d, $mr, $nv, $mrg, $small, $tail], gemm::gemm_i8_packed, (p: Gemm<'_>, a: &PackedA));
             // int8 weights need no spill.
             fn compute(p: Gemm<'_>, a: &PackedA, _spill: &mut Vec<f32>) {
                 compute_i8(p, a)
             }
-            SharedGemm { mr: $mr, mr_grouped: $mrg, bf16_words: 1, pack, compute }
+            SharedGemm { mr: $mr, mr_grouped: $mrg, mr_small: $small, bf16_words: 1, pack, compute }
         };
     };
 }
@@ -230,7 +231,7 @@ macro_rules! bf16_path {
         const $shared: SharedGemm = {
             simd_entry!(pack, $features, [$d, $mr], gemm::pack_bf16, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
             simd_entry!(compute, $features, [$d, $mr, $nv], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA, spill: &mut Vec<f32>));
-            SharedGemm { mr: $mr, mr_grouped: $mr, bf16_words: <$d as crate::simd::DotBf16>::A_WORDS, pack, compute }
+            SharedGemm { mr: $mr, mr_grouped: $mr, mr_small: 0, bf16_words: <$d as crate::simd::DotBf16>::A_WORDS, pack, compute }
         };
     };
 }
@@ -238,6 +239,7 @@ macro_rules! bf16_path {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::gemm::amx::{VNNI_MR, VNNI_MRG, VNNI_NV, VNNI_SMALL, VNNI_TAIL};
     use crate::simd::avx2::{Avx2, Avx2Madd, AvxVnni};
     use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
     use crate::simd::Widen;
@@ -248,14 +250,14 @@ mod x86 {
     simd_entry!(gelu_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], elementwise::gelu, (x: &mut [f32]));
     simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f32, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f16, 8, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    int8_path!(gemm_i8_avx512_vnni, SHARED_I8_AVX512_VNNI, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni; 8 x 2, grouped 4]);
+    int8_path!(gemm_i8_avx512_vnni, SHARED_I8_AVX512_VNNI, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni; VNNI_MR x VNNI_NV, grouped VNNI_MRG, small VNNI_SMALL, tail VNNI_TAIL]);
     bf16_path!(gemm_bf16_avx512_bf16, SHARED_BF16_AVX512_BF16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16; 8 x 2]);
     bf16_path!(gemm_bf16_avx512, SHARED_BF16_AVX512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>; 8 x 2]);
     bf16_path!(gemm_bf16_avx2, SHARED_BF16_AVX2, "avx2,fma,f16c", [Widen<Avx2>; 4 x 2]);
     simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    int8_path!(gemm_i8_avx_vnni, SHARED_I8_AVX_VNNI, "avx2,fma,f16c,avxvnni", [AvxVnni; 6 x 2, grouped 6]);
-    int8_path!(gemm_i8_avx2, SHARED_I8_AVX2, "avx2,fma,f16c", [Avx2Madd; 4 x 2, grouped 2]);
+    int8_path!(gemm_i8_avx_vnni, SHARED_I8_AVX_VNNI, "avx2,fma,f16c,avxvnni", [AvxVnni; 6 x 2, grouped 6, small 0, tail 3]);
+    int8_path!(gemm_i8_avx2, SHARED_I8_AVX2, "avx2,fma,f16c", [Avx2Madd; 4 x 2, grouped 2, small 0, tail 0]);
     simd_entry!(quantize_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_avx2, "avx2,fma,f16c", [Avx2], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
@@ -337,6 +339,7 @@ mod x86 {
         SharedGemm {
             mr: 16,
             mr_grouped: 16,
+            mr_small: 0,
             bf16_words: 1,
             pack,
             compute,
@@ -461,9 +464,9 @@ mod arm {
     simd_entry!(gelu_neon, "neon", [Neon], elementwise::gelu, (x: &mut [f32]));
     simd_entry!(gemm_f32_neon, "neon", [Neon, f32, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
-    int8_path!(gemm_i8_neon_dot, SHARED_I8_NEON_DOT, "neon,dotprod", [NeonDot; 6 x 4, grouped 3]);
+    int8_path!(gemm_i8_neon_dot, SHARED_I8_NEON_DOT, "neon,dotprod", [NeonDot; 6 x 4, grouped 3, small 0, tail 0]);
     bf16_path!(gemm_bf16_neon, SHARED_BF16_NEON, "neon", [Widen<Neon>; 4 x 4]);
-    int8_path!(gemm_i8_neon, SHARED_I8_NEON, "neon", [NeonMull; 6 x 4, grouped 2]);
+    int8_path!(gemm_i8_neon, SHARED_I8_NEON, "neon", [NeonMull; 6 x 4, grouped 2, small 0, tail 0]);
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));
     simd_entry!(attention_bf16_neon, "neon", [Widen<Neon>], attention::attention_bf16, (p: AttentionHead<'_>, s: &mut AttentionScratch));

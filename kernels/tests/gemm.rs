@@ -528,9 +528,10 @@ fn threads_are_bit_identical() {
 
 /// Where threads divide N, the int8 and bf16 paths pack A once between them
 /// (`Kernels::shared_i8`, `shared_bf16`): the results are those of one thread bit for bit, with
-/// A strided and scaled, activations per row and per group, M over several M blocks (260 rows,
-/// weights above `MAX_W_BYTES_FOR_ROWS` so that N is still divided), fewer micro-panels of A
-/// than threads (M = 9 per row), and more; and where A is too small to share
+/// A strided and scaled, activations per row and per group, M over several M blocks (260 and
+/// 262 rows, weights above `MAX_W_BYTES_FOR_ROWS` so that N is still divided; a last block of
+/// 4 rows, and of 6, which AVX-512 VNNI runs grouped as one 8-row tile), fewer micro-panels of
+/// A than threads (M = 9 per row), and more; and where A is too small to share
 /// (`MIN_SHARED_PACK`, one micro-panel).
 #[test]
 fn threads_share_one_packing_of_a() {
@@ -556,7 +557,7 @@ fn threads_share_one_packing_of_a() {
         // (M, K, N, activation group): the first two divide N by W's size at any M.
         for (m, k, n, group) in [
             (260, 1024, 1056, None),
-            (260, 1024, 1056, Some(64)),
+            (262, 1024, 1056, Some(64)),
             (9, 2048, 130, None),
             (9, 2048, 130, Some(32)),
             (37, 512, 200, None),

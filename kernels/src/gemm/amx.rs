@@ -38,6 +38,17 @@ use crate::simd::avx512::{Avx512, Avx512Bf16, Avx512Vnni};
 use crate::simd::{DotBf16, DotI8, Simd};
 use crate::tiles::{Tiles, TILE_ROWS};
 
+/// The AVX-512 VNNI int8 path's tile shapes ([`gemm_i8`]'s MR, NV, MRG, SMALL and TAIL), which
+/// its dispatch entry and these drivers' fallback share, so that both pack A alike: 8 x 32 per
+/// row, 4 x 32 per group (alternate steps in two sets of accumulators), one 8 x 32 tile for a
+/// grouped GEMM of 5 to 8 rows (f32 sums in memory), 4 x 32 for a block's last 1 to 4 rows
+/// per row.
+pub(crate) const VNNI_MR: usize = 8;
+pub(crate) const VNNI_NV: usize = 2;
+pub(crate) const VNNI_MRG: usize = 4;
+pub(crate) const VNNI_SMALL: usize = 8;
+pub(crate) const VNNI_TAIL: usize = 4;
+
 /// Fewest rows (M) for which the int8 GEMM runs on the tiles; below, AVX-512 VNNI.
 pub const AMX_MIN_ROWS_I8: usize = 16;
 /// Fewest rows (M) for which the bf16 GEMM runs on the tiles; below, AVX-512 BF16.
@@ -404,7 +415,7 @@ pub(crate) unsafe fn gemm_i8_amx(p: Gemm<'_>, scratch: &mut GemmScratch, min_row
             let _tiles = Tiles::configure();
             blocks_i8(p, ASource::Own(scratch), &AmxLoop, AOrder::Rows)
         } else {
-            gemm_i8::<Avx512Vnni, 8, 2, 4>(p, scratch)
+            gemm_i8::<Avx512Vnni, VNNI_MR, VNNI_NV, VNNI_MRG, VNNI_SMALL, VNNI_TAIL>(p, scratch)
         }
     }
 }
@@ -448,7 +459,7 @@ unsafe fn pack_i8_tiles(
             let a = &p.a[rows.start * p.lda..];
             let group = w.groups.map(|g| g.size);
             let (mc, k) = (rows.len(), p.k);
-            pack_a_i8::<Avx512Vnni, TILE_ROWS>(
+            pack_a_i8::<Avx512Vnni, TILE_ROWS, 0>(
                 a,
                 p.lda,
                 mc,
@@ -460,7 +471,7 @@ unsafe fn pack_i8_tiles(
                 tmp,
             )
         } else {
-            pack_i8::<Avx512Vnni, 8, 4>(p, rows, out, tmp)
+            pack_i8::<Avx512Vnni, VNNI_MR, VNNI_MRG, VNNI_SMALL, VNNI_TAIL>(p, rows, out, tmp)
         }
     }
 }
@@ -478,7 +489,7 @@ pub(crate) unsafe fn gemm_i8_amx_packed(p: Gemm<'_>, a: &PackedA, min_rows: usiz
             let _tiles = Tiles::configure();
             blocks_i8(p, ASource::Packed(a), &AmxLoop, AOrder::Rows)
         } else {
-            gemm_i8_packed::<Avx512Vnni, 8, 2, 4>(p, a)
+            gemm_i8_packed::<Avx512Vnni, VNNI_MR, VNNI_NV, VNNI_MRG, VNNI_SMALL, VNNI_TAIL>(p, a)
         }
     }
 }
@@ -576,7 +587,7 @@ unsafe fn blocks_i8<L: BlockLoop>(
                 let a = &p.a[ic * p.lda..];
                 let GemmScratch { a: packed, tmp, .. } = &mut **scratch;
                 let out = packed.rows_mut(layout, mc.div_ceil(TILE_ROWS) * TILE_ROWS);
-                pack_a_i8::<Avx512Vnni, TILE_ROWS>(
+                pack_a_i8::<Avx512Vnni, TILE_ROWS, 0>(
                     a,
                     p.lda,
                     mc,
@@ -932,6 +943,7 @@ mod tests {
             shared_i8: Some(SharedGemm {
                 mr: TILE_ROWS,
                 mr_grouped: TILE_ROWS,
+                mr_small: 0,
                 bf16_words: 1,
                 pack: model_pack,
                 compute: model_compute,
@@ -1054,7 +1066,9 @@ mod tests {
                 if fits_i8(&p, 1) {
                     blocks_i8(p, ASource::Packed(a), &ModelLoop, AOrder::Rows)
                 } else {
-                    gemm_i8_packed::<Avx512Vnni, 8, 2, 4>(p, a)
+                    gemm_i8_packed::<Avx512Vnni, VNNI_MR, VNNI_NV, VNNI_MRG, VNNI_SMALL, VNNI_TAIL>(
+                        p, a,
+                    )
                 }
             }
         }
@@ -1320,8 +1334,8 @@ mod tests {
         let n = mc.div_ceil(TILE_ROWS) * TILE_ROWS;
         let tmp = &mut PackTmp::default();
         let (r, p) = (rows.rows_mut(layout, n), panels.rows_mut(layout, n));
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, AOrder::Rows, r, tmp);
-        pack_a_i8::<Avx512Vnni, TILE_ROWS>(a, k, mc, k, None, None, AOrder::Panels, p, tmp);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS, 0>(a, k, mc, k, None, None, AOrder::Rows, r, tmp);
+        pack_a_i8::<Avx512Vnni, TILE_ROWS, 0>(a, k, mc, k, None, None, AOrder::Panels, p, tmp);
     }
 
     // The paths compared, compiled with the features the dispatch table's entries enable.
@@ -1336,7 +1350,7 @@ mod tests {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
     unsafe fn i8_vnni(p: Gemm<'_>, s: &mut GemmScratch) {
         // SAFETY: the function's contract.
-        unsafe { gemm_i8::<Avx512Vnni, 8, 2, 4>(p, s) }
+        unsafe { gemm_i8::<Avx512Vnni, VNNI_MR, VNNI_NV, VNNI_MRG, VNNI_SMALL, VNNI_TAIL>(p, s) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")]
@@ -1355,7 +1369,7 @@ mod tests {
             if fits_i8(&p, 1) {
                 blocks_i8(p, ASource::Own(s), &ModelLoop, order(TILES))
             } else {
-                gemm_i8::<Avx512Vnni, 8, 2, 4>(p, s)
+                gemm_i8::<Avx512Vnni, VNNI_MR, VNNI_NV, VNNI_MRG, VNNI_SMALL, VNNI_TAIL>(p, s)
             }
         }
     }

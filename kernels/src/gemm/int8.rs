@@ -243,39 +243,64 @@ impl PackedI8Buf {
 
 /// The blocked int8 GEMM over the microkernel `MR x (NV * LANES)` of `D` for activations
 /// per row, `MRG x (NV * LANES)` per group: its tile holds f32 accumulators beside the i32
-/// ones, and with fewer rows they all stay in registers (on AVX-512, 8 rows spilled the f32
-/// ones at every group: MiniLM 1 x 128 took 12.2 ms with 8 rows, 11.7-12.0 with 6, 11.3-11.6
-/// with 3, 4 or 5, against 10.7-10.8 per row). `D` must be the ISA the caller runs on.
+/// ones (in registers, or in memory from `D::SUMS_IN_MEMORY_ROWS` rows up). With `SMALL`
+/// above MRG, a grouped GEMM of more than MRG and at most SMALL rows runs as one tile of SMALL
+/// rows, which reads each weight once where MRG rows would read it twice (a few tokens). With
+/// `TAIL` above 0, the last rows of a block, where they number at most TAIL and the tile is
+/// taller than that, run as one tile of TAIL rows rather than one mostly padding (a token or a
+/// few). `D` must be the ISA the caller runs on.
 #[inline(always)]
-pub(crate) unsafe fn gemm_i8<D: DotI8, const MR: usize, const NV: usize, const MRG: usize>(
+pub(crate) unsafe fn gemm_i8<
+    D: DotI8,
+    const MR: usize,
+    const NV: usize,
+    const MRG: usize,
+    const SMALL: usize,
+    const TAIL: usize,
+>(
     p: Gemm<'_>,
     scratch: &mut GemmScratch,
 ) {
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { by_grouping::<D, MR, NV, MRG>(p, ASource::Own(scratch)) }
+    unsafe { by_grouping::<D, MR, NV, MRG, SMALL, TAIL>(p, ASource::Own(scratch)) }
 }
 
 /// [`gemm_i8`] over A packed beforehand, all of its rows, by [`pack_i8`] of the same `D`,
-/// `MR` and `MRG` (one packing that several threads' parts of N share). `D` must be the ISA the
-/// caller runs on; panics if `a` holds fewer rows than M rounded up to a micro-panel.
+/// `MR`, `MRG`, `SMALL` and `TAIL` for the same M (one packing that several threads' parts of N
+/// share). `D` must be the ISA the caller runs on; panics if `a` holds fewer rows than the
+/// packing of M takes.
 #[inline(always)]
 pub(crate) unsafe fn gemm_i8_packed<
     D: DotI8,
     const MR: usize,
     const NV: usize,
     const MRG: usize,
+    const SMALL: usize,
+    const TAIL: usize,
 >(
     p: Gemm<'_>,
     a: &PackedA,
 ) {
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { by_grouping::<D, MR, NV, MRG>(p, ASource::Packed(a)) }
+    unsafe { by_grouping::<D, MR, NV, MRG, SMALL, TAIL>(p, ASource::Packed(a)) }
 }
 
-/// [`blocks_i8`] on MR rows per micro-panel for activations per row, MRG per group. Safety:
-/// the caller runs on D's ISA.
+/// Whether a grouped GEMM of `m` rows runs as one tile of SMALL rows ([`gemm_i8`]).
+pub(crate) const fn small_tile(m: usize, mrg: usize, small: usize) -> bool {
+    small > mrg && m > mrg && m <= small
+}
+
+/// [`blocks_i8`] on MR rows per micro-panel for activations per row, MRG or SMALL per group.
+/// Safety: the caller runs on D's ISA.
 #[inline(always)]
-unsafe fn by_grouping<D: DotI8, const MR: usize, const NV: usize, const MRG: usize>(
+unsafe fn by_grouping<
+    D: DotI8,
+    const MR: usize,
+    const NV: usize,
+    const MRG: usize,
+    const SMALL: usize,
+    const TAIL: usize,
+>(
     p: Gemm<'_>,
     source: ASource<'_>,
 ) {
@@ -285,20 +310,54 @@ unsafe fn by_grouping<D: DotI8, const MR: usize, const NV: usize, const MRG: usi
     };
     // SAFETY: the caller runs on D's ISA (this function's contract).
     unsafe {
-        if w.groups.is_some() {
-            blocks_i8::<D, MRG, NV>(p, w, source)
-        } else {
-            blocks_i8::<D, MR, NV>(p, w, source)
+        match w.groups {
+            Some(_) if small_tile(p.m(), MRG, SMALL) => {
+                blocks_i8::<D, SMALL, NV, TAIL>(p, w, source)
+            }
+            Some(_) => blocks_i8::<D, MRG, NV, TAIL>(p, w, source),
+            None => blocks_i8::<D, MR, NV, TAIL>(p, w, source),
         }
     }
 }
 
-/// Quantises and packs rows `rows` of `p`'s A into `out` (row `rows.start` at its row 0) as
-/// [`gemm_i8`] packs a block of them, MR (per row) or MRG (per group) rows to a micro-panel:
-/// `rows.start` must be a multiple of that, and `out` hold `rows.len()` rounded up to one.
-/// What [`gemm_i8_packed`] reads once every part has been packed.
+/// The rows that a block of `mc` rows of A takes packed in micro-panels of MR rows: `mc`
+/// rounded up to a whole panel, but where the last panel would hold 1 to `TAIL` rows (`TAIL`
+/// above 0 and below MR), a panel of TAIL rows instead. The panels start at multiples of MR
+/// either way.
+pub(super) const fn panel_rows<const MR: usize, const TAIL: usize>(mc: usize) -> usize {
+    let rest = mc % MR;
+    if 0 < TAIL && TAIL < MR && rest > 0 && rest <= TAIL {
+        mc - rest + TAIL
+    } else {
+        mc.div_ceil(MR) * MR
+    }
+}
+
+/// The rows of the micro-panel that starts at row `ir` (a multiple of MR) of a block of `mc`
+/// rows, as [`panel_rows`] lays them out: TAIL for a last panel of at most TAIL rows, else MR.
 #[inline(always)]
-pub(crate) unsafe fn pack_i8<D: DotI8, const MR: usize, const MRG: usize>(
+const fn panel_height<const MR: usize, const TAIL: usize>(ir: usize, mc: usize) -> usize {
+    if 0 < TAIL && TAIL < MR && mc - ir <= TAIL {
+        TAIL
+    } else {
+        MR
+    }
+}
+
+/// Quantises and packs rows `rows` of `p`'s A into `out` (row `rows.start` at its row 0) as
+/// [`gemm_i8`] packs a block of them, MR (per row) or MRG or SMALL (per group, by `p`'s M) rows
+/// to a micro-panel and with its `TAIL`: `rows.start` must be a multiple of that height, `rows`
+/// end at a micro-panel boundary or at `p`'s last row (where the tail is), and `out` hold
+/// [`panel_rows`] of `rows.len()`. What [`gemm_i8_packed`] reads once every part has been
+/// packed.
+#[inline(always)]
+pub(crate) unsafe fn pack_i8<
+    D: DotI8,
+    const MR: usize,
+    const MRG: usize,
+    const SMALL: usize,
+    const TAIL: usize,
+>(
     p: &Gemm<'_>,
     rows: std::ops::Range<usize>,
     out: PackedAMut<'_>,
@@ -311,10 +370,12 @@ pub(crate) unsafe fn pack_i8<D: DotI8, const MR: usize, const MRG: usize>(
     let a = &p.a[rows.start * p.lda..];
     let group = w.groups.map(|g| g.size);
     let (mc, k, scale) = (rows.len(), p.k, w.input_scale);
-    if group.is_some() {
-        pack_a_i8::<D, MRG>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
+    if group.is_some() && small_tile(p.m(), MRG, SMALL) {
+        pack_a_i8::<D, SMALL, TAIL>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
+    } else if group.is_some() {
+        pack_a_i8::<D, MRG, TAIL>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
     } else {
-        pack_a_i8::<D, MR>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
+        pack_a_i8::<D, MR, TAIL>(a, p.lda, mc, k, scale, group, AOrder::Panels, out, tmp)
     }
 }
 
@@ -324,9 +385,9 @@ pub(crate) unsafe fn pack_i8<D: DotI8, const MR: usize, const MRG: usize>(
 /// beat 512 and 1024 (`gemm_sweep`, M = 128); see docs/KERNELS.md.
 pub const KC_I8: usize = 768;
 
-/// [`gemm_i8`]'s loops over one microkernel shape.
+/// [`gemm_i8`]'s loops over one microkernel shape (and its tail, as [`gemm_i8`] says).
 #[inline(always)]
-unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
+unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize, const TAIL: usize>(
     mut p: Gemm<'_>,
     w: PackedI8<'_>,
     mut source: ASource<'_>,
@@ -341,7 +402,7 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
     let steps = k.div_ceil(4);
     let kp = steps * 4;
     // Blocks of whole micro-panels, so that A packed whole has each block's rows where a
-    // block's packing would put them.
+    // block's packing would put them (and only the last block has a tail).
     let mc_step = MC / MR * MR;
     // Activation groups: `count` per row, of `size` elements (one group of all K per row).
     let (size, count) = match w.groups {
@@ -349,7 +410,7 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
         None => (k.max(1), 1),
     };
     let layout = ALayout::of(&p);
-    source.check(layout, m.div_ceil(MR) * MR);
+    source.check(layout, panel_rows::<MR, TAIL>(m));
     let c_ptr = p.c.as_mut_ptr();
     // K in ranges of at most KC_I8 (whole groups), each run over all of a block's tiles in
     // turn (`kernel::KRange`); each tile's accumulators wait in `carry` (MR x NR values at row
@@ -369,10 +430,10 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
         let (packed, base) = match &mut source {
             ASource::Own(scratch) => {
                 let GemmScratch { a, tmp, .. } = &mut **scratch;
-                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR);
+                let out = a.rows_mut(layout, panel_rows::<MR, TAIL>(mc));
                 let grouped = w.groups.map(|_| size);
                 let a_ic = &p.a[ic * p.lda..];
-                pack_a_i8::<D, MR>(
+                pack_a_i8::<D, MR, TAIL>(
                     a_ic,
                     p.lda,
                     mc,
@@ -432,46 +493,92 @@ unsafe fn blocks_i8<D: DotI8, const MR: usize, const NV: usize>(
                         // Inside `carry`: `ir + MR <= mc_step <= MC` rows of NR <= PANEL.
                         carry: carry.wrapping_add(ir * nr),
                     };
-                    let row = ic + ir;
-                    let out = p.tile_out(c_ptr, (row, jr), (MR.min(mc - ir), nc), true, true);
-                    let pr = base + ir;
-                    let a = packed.codes[pr * kp..].as_ptr();
-                    // Not sliced: with k = 0 there are no weights, and none are read.
-                    let wp = w.q.as_ptr().wrapping_add(w_off);
-                    if let Some(sums) = sums {
-                        let g = kernel::Groups {
-                            steps: size / 4,
-                            count,
-                            scale: packed.scale[pr * count..].as_ptr(),
-                            corr: packed.corr[pr * count..].as_ptr(),
-                            sums,
-                        };
-                        // SAFETY: `check` validated every size; the tile reads the packed A
-                        // (MR x kp bytes from row `pr`), `steps` weight groups of 128 bytes from
-                        // `w_off` (4 NR of each), MR x count scales and terms from row `pr` (the
-                        // packing holds whole micro-panels), `count` groups of NR sums PANEL
-                        // apart inside the slice's panel (whole panels are stored), NR weight
-                        // scales (in place when nc = NR, else padded), C at (row, jr) with
-                        // mr x nc valid, and `r.carry`'s MR x NR values inside `carry` (this
-                        // tile's earlier range wrote them before a later one reads them).
-                        unsafe { kernel::run_i8_grouped::<D, MR, NV>(&r, a, &g, wp, ws, &out) };
-                        continue;
-                    }
-                    let mut a_scale = [0.0f32; MR];
-                    a_scale.copy_from_slice(&packed.scale[pr..pr + MR]);
-                    let mut a_zp = [0i32; MR];
-                    a_zp.copy_from_slice(&packed.zp[pr..pr + MR]);
-                    // SAFETY: `check` validated every size; the tile reads the packed A (MR x kp
-                    // bytes from row `pr`), `steps` weight groups of 128 bytes from `w_off` (4 NR
-                    // of each), NR sums and scales (in place when nc = NR, so `jr + NR <= n`; else
-                    // padded), C at (row, jr) with mr x nc valid, and `r.carry` as above.
-                    unsafe {
-                        kernel::run_i8::<D, MR, NV>(&r, a, &a_scale, &a_zp, wp, cs, ws, &out)
+                    let t = Tile {
+                        out: p.tile_out(c_ptr, (ic + ir, jr), (MR.min(mc - ir), nc), true, true),
+                        row: base + ir,
+                        kp,
+                        // Not sliced: with k = 0 there are no weights, and none are read.
+                        w: w.q.as_ptr().wrapping_add(w_off),
+                        cs,
+                        ws,
+                        sums,
+                        size,
+                        count,
                     };
+                    // SAFETY: `check` validated every size. The packing holds this block's
+                    // micro-panels, of the heights `panel_height` gives, from row `base + ir`
+                    // (codes, with scales and zero points or per-group terms: whole panels);
+                    // the slice's weights are `steps` groups of 128 bytes from `w_off`; its NR
+                    // sums and scales are in place when nc = NR, else padded; its `count`
+                    // groups of NR sums lie PANEL apart in its panel (whole panels are stored);
+                    // C at (ic + ir, jr) holds mr x nc; `carry` as above. The caller runs on
+                    // D's ISA.
+                    unsafe {
+                        if panel_height::<MR, TAIL>(ir, mc) == MR {
+                            tile_i8::<D, MR, NV>(&r, &t, packed)
+                        } else {
+                            tile_i8::<D, TAIL, NV>(&r, &t, packed)
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// One tile of [`blocks_i8`]: where it writes, and what it reads besides the packed A.
+struct Tile<'a> {
+    out: kernel::Out<'a>,
+    /// Its first row in the packed A.
+    row: usize,
+    /// Bytes of a packed row of A (K padded to a multiple of 4).
+    kp: usize,
+    /// Its slice's weights: for each group of 4 k, 4 bytes of each of its NR channels, the
+    /// groups `4 * PANEL` bytes apart.
+    w: *const i8,
+    /// Its NR channels' weight sums and scales (in place, or padded with zeros).
+    cs: *const i32,
+    ws: *const f32,
+    /// With activation groups: its slice's group sums (`count` groups of NR, PANEL apart).
+    sums: Option<*const f32>,
+    /// Elements of K per activation group, and groups per row (all K and 1 per row).
+    size: usize,
+    count: usize,
+}
+
+/// Runs the MR-row micro-panel at `t.row` of `packed` through the int8 microkernel (grouped
+/// where `t.sums` is given) over `r`. Safety: the caller runs on D's ISA; `packed` holds
+/// MR rows of `t.kp` codes from `t.row`, with their scales and zero points (or per group, MR
+/// x count scales and terms), `t.w` is valid for the slice's weights over K (`t.kp / 4`
+/// groups of 128 bytes, 4 NR of each), `t.cs` and `t.ws` for NR values, `t.sums` for `count`
+/// groups of NR sums PANEL apart, `t.out` for its mr x nc elements of C, and `r.carry` for MR
+/// x NR values (this tile's earlier range wrote them before a later one reads them).
+#[inline(always)]
+unsafe fn tile_i8<D: DotI8, const MR: usize, const NV: usize>(
+    r: &kernel::KRange,
+    t: &Tile<'_>,
+    packed: &PackedA,
+) {
+    let pr = t.row;
+    let a = packed.codes[pr * t.kp..].as_ptr();
+    if let Some(sums) = t.sums {
+        let g = kernel::Groups {
+            steps: t.size / 4,
+            count: t.count,
+            scale: packed.scale[pr * t.count..].as_ptr(),
+            corr: packed.corr[pr * t.count..].as_ptr(),
+            sums,
+        };
+        // SAFETY: this function's contract, which is `run_i8_grouped`'s.
+        unsafe { kernel::run_i8_grouped::<D, MR, NV>(r, a, &g, t.w, t.ws, &t.out) };
+        return;
+    }
+    let mut a_scale = [0.0f32; MR];
+    a_scale.copy_from_slice(&packed.scale[pr..pr + MR]);
+    let mut a_zp = [0i32; MR];
+    a_zp.copy_from_slice(&packed.zp[pr..pr + MR]);
+    // SAFETY: this function's contract, which is `run_i8`'s.
+    unsafe { kernel::run_i8::<D, MR, NV>(r, a, &a_scale, &a_zp, t.w, t.cs, t.ws, &t.out) };
 }
 
 /// How [`pack_a_i8`] lays out a block of A's codes (`kp` bytes a row). Rows and tiles are the
@@ -490,22 +597,22 @@ pub(super) enum AOrder {
     Tiles,
 }
 
-/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels of `out`:
-/// panel `q` holds, for each group of 4 k, the 4 bytes of each of its MR rows (the codes `q`,
-/// or `q - 128` when `D` multiplies signed bytes; padding past `k` and rows past `mc` hold
-/// byte 0, and those rows have scale 0). With `input_scale`, each row is first multiplied by
+/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels of `out` (the
+/// last of TAIL rows where [`panel_rows`] says): panel `q` holds, for each group of 4 k, the 4
+/// bytes of each of its rows (the codes `q`, or `q - 128` when `D` multiplies signed bytes;
+/// padding past `k` and rows past `mc` hold byte 0, and those rows have scale 0). With `input_scale`, each row is first multiplied by
 /// it, element by element. Per row (`group` none): the scale into `out.scale[r]` and the zero
 /// point as [`DotI8::to_f32`] takes it into `out.zp[r]`. Per group of `group` elements
 /// (`count` per row): group `g`'s scale into `out.scale[r * count + g]` and its scale times
-/// that zero point into `out.corr[r * count + g]`. `out` holds at least `mc` rounded up to a
-/// multiple of MR rows of `ALayout::of` the GEMM.
+/// that zero point into `out.corr[r * count + g]`. `out` holds at least [`panel_rows`] of `mc`
+/// rows of `ALayout::of` the GEMM.
 ///
 /// `order` [`AOrder::Rows`] (the AMX tiles' operand) stores the rows whole instead, row `r`
-/// at `r * kp`, `mc` rounded up to a multiple of MR, quantised straight into place;
+/// at `r * kp`, `mc` rounded up to a multiple of MR (TAIL 0), quantised straight into place;
 /// [`AOrder::Tiles`] stores each run of 16 rows as whole tiles (module docs of `AOrder`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
+pub(super) fn pack_a_i8<D: DotI8, const MR: usize, const TAIL: usize>(
     a: &[f32],
     lda: usize,
     mc: usize,
@@ -528,7 +635,7 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
         Some(size) => (size, act_groups(k, size)),
         None => (k.max(1), 1),
     };
-    let rows = mc.div_ceil(MR) * MR;
+    let rows = panel_rows::<MR, TAIL>(mc);
     // One micro-panel's rows of codes, before they are interleaved.
     grow(&mut tmp.row_u8, MR * kp, 0);
     if input_scale.is_some() {
@@ -586,9 +693,13 @@ pub(super) fn pack_a_i8<D: DotI8, const MR: usize>(
             }
         }
         match order {
-            AOrder::Panels if ri == MR - 1 => {
-                let panel = &mut out.codes[q * MR * kp..(q + 1) * MR * kp];
-                interleave::<u8, MR, 4>(&tmp.row_u8[..MR * kp], panel);
+            AOrder::Panels if ri + 1 == panel_height::<MR, TAIL>(r - ri, mc) => {
+                let panel = &mut out.codes[q * MR * kp..(q * MR + ri + 1) * kp];
+                if ri + 1 == MR {
+                    interleave::<u8, MR, 4>(&tmp.row_u8[..MR * kp], panel);
+                } else {
+                    interleave::<u8, TAIL, 4>(&tmp.row_u8[..TAIL * kp], panel);
+                }
             }
             AOrder::Tiles => {
                 // Row r's 64-byte runs of K, each in row r % 16 of its tile of the 16 rows.

@@ -315,9 +315,9 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
             false => [[D::S::splat(0.0); NV]; MR],
         };
         // The f32 sums, through a pointer the compiler cannot see through where they are to stay
-        // in memory (`SUMS_IN_MEMORY`), else through one it keeps in registers. `fp` points at
-        // `f`, which nothing else touches until it is read back below.
-        let fp: *mut [[<D::S as Simd>::F; NV]; MR] = if D::SUMS_IN_MEMORY {
+        // in memory (from `SUMS_IN_MEMORY_ROWS` rows up), else through one it keeps in
+        // registers. `fp` points at `f`, which nothing else touches until it is read back below.
+        let fp: *mut [[<D::S as Simd>::F; NV]; MR] = if MR >= D::SUMS_IN_MEMORY_ROWS {
             std::hint::black_box(&mut f)
         } else {
             &mut f
@@ -330,7 +330,7 @@ pub(super) unsafe fn run_i8_grouped<D: DotI8, const MR: usize, const NV: usize>(
             }
             let n_steps = g.steps.min(end - gi * g.steps);
             let mut acc = [[D::zero(); NV]; MR];
-            if D::SPLIT {
+            if MR <= D::SPLIT_ROWS {
                 dot_steps_split::<D, MR, NV>(n_steps, a, w, &mut acc);
             } else {
                 dot_steps::<D, MR, NV>(n_steps, a, w, &mut acc);

@@ -909,6 +909,9 @@ pub struct SharedGemm {
     /// part packs whole micro-panels.
     pub(crate) mr: usize,
     pub(crate) mr_grouped: usize,
+    /// Rows of the one micro-panel of a grouped GEMM of more than `mr_grouped` rows and at most
+    /// this many (0: none; [`gemm_i8`]'s SMALL).
+    pub(crate) mr_small: usize,
     /// u32 per pair of bf16 activations in the packing ([`crate::simd::DotBf16::A_WORDS`];
     /// 1 for int8, where it is not read).
     pub(crate) bf16_words: usize,
@@ -924,6 +927,9 @@ impl SharedGemm {
     /// The rows of a micro-panel for `p`.
     fn mr(&self, p: &Gemm<'_>) -> usize {
         match p.w {
+            Weights::I8(PackedI8 {
+                groups: Some(_), ..
+            }) if int8::small_tile(p.m(), self.mr_grouped, self.mr_small) => self.mr_small,
             Weights::I8(PackedI8 {
                 groups: Some(_), ..
             }) => self.mr_grouped,
@@ -955,13 +961,15 @@ fn shared_run(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: u
     while rest.m() > 0 {
         let rows = block.min(rest.m());
         let (top, bottom) = split_at_row(rest, rows);
-        shared_block(s, top, scratch, panels, mr);
+        shared_block(s, top, scratch, panels);
         rest = bottom;
     }
 }
 
-/// [`shared_run`] for one block of rows.
-fn shared_block(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: usize, mr: usize) {
+/// [`shared_run`] for one block of rows, in micro-panels of the rows the block's own M takes
+/// (a last block of a few rows may take a small tile's: [`gemm_i8`]'s SMALL).
+fn shared_block(s: SharedGemm, p: Gemm<'_>, scratch: &mut [GemmScratch], panels: usize) {
+    let mr = s.mr(&p).max(1);
     let units = p.m().div_ceil(mr);
     let packers = scratch.len().min(units);
     let Some((first, rest)) = scratch.split_first_mut() else {

@@ -157,7 +157,7 @@ pub(crate) struct AvxVnni;
 impl DotI8 for AvxVnni {
     type S = Avx2;
     const OFFSET: bool = true;
-    const SUMS_IN_MEMORY: bool = true;
+    const SUMS_IN_MEMORY_ROWS: usize = 4;
     type I = __m256i;
     type A = __m256i;
     type W = __m256i;

@@ -210,7 +210,8 @@ impl DotI8 for Avx512Vnni {
     type I = __m512i;
     type A = __m512i;
     type W = __m512i;
-    const SPLIT: bool = true;
+    const SPLIT_ROWS: usize = 4;
+    const SUMS_IN_MEMORY_ROWS: usize = 5;
 
     #[inline(always)]
     unsafe fn zero() -> __m512i {

@@ -108,15 +108,17 @@ pub(crate) trait DotI8 {
     /// The weights of `LANES` channels for one group of 4.
     type W: Copy;
 
-    /// Whether the grouped microkernel sums alternate steps of K into two sets of accumulators,
-    /// added at each group's end: where its MRG x NV accumulators are too few chains for the
-    /// instruction's latency times its throughput (AVX-512 VNNI: 8 chains against 5 cycles x 2
-    /// a cycle). The i32 sums are exact either way, so the results are the same bits.
-    const SPLIT: bool = false;
-    /// Whether the grouped microkernel keeps its f32 sums in memory (L1), read and written once
-    /// per group, so that the registers hold more i32 accumulators, enough chains for the
-    /// instruction's latency: where the ISA has too few registers for both sets (AVX-VNNI's 16).
-    const SUMS_IN_MEMORY: bool = false;
+    /// The most rows for which the grouped microkernel sums alternate steps of K into two sets
+    /// of accumulators, added at each group's end: where its rows x NV accumulators are too few
+    /// chains for the instruction's latency times its throughput (AVX-512 VNNI's 4-row tile: 8
+    /// chains against 5 cycles x 2 a cycle). The i32 sums are exact either way, so the results
+    /// are the same bits. 0: never.
+    const SPLIT_ROWS: usize = 0;
+    /// The fewest rows for which the grouped microkernel keeps its f32 sums in memory (L1),
+    /// read and written once per group, so that the registers hold more i32 accumulators,
+    /// enough chains for the instruction's latency: where the ISA has too few registers for
+    /// both sets at that height (AVX-VNNI's 16 at 6 rows, AVX-512's 32 at 8).
+    const SUMS_IN_MEMORY_ROWS: usize = usize::MAX;
 
     unsafe fn zero() -> Self::I;
     /// Lane-wise sum of two accumulators (wrapping; the sums added are exact).

@@ -16,8 +16,8 @@
 //! `sum (qa - zero) w = sum qa w - zero sum w`.
 
 use super::{
-    grow, interleave, kernel, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut,
-    Prefetch, Weights, MC, PANEL,
+    grow, interleave, kernel, panel_height, panel_rows, ALayout, ASource, Gemm, GemmScratch,
+    PackTmp, PackedA, PackedAMut, Prefetch, Weights, MC, PANEL,
 };
 use crate::quant;
 use crate::simd::{DotI8, Simd};
@@ -317,30 +317,6 @@ unsafe fn by_grouping<
             Some(_) => blocks_i8::<D, MRG, NV, TAIL>(p, w, source),
             None => blocks_i8::<D, MR, NV, TAIL>(p, w, source),
         }
-    }
-}
-
-/// The rows that a block of `mc` rows of A takes packed in micro-panels of MR rows: `mc`
-/// rounded up to a whole panel, but where the last panel would hold 1 to `TAIL` rows (`TAIL`
-/// above 0 and below MR), a panel of TAIL rows instead. The panels start at multiples of MR
-/// either way.
-pub(super) const fn panel_rows<const MR: usize, const TAIL: usize>(mc: usize) -> usize {
-    let rest = mc % MR;
-    if 0 < TAIL && TAIL < MR && rest > 0 && rest <= TAIL {
-        mc - rest + TAIL
-    } else {
-        mc.div_ceil(MR) * MR
-    }
-}
-
-/// The rows of the micro-panel that starts at row `ir` (a multiple of MR) of a block of `mc`
-/// rows, as [`panel_rows`] lays them out: TAIL for a last panel of at most TAIL rows, else MR.
-#[inline(always)]
-const fn panel_height<const MR: usize, const TAIL: usize>(ir: usize, mc: usize) -> usize {
-    if 0 < TAIL && TAIL < MR && mc - ir <= TAIL {
-        TAIL
-    } else {
-        MR
     }
 }
 

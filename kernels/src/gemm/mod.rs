@@ -760,9 +760,17 @@ fn float_dot(row: &[f32], w: impl Fn(usize) -> f64) -> f64 {
 }
 
 /// The blocked float GEMM over the microkernel `MR x (NV * S::LANES)`, for weights of type
-/// `E` (f32 or f16). `S` must be the ISA the caller runs on.
+/// `E` (f32 or f16). With `TAIL` above 0 (and below MR), a block's last rows, where they
+/// number at most TAIL, run as one tile of TAIL rows (a short text's few tokens). `S` must be
+/// the ISA the caller runs on.
 #[inline(always)]
-pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn gemm_float<
+    S: Simd,
+    E: Elem,
+    const MR: usize,
+    const NV: usize,
+    const TAIL: usize,
+>(
     mut p: Gemm<'_>,
     scratch: &mut GemmScratch,
 ) {
@@ -795,7 +803,7 @@ pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usi
         let last = kb + 1 == k_blocks;
         for ic in (0..m).step_by(MC) {
             let mc = MC.min(m - ic);
-            pack_a::<MR>(&p.a[ic * p.lda..], p.lda, mc, pc, kc, &mut scratch.packed_a);
+            pack_a::<MR, TAIL>(&p.a[ic * p.lda..], p.lda, mc, pc, kc, &mut scratch.packed_a);
             // Half weights are widened in registers. With more than one micro-panel in the
             // block, the first widens its NR slice for the others too (storing it to scratch,
             // PANEL apart as in the packed layout), which read it as f32: the conversions cost
@@ -824,16 +832,27 @@ pub(crate) unsafe fn gemm_float<S: Simd, E: Elem, const MR: usize, const NV: usi
                     let wide = scratch.widened.as_mut_ptr().wrapping_add(jr % PANEL);
                     let none = std::ptr::null_mut();
                     // SAFETY: `check` validated every size; the tile reads the packed A block
-                    // (MR x kc from `ir * kc`), the weight slice (kc rows of PANEL from `w_off`,
+                    // (its micro-panel's MR or TAIL rows x kc from `ir * kc`), the weight slice (kc rows of PANEL from `w_off`,
                     // NR of each read) or the widened block (kc rows of PANEL, at least
                     // `PANEL * kc` values, at the same column), writes that block from the first
                     // micro-panel, and writes C at (row, jr) with mr x nc valid.
                     unsafe {
-                        match (widen, ir) {
-                            (false, _) => kernel::run::<S, E, MR, NV, false>(kc, a, wp, none, &out),
-                            (true, 0) => kernel::run::<S, E, MR, NV, true>(kc, a, wp, wide, &out),
-                            (true, _) => {
+                        match (widen, ir, panel_height::<MR, TAIL>(ir, mc) == MR) {
+                            (false, _, true) => {
+                                kernel::run::<S, E, MR, NV, false>(kc, a, wp, none, &out)
+                            }
+                            (false, _, false) => {
+                                kernel::run::<S, E, TAIL, NV, false>(kc, a, wp, none, &out)
+                            }
+                            // With more than MR rows the first micro-panel is a whole one.
+                            (true, 0, _) => {
+                                kernel::run::<S, E, MR, NV, true>(kc, a, wp, wide, &out)
+                            }
+                            (true, _, true) => {
                                 kernel::run::<S, f32, MR, NV, false>(kc, a, wide, none, &out)
+                            }
+                            (true, _, false) => {
+                                kernel::run::<S, f32, TAIL, NV, false>(kc, a, wide, none, &out)
                             }
                         }
                     };
@@ -1159,9 +1178,37 @@ pub(super) fn interleave<T: Copy, const MR: usize, const W: usize>(block: &[T], 
     }
 }
 
-/// Packs `mc` rows of A (columns `pc .. pc + kc`) into MR-row micro-panels: panel `q` holds,
-/// for each k, the MR values of rows `q*MR ..` (zero past `mc`).
-fn pack_a<const MR: usize>(
+/// The rows that a block of `mc` rows of A takes packed in micro-panels of MR rows: `mc`
+/// rounded up to a whole panel, but where the last panel would hold 1 to `TAIL` rows (`TAIL`
+/// above 0 and below MR), a panel of TAIL rows instead. The panels start at multiples of MR
+/// either way.
+pub(super) const fn panel_rows<const MR: usize, const TAIL: usize>(mc: usize) -> usize {
+    let rest = mc % MR;
+    if 0 < TAIL && TAIL < MR && rest > 0 && rest <= TAIL {
+        mc - rest + TAIL
+    } else {
+        mc.div_ceil(MR) * MR
+    }
+}
+
+/// The rows of the micro-panel that starts at row `ir` (a multiple of MR) of a block of `mc`
+/// rows, as [`panel_rows`] lays them out: TAIL for a last panel of at most TAIL rows, else MR.
+#[inline(always)]
+pub(super) const fn panel_height<const MR: usize, const TAIL: usize>(
+    ir: usize,
+    mc: usize,
+) -> usize {
+    if 0 < TAIL && TAIL < MR && mc - ir <= TAIL {
+        TAIL
+    } else {
+        MR
+    }
+}
+
+/// Packs `mc` rows of A (columns `pc .. pc + kc`) into MR-row micro-panels, the last of TAIL
+/// rows where [`panel_rows`] says: panel `q` holds, for each k, the values of its rows from
+/// `q*MR` (zero past `mc`).
+fn pack_a<const MR: usize, const TAIL: usize>(
     a: &[f32],
     lda: usize,
     mc: usize,
@@ -1170,18 +1217,36 @@ fn pack_a<const MR: usize>(
     out: &mut [f32],
 ) {
     for q in 0..mc.div_ceil(MR) {
-        let dst = &mut out[q * MR * kc..(q + 1) * MR * kc];
-        for r in 0..MR {
-            let row = q * MR + r;
-            if row < mc {
-                let src = &a[row * lda + pc..row * lda + pc + kc];
-                for (kk, &v) in src.iter().enumerate() {
-                    dst[kk * MR + r] = v;
-                }
-            } else {
-                for kk in 0..kc {
-                    dst[kk * MR + r] = 0.0;
-                }
+        let (a, rows) = (&a[q * MR * lda..], mc - q * MR);
+        let at = q * MR * kc;
+        // The height a constant, so that the loops compile to fixed strides.
+        if panel_height::<MR, TAIL>(q * MR, mc) == MR {
+            pack_panel::<MR>(a, lda, rows, pc, kc, &mut out[at..at + MR * kc]);
+        } else {
+            pack_panel::<TAIL>(a, lda, rows, pc, kc, &mut out[at..at + TAIL * kc]);
+        }
+    }
+}
+
+/// One micro-panel of [`pack_a`]: H rows of `a` (those past `rows` as zeros), interleaved.
+#[inline(always)]
+fn pack_panel<const H: usize>(
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    pc: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    for r in 0..H {
+        if r < rows {
+            let src = &a[r * lda + pc..r * lda + pc + kc];
+            for (kk, &v) in src.iter().enumerate() {
+                dst[kk * H + r] = v;
+            }
+        } else {
+            for kk in 0..kc {
+                dst[kk * H + r] = 0.0;
             }
         }
     }

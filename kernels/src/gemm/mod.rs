@@ -832,10 +832,11 @@ pub(crate) unsafe fn gemm_float<
                     let wide = scratch.widened.as_mut_ptr().wrapping_add(jr % PANEL);
                     let none = std::ptr::null_mut();
                     // SAFETY: `check` validated every size; the tile reads the packed A block
-                    // (its micro-panel's MR or TAIL rows x kc from `ir * kc`), the weight slice (kc rows of PANEL from `w_off`,
-                    // NR of each read) or the widened block (kc rows of PANEL, at least
-                    // `PANEL * kc` values, at the same column), writes that block from the first
-                    // micro-panel, and writes C at (row, jr) with mr x nc valid.
+                    // (its micro-panel's MR or TAIL rows x kc from `ir * kc`), the weight slice
+                    // (kc rows of PANEL from `w_off`, NR of each read) or the widened block (kc
+                    // rows of PANEL, at least `PANEL * kc` values, at the same column), writes
+                    // that block from the first micro-panel, and writes C at (row, jr) with
+                    // mr x nc valid.
                     unsafe {
                         match (widen, ir, panel_height::<MR, TAIL>(ir, mc) == MR) {
                             (false, _, true) => {

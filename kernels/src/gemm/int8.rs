@@ -573,15 +573,15 @@ pub(super) enum AOrder {
     Tiles,
 }
 
-/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels of `out` (the
-/// last of TAIL rows where [`panel_rows`] says): panel `q` holds, for each group of 4 k, the 4
-/// bytes of each of its rows (the codes `q`, or `q - 128` when `D` multiplies signed bytes;
-/// padding past `k` and rows past `mc` hold byte 0, and those rows have scale 0). With `input_scale`, each row is first multiplied by
-/// it, element by element. Per row (`group` none): the scale into `out.scale[r]` and the zero
-/// point as [`DotI8::to_f32`] takes it into `out.zp[r]`. Per group of `group` elements
-/// (`count` per row): group `g`'s scale into `out.scale[r * count + g]` and its scale times
-/// that zero point into `out.corr[r * count + g]`. `out` holds at least [`panel_rows`] of `mc`
-/// rows of `ALayout::of` the GEMM.
+/// Quantises `mc` rows of A (all of K) and packs them into MR-row micro-panels of `out` (the last
+/// of TAIL rows where [`panel_rows`] says): panel `q` holds, for each group of 4 k, the 4 bytes of
+/// each of its rows (the codes `q`, or `q - 128` when `D` multiplies signed bytes; padding past `k`
+/// and rows past `mc` hold byte 0, and those rows have scale 0). With `input_scale`, each row is
+/// first multiplied by it, element by element. Per row (`group` none): the scale into
+/// `out.scale[r]` and the zero point as [`DotI8::to_f32`] takes it into `out.zp[r]`. Per group of
+/// `group` elements (`count` per row): group `g`'s scale into `out.scale[r * count + g]` and its
+/// scale times that zero point into `out.corr[r * count + g]`. `out` holds at least [`panel_rows`]
+/// of `mc` rows of `ALayout::of` the GEMM.
 ///
 /// `order` [`AOrder::Rows`] (the AMX tiles' operand) stores the rows whole instead, row `r`
 /// at `r * kp`, `mc` rounded up to a multiple of MR (TAIL 0), quantised straight into place;

@@ -224,13 +224,14 @@ macro_rules! int8_path {
     };
 }
 
-/// A bf16 GEMM path on `$d`'s `MR x NV` microkernels, as [`int8_path`].
+/// A bf16 GEMM path on `$d`'s `MR x NV` microkernels (`TAIL` rows for a block's last few:
+/// [`gemm::gemm_bf16`]), as [`int8_path`].
 macro_rules! bf16_path {
-    ($gemm:ident, $shared:ident, $features:literal, [$d:ty; $mr:literal x $nv:literal]) => {
-        simd_entry!($gemm, $features, [$d, $mr, $nv], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
+    ($gemm:ident, $shared:ident, $features:literal, [$d:ty; $mr:literal x $nv:literal, tail $tail:literal]) => {
+        simd_entry!($gemm, $features, [$d, $mr, $nv, $tail], gemm::gemm_bf16, (p: Gemm<'_>, s: &mut GemmScratch));
         const $shared: SharedGemm = {
-            simd_entry!(pack, $features, [$d, $mr], gemm::pack_bf16, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
-            simd_entry!(compute, $features, [$d, $mr, $nv], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA, spill: &mut Vec<f32>));
+            simd_entry!(pack, $features, [$d, $mr, $tail], gemm::pack_bf16, (p: &Gemm<'_>, rows: std::ops::Range<usize>, out: PackedAMut<'_>, tmp: &mut PackTmp));
+            simd_entry!(compute, $features, [$d, $mr, $nv, $tail], gemm::gemm_bf16_packed, (p: Gemm<'_>, a: &PackedA, spill: &mut Vec<f32>));
             SharedGemm { mr: $mr, mr_grouped: $mr, mr_small: 0, bf16_words: <$d as crate::simd::DotBf16>::A_WORDS, pack, compute }
         };
     };
@@ -251,9 +252,9 @@ mod x86 {
     simd_entry!(gemm_f32_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f32, 8, 2, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx512, "avx512f,avx512bw,avx512vl,fma,f16c", [Avx512, f16, 8, 2, 4], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     int8_path!(gemm_i8_avx512_vnni, SHARED_I8_AVX512_VNNI, "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c", [Avx512Vnni; VNNI_MR x VNNI_NV, grouped VNNI_MRG, small VNNI_SMALL, tail VNNI_TAIL]);
-    bf16_path!(gemm_bf16_avx512_bf16, SHARED_BF16_AVX512_BF16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16; 8 x 2]);
-    bf16_path!(gemm_bf16_avx512, SHARED_BF16_AVX512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>; 8 x 2]);
-    bf16_path!(gemm_bf16_avx2, SHARED_BF16_AVX2, "avx2,fma,f16c", [Widen<Avx2>; 4 x 2]);
+    bf16_path!(gemm_bf16_avx512_bf16, SHARED_BF16_AVX512_BF16, "avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c", [Avx512Bf16; 8 x 2, tail 4]);
+    bf16_path!(gemm_bf16_avx512, SHARED_BF16_AVX512, "avx512f,avx512bw,avx512vl,fma,f16c", [Widen<Avx512>; 8 x 2, tail 4]);
+    bf16_path!(gemm_bf16_avx2, SHARED_BF16_AVX2, "avx2,fma,f16c", [Widen<Avx2>; 4 x 2, tail 2]);
     simd_entry!(gemm_f32_avx2, "avx2,fma,f16c", [Avx2, f32, 6, 2, 3], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_avx2, "avx2,fma,f16c", [Avx2, f16, 6, 2, 3], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     int8_path!(gemm_i8_avx_vnni, SHARED_I8_AVX_VNNI, "avx2,fma,f16c,avxvnni", [AvxVnni; 6 x 2, grouped 6, small 0, tail 3]);
@@ -465,7 +466,7 @@ mod arm {
     simd_entry!(gemm_f32_neon, "neon", [Neon, f32, 6, 4, 0], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     simd_entry!(gemm_f16_neon, "neon", [Neon, f16, 6, 4, 0], gemm::gemm_float, (p: Gemm<'_>, s: &mut GemmScratch));
     int8_path!(gemm_i8_neon_dot, SHARED_I8_NEON_DOT, "neon,dotprod", [NeonDot; 6 x 4, grouped 3, small 0, tail 0]);
-    bf16_path!(gemm_bf16_neon, SHARED_BF16_NEON, "neon", [Widen<Neon>; 4 x 4]);
+    bf16_path!(gemm_bf16_neon, SHARED_BF16_NEON, "neon", [Widen<Neon>; 4 x 4, tail 0]);
     int8_path!(gemm_i8_neon, SHARED_I8_NEON, "neon", [NeonMull; 6 x 4, grouped 2, small 0, tail 0]);
     simd_entry!(quantize_neon, "neon", [Neon], quant::quantize_row_asym_simd, (s: &[f32], d: &mut [u8]) -> (f32, i32));
     simd_entry!(attention_neon, "neon", [Neon], attention::attention, (p: AttentionHead<'_>, s: &mut AttentionScratch));

@@ -511,7 +511,7 @@ pub(crate) unsafe fn gemm_bf16_amx<D: DotBf16>(
             let _tiles = Tiles::configure();
             blocks_bf16(p, scratch, &AmxLoop, AOrder::Rows)
         } else {
-            gemm_bf16::<D, 8, 2>(p, scratch)
+            gemm_bf16::<D, 8, 2, 4>(p, scratch)
         }
     }
 }
@@ -1383,7 +1383,7 @@ mod tests {
             if fits_bf16(&p, 1) {
                 blocks_bf16(p, s, &ModelLoop, order(TILES))
             } else {
-                gemm_bf16::<Avx512Bf16, 8, 2>(p, s)
+                gemm_bf16::<Avx512Bf16, 8, 2, 4>(p, s)
             }
         }
     }

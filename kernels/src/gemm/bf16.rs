@@ -7,8 +7,8 @@ use half::bf16;
 
 use super::kernel::{self, from};
 use super::{
-    grow, interleave, ALayout, ASource, Gemm, GemmScratch, PackTmp, PackedA, PackedAMut, Prefetch,
-    Weights, MC, PANEL,
+    grow, interleave, panel_height, panel_rows, ALayout, ASource, Gemm, GemmScratch, PackTmp,
+    PackedA, PackedAMut, Prefetch, Weights, MC, PANEL,
 };
 use crate::simd::{DotBf16, Simd};
 
@@ -99,9 +99,11 @@ pub(super) fn pair(x0: f32, x1: f32) -> u32 {
 
 /// The blocked bf16 GEMM over the microkernel `MR x (NV * LANES)` of `D`, which must be the ISA
 /// the caller runs on. K is not blocked: a packed A block of MC rows is at most 256 x K/2 u32
-/// (768 KiB for BERT's deepest K, 3072), L2-resident like int8's.
+/// (768 KiB for BERT's deepest K, 3072), L2-resident like int8's. With `TAIL` above 0 (and
+/// below MR), a block's last rows, where they number at most TAIL, run as one tile of TAIL
+/// rows (a short text's few tokens).
 #[inline(always)]
-pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize, const TAIL: usize>(
     p: Gemm<'_>,
     scratch: &mut GemmScratch,
 ) {
@@ -109,30 +111,36 @@ pub(crate) unsafe fn gemm_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     // contents) so that the packing can borrow the rest.
     let mut spill = std::mem::take(&mut scratch.widened);
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Own(scratch), &mut spill) };
+    unsafe { blocks_bf16::<D, MR, NV, TAIL>(p, ASource::Own(scratch), &mut spill) };
     scratch.widened = spill;
 }
 
-/// [`gemm_bf16`] over A packed beforehand, all of its rows, by [`pack_bf16`] of the same `D`
-/// and `MR` (one packing that several threads' parts of N share), with `spill` the calling
-/// thread's buffer for widened weights. `D` must be the ISA the caller runs on; panics if `a`
-/// holds fewer rows than M rounded up to a micro-panel.
+/// [`gemm_bf16`] over A packed beforehand, all of its rows, by [`pack_bf16`] of the same `D`,
+/// `MR` and `TAIL` (one packing that several threads' parts of N share), with `spill` the
+/// calling thread's buffer for widened weights. `D` must be the ISA the caller runs on; panics
+/// if `a` holds fewer rows than the packing of M takes.
 #[inline(always)]
-pub(crate) unsafe fn gemm_bf16_packed<D: DotBf16, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn gemm_bf16_packed<
+    D: DotBf16,
+    const MR: usize,
+    const NV: usize,
+    const TAIL: usize,
+>(
     p: Gemm<'_>,
     a: &PackedA,
     spill: &mut Vec<f32>,
 ) {
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { blocks_bf16::<D, MR, NV>(p, ASource::Packed(a), spill) }
+    unsafe { blocks_bf16::<D, MR, NV, TAIL>(p, ASource::Packed(a), spill) }
 }
 
 /// Rounds and packs rows `rows` of `p`'s A into `out` (row `rows.start` at its row 0) as
-/// [`gemm_bf16`] packs a block of them: `rows.start` must be a multiple of MR, and `out` hold
-/// `rows.len()` rounded up to one. What [`gemm_bf16_packed`] reads once every part has been
+/// [`gemm_bf16`] packs a block of them: `rows.start` must be a multiple of MR, `rows` end at a
+/// micro-panel boundary or at `p`'s last row (where the tail is), and `out` hold
+/// [`panel_rows`] of `rows.len()`. What [`gemm_bf16_packed`] reads once every part has been
 /// packed.
 #[inline(always)]
-pub(crate) unsafe fn pack_bf16<D: DotBf16, const MR: usize>(
+pub(crate) unsafe fn pack_bf16<D: DotBf16, const MR: usize, const TAIL: usize>(
     p: &Gemm<'_>,
     rows: std::ops::Range<usize>,
     out: PackedAMut<'_>,
@@ -141,12 +149,12 @@ pub(crate) unsafe fn pack_bf16<D: DotBf16, const MR: usize>(
     p.check();
     let a = &p.a[rows.start * p.lda..];
     // SAFETY: the caller runs on D's ISA (this function's contract).
-    unsafe { pack_a_bf16::<D, MR>(a, p.lda, rows.len(), p.k, &mut tmp.rows_bf16, out.bf16) };
+    unsafe { pack_a_bf16::<D, MR, TAIL>(a, p.lda, rows.len(), p.k, &mut tmp.rows_bf16, out.bf16) };
 }
 
 /// [`gemm_bf16`]'s loops.
 #[inline(always)]
-unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
+unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize, const TAIL: usize>(
     mut p: Gemm<'_>,
     mut source: ASource<'_>,
     spill: &mut Vec<f32>,
@@ -168,7 +176,7 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     let mc_step = MC / MR * MR;
     let words = D::A_WORDS;
     let layout = ALayout::of(&p).bf16_words(words);
-    source.check(layout, m.div_ceil(MR) * MR);
+    source.check(layout, panel_rows::<MR, TAIL>(m));
     let c_ptr = p.c.as_mut_ptr();
     // The weights as u32 pairs, read only by unaligned vector loads (bf16 data need not be
     // 4-aligned).
@@ -189,10 +197,10 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
         let (packed, base) = match &mut source {
             ASource::Own(scratch) => {
                 let GemmScratch { a, tmp, .. } = &mut **scratch;
-                let out = a.rows_mut(layout, mc.div_ceil(MR) * MR).bf16;
+                let out = a.rows_mut(layout, panel_rows::<MR, TAIL>(mc)).bf16;
                 let a_ic = &p.a[ic * p.lda..];
                 // SAFETY: the caller runs on D's ISA.
-                unsafe { pack_a_bf16::<D, MR>(a_ic, p.lda, mc, k, &mut tmp.rows_bf16, out) };
+                unsafe { pack_a_bf16::<D, MR, TAIL>(a_ic, p.lda, mc, k, &mut tmp.rows_bf16, out) };
                 (&*a, 0)
             }
             ASource::Packed(a) => (&**a, ic),
@@ -215,27 +223,35 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
                 let a = packed.bf16[(base + ir) * steps * words..].as_ptr();
                 // Not sliced: with k = 0 there are no weights, and none are read.
                 let wq = wp.wrapping_add(w_off);
-                // SAFETY: `check` validated every size; the tile reads the packed A (MR x
-                // steps pairs of `words` u32 from row `base + ir`: the packing holds whole
-                // micro-panels), `steps` rows of NR pairs PANEL apart from `w_off` inside the
-                // slice's panel, or the spill (grown above to `steps` rows of NR x W_WORDS,
-                // written for this slice by the block's first micro-panel, `ir` = 0, before
-                // the others read it), and C at (row, jr) with mr x nc valid; the caller runs
-                // on D's ISA.
+                let spilled = spill_ptr.cast_const().cast();
+                // SAFETY: `check` validated every size; the tile reads the packed A (its
+                // micro-panel's MR or TAIL rows x steps pairs of `words` u32 from row
+                // `base + ir`: the packing holds whole micro-panels), `steps` rows of NR pairs
+                // PANEL apart from `w_off` inside the slice's panel, or the spill (grown above
+                // to `steps` rows of NR x W_WORDS, written for this slice by the block's first
+                // micro-panel, `ir` = 0, before the others read it), and C at (row, jr) with
+                // mr x nc valid; the caller runs on D's ISA.
                 unsafe {
-                    match (spilling && mc > MR, ir) {
-                        (false, _) => kernel::run_bf16::<D, MR, NV, { from::PACKED }>(
+                    match (
+                        spilling && mc > MR,
+                        ir,
+                        panel_height::<MR, TAIL>(ir, mc) == MR,
+                    ) {
+                        (false, _, true) => kernel::run_bf16::<D, MR, NV, { from::PACKED }>(
                             steps, a, wq, spill_ptr, &out,
                         ),
-                        (true, 0) => kernel::run_bf16::<D, MR, NV, { from::PACKED_AND_SPILL }>(
+                        (false, _, false) => kernel::run_bf16::<D, TAIL, NV, { from::PACKED }>(
                             steps, a, wq, spill_ptr, &out,
                         ),
-                        (true, _) => kernel::run_bf16::<D, MR, NV, { from::SPILLED }>(
-                            steps,
-                            a,
-                            spill_ptr.cast_const().cast(),
-                            spill_ptr,
-                            &out,
+                        // With more than MR rows the first micro-panel is a whole one.
+                        (true, 0, _) => kernel::run_bf16::<D, MR, NV, { from::PACKED_AND_SPILL }>(
+                            steps, a, wq, spill_ptr, &out,
+                        ),
+                        (true, _, true) => kernel::run_bf16::<D, MR, NV, { from::SPILLED }>(
+                            steps, a, spilled, spill_ptr, &out,
+                        ),
+                        (true, _, false) => kernel::run_bf16::<D, TAIL, NV, { from::SPILLED }>(
+                            steps, a, spilled, spill_ptr, &out,
                         ),
                     }
                 };
@@ -244,13 +260,13 @@ unsafe fn blocks_bf16<D: DotBf16, const MR: usize, const NV: usize>(
     }
 }
 
-/// Rounds `mc` rows of A to bf16 and packs them into MR-row micro-panels of pairs: panel `q`
-/// holds, for each pair of k, the MR pairs of its rows (zero past `k` and past `mc`), each as
-/// `D::A_WORDS` u32 (the pair, or its two values widened to f32). Each panel's rows are
-/// rounded into `rows` (grown to MR x `k.div_ceil(2)` pairs) first, then interleaved.
-/// Safety: the caller runs on D's ISA.
+/// Rounds `mc` rows of A to bf16 and packs them into MR-row micro-panels of pairs, the last of
+/// TAIL rows where [`panel_rows`] says: panel `q` holds, for each pair of k, the pairs of its
+/// rows (zero past `k` and past `mc`), each as `D::A_WORDS` u32 (the pair, or its two values
+/// widened to f32). Each panel's rows are rounded into `rows` (grown to MR x `k.div_ceil(2)`
+/// pairs) first, then interleaved. Safety: the caller runs on D's ISA.
 #[inline(always)]
-unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
+unsafe fn pack_a_bf16<D: DotBf16, const MR: usize, const TAIL: usize>(
     a: &[f32],
     lda: usize,
     mc: usize,
@@ -264,6 +280,8 @@ unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
     grow(rows, MR * words, 0);
     let rows = &mut rows[..MR * words];
     for q in 0..mc.div_ceil(MR) {
+        let h = panel_height::<MR, TAIL>(q * MR, mc);
+        let rows = &mut rows[..h * words];
         for (r, dst) in rows.chunks_exact_mut(words.max(1)).enumerate() {
             let row = q * MR + r;
             if row >= mc {
@@ -279,12 +297,14 @@ unsafe fn pack_a_bf16<D: DotBf16, const MR: usize>(
                 }
             };
         }
-        let len = MR * words;
-        let panel = &mut out[q * len..(q + 1) * len];
+        let at = q * MR * words;
+        let panel = &mut out[at..at + h * words];
         // One pair of every row at a time: a u32 each, or (widened) the pair's two values.
-        match D::A_WORDS {
-            1 => interleave::<u32, MR, 1>(rows, panel),
-            _ => interleave::<u32, MR, 2>(rows, panel),
+        match (D::A_WORDS, h == MR) {
+            (1, true) => interleave::<u32, MR, 1>(rows, panel),
+            (_, true) => interleave::<u32, MR, 2>(rows, panel),
+            (1, false) => interleave::<u32, TAIL, 1>(rows, panel),
+            (_, false) => interleave::<u32, TAIL, 2>(rows, panel),
         }
     }
 }

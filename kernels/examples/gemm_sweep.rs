@@ -6,7 +6,7 @@
 //!
 //!     cargo run --release -p berth-kernels --example gemm_sweep \
 //!         [-- --ms 1,8,32 --min-ms 150 --dtypes i8,i8g64,i8g128,bf16 --kn 768x3072,3072x768 \
-//!            --threads 1 --tile-order --rotate 128 --json out.json]
+//!            --threads 1 --tile-order --rotate 128 --epilogue gelu --json out.json]
 //!
 //! With `BERTH_ISA` set, only that path's tables run (its kernel and its fallbacks). With
 //! `BERTH_AMX_MIN_ROWS=1` the AMX table runs the tiles at every M. With `--tile-order` (one
@@ -18,6 +18,9 @@
 //! beyond the caches smaller than that (past L2: from L3, as in a model's forward pass, which
 //! reads each layer's once), while A and C stay in cache: what the criterion bench's
 //! `gemm streamed` groups do at M = 8 and 32, here at any M and beside the other tables.
+//! With `--epilogue gelu` or `--epilogue residual` each GEMM adds a bias and ends as the
+//! engine's FFN up projection (GELU) or its attention-output and down projections (a residual
+//! `m x n`, in cache) do; the default (`none`) times the product alone.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -58,20 +61,47 @@ fn median(min_ms: u64, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
-/// The timed GEMM: `a` (m x k, dense) times `w` into `c` (m x n), no bias or epilogue.
+/// How each timed GEMM ends (`--epilogue`).
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// The product alone.
+    None,
+    /// Bias, then GELU.
+    Gelu,
+    /// Bias, then a residual.
+    Residual,
+}
+
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            End::None => "none",
+            End::Gelu => "gelu",
+            End::Residual => "residual",
+        }
+    }
+}
+
+/// The timed GEMM: `a` (m x k, dense) times `w` into `c` (m x n), ended as `end` says with
+/// `bias` (n) and `residual` (m x n).
 fn plain<'a>(
     (m, n, k): (usize, usize, usize),
     a: &'a [f32],
     w: Weights<'a>,
     c: &'a mut [f32],
+    (end, bias, residual): (End, &'a [f32], &'a [f32]),
 ) -> Gemm<'a> {
     Gemm {
         k,
         a,
         lda: k,
         w,
-        bias: None,
-        epilogue: Epilogue::None,
+        bias: (end != End::None).then_some(bias),
+        epilogue: match end {
+            End::None => Epilogue::None,
+            End::Gelu => Epilogue::Gelu,
+            End::Residual => Epilogue::Residual { r: residual, ld: n },
+        },
         c: MatMut::new(c, m, n, n),
     }
 }
@@ -80,7 +110,7 @@ fn plain<'a>(
 /// and keeps its JSON record.
 fn report(
     records: &mut Vec<String>,
-    (wt, m, k, n): (&str, usize, usize, usize),
+    (wt, m, k, n, end): (&str, usize, usize, usize, End),
     kernel: &str,
     secs: f64,
     base: f64,
@@ -92,7 +122,8 @@ fn report(
         secs / base
     );
     records.push(format!(
-        "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
+        "{{\"dtype\":\"{wt}\",\"m\":{m},\"k\":{k},\"n\":{n},\"epilogue\":\"{}\",\"kernel\":\"{kernel}\",\"median_us\":{:.3},\"gops\":{gops:.2}}}",
+        end.name(),
         secs * 1e6
     ));
 }
@@ -124,6 +155,15 @@ fn main() {
     let tile_order = args.iter().any(|a| a == "--tile-order");
     // MiB of weight copies that take turns (`--rotate`), or 0 for one set.
     let rotate: usize = opt("--rotate").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let end = match opt("--epilogue").as_deref() {
+        None | Some("none") => End::None,
+        Some("gelu") => End::Gelu,
+        Some("residual") => End::Residual,
+        Some(other) => {
+            eprintln!("--epilogue {other}: expected none, gelu or residual");
+            std::process::exit(2);
+        }
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = tile_order;
     let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
@@ -162,6 +202,9 @@ fn main() {
     int8.truncate(2);
     bf16.truncate(2);
     let mut records = Vec::new();
+    if end != End::None {
+        println!("epilogue: bias, then {}", end.name());
+    }
     println!("dtype   M     K     N  kernel        median_us   GOP/s  ratio");
     for &(k, n) in &kn {
         let w = common::values(n * k, 2, 0.5);
@@ -180,6 +223,8 @@ fn main() {
         for &m in &ms {
             let a = common::values(m * k, 1, 0.5);
             let mut c = vec![0.0f32; m * n];
+            let (bias, residual) = (common::values(n, 3, 0.5), common::values(m * n, 4, 0.5));
+            let extra = (end, &bias[..], &residual[..]);
             let weights = |wt: &str| {
                 let (q, g64, g128, b) = &sets[turn.get() % copies];
                 turn.set(turn.get() + 1);
@@ -215,7 +260,7 @@ fn main() {
                 for t in list.iter() {
                     let mut scratch = vec![GemmScratch::default(); threads];
                     let secs = median(min_ms, || {
-                        let p = plain((m, n, k), &a, weights(wt), &mut c);
+                        let p = plain((m, n, k), &a, weights(wt), &mut c, extra);
                         match threads {
                             1 => t.gemm(p, &mut scratch[0]),
                             _ => gemm_par(t, p, &mut scratch, &pool),
@@ -223,19 +268,19 @@ fn main() {
                     });
                     let base = *first.get_or_insert(secs);
                     let kernel = if wt == "bf16" { t.bf16 } else { t.int8 };
-                    report(&mut records, (wt, m, k, n), kernel, secs, base);
+                    report(&mut records, (wt, m, k, n, end), kernel, secs, base);
                     // The tiles with A in tile order, beside the AMX table's (one thread).
                     #[cfg(target_arch = "x86_64")]
                     if tile_order && t.isa == Isa::Amx && threads == 1 {
                         let gemm = |c: &mut [f32], s: &mut GemmScratch| {
-                            let p = plain((m, n, k), &a, weights(wt), c);
+                            let p = plain((m, n, k), &a, weights(wt), c, extra);
                             berth_kernels::gemm::gemm_tiles_in_tile_order(p, s)
                         };
                         if gemm(&mut c, &mut scratch[0]) {
                             let secs = median(min_ms, || {
                                 gemm(&mut c, &mut scratch[0]);
                             });
-                            report(&mut records, (wt, m, k, n), "amx-tileord", secs, base);
+                            report(&mut records, (wt, m, k, n, end), "amx-tileord", secs, base);
                         }
                     }
                 }

@@ -272,10 +272,11 @@ fn gemm_threads(c: &mut Criterion) {
     g.finish();
 }
 
-/// Small M with the weights streamed from memory, as in a forward pass: a model's weights do not
-/// fit in the caches, and at M <= 32 each weight is used by few tokens. Each iteration takes
-/// the next of enough copies of the weights to span 4x this machine's 32 MiB L3 (so they are
-/// not cache-resident, unlike in the `gemm M=8` group, where one matrix is reused).
+/// Small M with the weights streamed, as in a forward pass: a model's weights do not fit in L2,
+/// and at M <= 32 each weight is used by few tokens. Each iteration takes the next of enough
+/// copies of the weights to span 128 MiB as f32 (64 MiB as f16 or bf16, 32 as int8), so they
+/// come from L3 or memory, unlike in the `gemm M=8` group, where one matrix is reused and stays
+/// in L2. (The development VM reports 260 MiB of L3, so there they may stay in L3.)
 fn gemm_streamed(c: &mut Criterion) {
     const SPAN: usize = 128 << 20;
     let kernels = berth_kernels::kernels().expect("a path this CPU runs");

@@ -22,7 +22,10 @@
 //! [`FastModel::forward_into`] reuses the caller's [`Workspace`] and [`Outputs`] and allocates
 //! nothing once they have grown (on more than one thread, rayon's job queue takes a block per 63
 //! calls). The fast path is held against [`crate::reference`] by `engine/tests/fast.rs` (every head, weight
-//! type and kernel table) and `tools/tests/fast_minilm.rs` (MiniLM).
+//! type and kernel table) and `tools/tests/fast_minilm.rs` (MiniLM). On more than one thread, a
+//! call keeps the pool's other workers awake until it returns (`awake`).
+
+mod awake;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -838,12 +841,18 @@ impl<'f> FastModel<'f> {
         ws: &mut Workspace,
         out: &mut Outputs,
     ) -> Result<(), InputError> {
-        // One hand-over to the pool per call: the GEMMs and attention inside then run on its
-        // threads directly (an `install` from a worker of the same pool runs inline), which
-        // saves a wake-up per step and keeps rayon's job queue from allocating per step.
+        self.on_pool(|| self.forward_on_pool(inputs, ws, out))
+    }
+
+    /// Runs `f` on the pool, if there is one, with the pool's other workers kept awake until it
+    /// returns (`awake`); else on this thread. One hand-over to the pool per call: the GEMMs and
+    /// attention inside then run on its threads directly (an `install` from a worker of the
+    /// same pool runs inline), which saves a wake-up per step and keeps rayon's job queue from
+    /// allocating per step.
+    fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
-            Some(pool) => pool.install(|| self.forward_on_pool(inputs, ws, out)),
-            None => self.forward_on_pool(inputs, ws, out),
+            Some(pool) => pool.install(|| awake::run(pool.current_num_threads() - 1, f)),
+            None => f(),
         }
     }
 
@@ -990,10 +999,7 @@ impl<'f> FastModel<'f> {
             down: vec![0.0; i],
         });
         self.gather(inputs, ws)?;
-        match &self.pool {
-            Some(pool) => pool.install(|| self.encode(ws, Some(ranges))),
-            None => self.encode(ws, Some(ranges)),
-        }
+        self.on_pool(|| self.encode(ws, Some(ranges)));
         Ok(())
     }
 

@@ -14,10 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth::config::{Activation, Head, ModelConfig};
 use berth::fast::{FastModel, Workspace};
-use berth::format::{encode, BerthFile, DType, Layout as TensorLayout, TensorData};
+use berth::format::{encode, BerthFile, DType};
 use berth::reference::{Inputs, Outputs};
-use berth::schema::{expected_tensors, Role};
-use common::{tensor_scaled, Lcg};
 
 struct Counting;
 
@@ -52,18 +50,7 @@ fn config(head: Head) -> ModelConfig {
 
 /// Linear weights in `dtype`, in panels, with input scales for int8.
 fn file(cfg: &ModelConfig, dtype: DType) -> BerthFile {
-    let mut rng = Lcg(3);
-    let mut tensors: Vec<TensorData> = Vec::new();
-    for e in expected_tensors(cfg) {
-        let (dt, layout) = match e.role {
-            Role::Linear => (dtype, TensorLayout::Panels),
-            _ => (DType::F32, TensorLayout::RowMajor),
-        };
-        tensors.push(tensor_scaled(&e.name, &e.shape, dt, layout, 0.2, &mut rng));
-        if e.role == Role::Linear && dt == DType::I8 {
-            tensors.push(common::input_scale(&e, &mut rng));
-        }
-    }
+    let tensors = common::panel_tensors(cfg, dtype, 3);
     BerthFile::from_bytes(&encode(cfg, None, &tensors).unwrap()).unwrap()
 }
 

@@ -8,28 +8,15 @@ mod common;
 
 use berth::config::{Activation, Head, ModelConfig};
 use berth::fast::{FastModel, Workspace};
-use berth::format::{encode, BerthFile, DType, Layout, TensorData};
+use berth::format::{encode, BerthFile, DType};
 use berth::reference::{Inputs, Outputs};
-use berth::schema::{expected_tensors, Role};
-use common::{tensor_scaled, Lcg};
 
 const CALLERS: usize = 6;
 const CALLS: usize = 40;
 
 /// Linear weights in `dtype`, in panels, with input scales for int8.
 fn file(cfg: &ModelConfig, dtype: DType) -> BerthFile {
-    let mut rng = Lcg(11);
-    let mut tensors: Vec<TensorData> = Vec::new();
-    for e in expected_tensors(cfg) {
-        let (dt, layout) = match e.role {
-            Role::Linear => (dtype, Layout::Panels),
-            _ => (DType::F32, Layout::RowMajor),
-        };
-        tensors.push(tensor_scaled(&e.name, &e.shape, dt, layout, 0.2, &mut rng));
-        if e.role == Role::Linear && dt == DType::I8 {
-            tensors.push(common::input_scale(&e, &mut rng));
-        }
-    }
+    let tensors = common::panel_tensors(cfg, dtype, 11);
     BerthFile::from_bytes(&encode(cfg, None, &tensors).unwrap()).unwrap()
 }
 

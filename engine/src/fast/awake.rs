@@ -127,7 +127,7 @@ mod tests {
             .unwrap()
     }
 
-    /// The sum of `0..n` by halving with `rayon::join`, as the passes divide their work.
+    /// The sum of `range` by halving with `rayon::join`, as the passes divide their work.
     fn sum(range: std::ops::Range<u64>) -> u64 {
         if range.end - range.start <= 64 {
             return range.sum();

@@ -169,6 +169,24 @@ pub fn input_scale(weight: &Expected, rng: &mut Lcg) -> TensorData {
     TensorData::f32(format!("{prefix}.input_scale"), &[k], &values)
 }
 
+/// The tensors of `cfg` with every linear weight in `dtype`, in panels (int8 ones with input
+/// scales), everything else f32 and row-major; values scaled by 0.2.
+pub fn panel_tensors(cfg: &ModelConfig, dtype: DType, seed: u64) -> Vec<TensorData> {
+    let mut rng = Lcg(seed);
+    let mut tensors = Vec::new();
+    for e in expected_tensors(cfg) {
+        let (dt, layout) = match e.role {
+            Role::Linear => (dtype, Layout::Panels),
+            _ => (DType::F32, Layout::RowMajor),
+        };
+        tensors.push(tensor_scaled(&e.name, &e.shape, dt, layout, 0.2, &mut rng));
+        if e.role == Role::Linear && dt == DType::I8 {
+            tensors.push(input_scale(&e, &mut rng));
+        }
+    }
+    tensors
+}
+
 /// The tensors of `cfg`; linear weights cycle through i8, f16, f32 and bf16, the first four
 /// row-major and the next four in panels, so every pair appears in a model with 8 linear
 /// weights (the micro model has 7 or 8); every other int8 weight has input scales.

@@ -7,8 +7,10 @@
 //! pass is dozens of parallel steps with short serial ones between them (and halves that end
 //! apart), so the other worker was often parked when a step began, and the step ran its halves
 //! one after the other until it woke. [`run`] keeps the pool's other workers in a loop that takes
-//! any work there is (`rayon::yield_now`) and spins when there is none, from the start of the pass
-//! to its end; then they park as before (`engine/tests/idle.rs`).
+//! any work there is (`rayon::yield_now`) and, when there is none, yields to the OS
+//! (`sched_yield`: back at once unless another thread wants the core, so an oversubscribed or
+//! shared core is not held; as fast as spinning on 2 threads here), from the start of the pass to
+//! its end; then they park as before (`engine/tests/idle.rs`).
 //!
 //! Why this cannot deadlock: a helper holds its thread until its pass ends, so it must not run
 //! on a thread whose stack holds work that its pass needs, directly or through another pass.
@@ -86,7 +88,7 @@ impl State {
         }
         while !self.done.load(Ordering::Acquire) {
             if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                std::hint::spin_loop();
+                std::thread::yield_now();
             }
         }
     }
@@ -153,7 +155,7 @@ mod tests {
         }
     }
 
-    /// A pass that panics ends its helpers' loops (they would otherwise spin on, and the
+    /// A pass that panics ends its helpers' loops (they would otherwise go on, and the
     /// `join` that holds them never return): the panic reaches the caller, and the pool runs
     /// passes afterwards.
     #[test]

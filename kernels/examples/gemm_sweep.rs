@@ -155,14 +155,11 @@ fn main() {
     let tile_order = args.iter().any(|a| a == "--tile-order");
     // MiB of weight copies that take turns (`--rotate`), or 0 for one set.
     let rotate: usize = opt("--rotate").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let end = match opt("--epilogue").as_deref() {
-        None | Some("none") => End::None,
-        Some("gelu") => End::Gelu,
-        Some("residual") => End::Residual,
-        Some(other) => {
-            eprintln!("--epilogue {other}: expected none, gelu or residual");
-            std::process::exit(2);
-        }
+    let epilogue = opt("--epilogue").unwrap_or_else(|| "none".into());
+    let ends = [End::None, End::Gelu, End::Residual];
+    let Some(end) = ends.into_iter().find(|e| e.name() == epilogue) else {
+        eprintln!("--epilogue {epilogue}: expected none, gelu or residual");
+        std::process::exit(2);
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = tile_order;
